@@ -1,0 +1,232 @@
+//! What each Fediverse service needs: its buckets, its application secrets, and the host spec
+//! its NixOS module reads.
+
+use std::collections::BTreeMap;
+
+use fediversity_model::graph::ResourceAddress;
+use fediversity_model::operator::IdentityProvider;
+use fediversity_model::{Infra, OperatorConfig, Problem, ServiceConfig, ServiceKind};
+use serde_json::{Value, json};
+
+use crate::builder::{Builder, Host};
+use crate::storage::S3Target;
+
+/// The fixed needs of one service.
+struct Profile {
+    /// Media buckets, by purpose; each becomes `bucket.<service>-<purpose>`.
+    buckets: &'static [&'static str],
+    /// Application secrets, by file name, with how to generate them. They live in the platform
+    /// rather than on the VM so that a replaced VM comes back with the same keys.
+    secrets: &'static [(&'static str, Generate)],
+}
+
+#[derive(Clone, Copy)]
+enum Generate {
+    /// Random characters from `A-Za-z0-9`.
+    Password(u32),
+    /// Random hexadecimal digits.
+    Hex(u32),
+    /// Random bytes, written in base64 (Laravel's `APP_KEY`).
+    Base64Bytes(u32),
+    /// A P-256 key pair for Web Push (Mastodon's VAPID keys).
+    VapidKeypair,
+}
+
+impl Generate {
+    fn inputs(self) -> Value {
+        match self {
+            Self::Password(length) => json!({"generate": "password", "length": length}),
+            Self::Hex(length) => json!({"generate": "hex", "length": length}),
+            Self::Base64Bytes(bytes) => json!({"generate": "base64", "bytes": bytes}),
+            Self::VapidKeypair => json!({"generate": "vapid-keypair"}),
+        }
+    }
+
+    /// The outputs a host receives as files, as (file suffix, output name).
+    fn outputs(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::VapidKeypair => &[("private-key", "private_key"), ("public-key", "public_key")],
+            _ => &[("", "value")],
+        }
+    }
+}
+
+fn profile(kind: ServiceKind) -> Profile {
+    match kind {
+        ServiceKind::Mastodon => Profile {
+            buckets: &["media"],
+            secrets: &[
+                ("secret-key-base", Generate::Hex(128)),
+                ("otp-secret", Generate::Hex(128)),
+                ("vapid", Generate::VapidKeypair),
+                ("ar-primary-key", Generate::Password(32)),
+                ("ar-deterministic-key", Generate::Password(32)),
+                ("ar-key-derivation-salt", Generate::Password(32)),
+            ],
+        },
+        ServiceKind::Pixelfed => Profile {
+            buckets: &["media"],
+            secrets: &[("app-key", Generate::Base64Bytes(32))],
+        },
+        ServiceKind::Peertube => Profile {
+            // PeerTube keeps HLS playlists and web videos in separate buckets, each with its own
+            // `base_url`.
+            buckets: &["playlists", "videos"],
+            secrets: &[("secret", Generate::Hex(64))],
+        },
+    }
+}
+
+/// Every enabled service's size must be one the hosting provider offers.
+pub fn size_problems(config: &OperatorConfig, infra: &Infra) -> Vec<Problem> {
+    config
+        .services
+        .enabled()
+        .filter(|(_, service)| infra.size(&service.size).is_none())
+        .map(|(kind, service)| {
+            Problem::new(
+                format!("services.{kind}.size"),
+                format!(
+                    "unknown size `{}`: this hosting provider offers {}",
+                    service.size,
+                    infra.size_names()
+                ),
+            )
+        })
+        .collect()
+}
+
+/// How many buckets a service has.
+pub fn bucket_count(kind: ServiceKind) -> u64 {
+    profile(kind).buckets.len() as u64
+}
+
+/// The operator's identity provider: the secret it needs and the `identity` section of every
+/// host spec, or `None` when the operator has none.
+pub struct Identity {
+    spec: Value,
+    secret_file: &'static str,
+    secret: ResourceAddress,
+}
+
+pub fn identity(builder: &mut Builder<'_>) -> Result<Option<Identity>, Problem> {
+    let Some(provider) = &builder.config().identity else {
+        return Ok(None);
+    };
+    let (spec, secret_file, reference) = match provider {
+        IdentityProvider::Ldap(ldap) => (
+            json!({ "ldap": ldap }),
+            "identity-bind-password",
+            &ldap.bind_password,
+        ),
+        IdentityProvider::Oidc(oidc) => (
+            json!({ "oidc": oidc }),
+            "identity-client-secret",
+            &oidc.client_secret,
+        ),
+    };
+    let secret = builder.generated_secret(
+        secret_file,
+        None,
+        json!({"operator_secret": reference.secret}),
+    )?;
+    Ok(Some(Identity {
+        spec: without_secret_refs(spec),
+        secret_file,
+        secret,
+    }))
+}
+
+/// Drops the `{"secret": name}` references from a copied identity section: the host gets the
+/// value as a file instead, named in `secret_files`.
+fn without_secret_refs(mut spec: Value) -> Value {
+    if let Some(provider) = spec.as_object_mut().and_then(|o| o.values_mut().next()) {
+        if let Some(fields) = provider.as_object_mut() {
+            fields.retain(|_, v| v.get("secret").is_none());
+        }
+    }
+    spec
+}
+
+/// One enabled service: admin password, application secrets, VM, DNS, buckets, key and host.
+pub fn add_service(
+    builder: &mut Builder<'_>,
+    kind: ServiceKind,
+    service: &ServiceConfig,
+    deploy_key: &ResourceAddress,
+    s3: &S3Target,
+    identity: Option<&Identity>,
+) -> Result<(), Problem> {
+    let config = builder.config();
+    let profile = profile(kind);
+    let size = builder
+        .infra()
+        .size(&service.size)
+        .ok_or_else(|| Problem::new("", "internal error: size not checked"))?;
+    let fqdn = config.service_fqdn(kind, service);
+
+    let mut secrets = BTreeMap::new();
+    let admin = builder.generated_secret(
+        &format!("{kind}-admin"),
+        Some(kind),
+        Generate::Password(32).inputs(),
+    )?;
+    secrets.insert("admin-password".to_owned(), admin.output("value"));
+    for (name, how) in profile.secrets {
+        let secret =
+            builder.generated_secret(&format!("{kind}-{name}"), Some(kind), how.inputs())?;
+        for (suffix, output) in how.outputs() {
+            let file = if suffix.is_empty() {
+                (*name).to_owned()
+            } else {
+                format!("{name}-{suffix}")
+            };
+            secrets.insert(file, secret.output(output));
+        }
+    }
+
+    let vm = builder.vm(kind.as_str(), Some(kind), size, deploy_key)?;
+    builder.address_records(kind.as_str(), Some(kind), &fqdn, std::slice::from_ref(&vm))?;
+
+    let buckets = profile
+        .buckets
+        .iter()
+        .map(|purpose| {
+            Ok((
+                *purpose,
+                s3.bucket(builder, kind, purpose, size.bucket_quota_gib, &fqdn)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, Problem>>()?;
+    let key = s3.key(builder, kind, &buckets)?;
+    secrets.insert(
+        "s3-secret-access-key".to_owned(),
+        key.output("secret_access_key"),
+    );
+
+    let mut spec = json!({
+        "version": 1,
+        "operator": config.operator.id,
+        "service": kind,
+        "domain": config.domain,
+        "fqdn": fqdn,
+        "admin": {"username": config.admin.username, "email": config.admin.email},
+        "s3": s3.host_spec(&key, &buckets),
+    });
+    if let (Some(identity), Some(fields)) = (identity, spec.as_object_mut()) {
+        fields.insert("identity".into(), identity.spec.clone());
+        secrets.insert(
+            identity.secret_file.to_owned(),
+            identity.secret.output("value"),
+        );
+    }
+    let host = Host {
+        name: kind.as_str(),
+        service: Some(kind),
+        vm: &vm,
+        spec,
+        secrets,
+    };
+    builder.nixos(host, deploy_key)?;
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! `fediversity`: the one binary of the platform.
+//!
+//! Thin by design: each subcommand is a module with its own options and `run`; the work happens
+//! in the library crates. A user's mistake (a bad file, an invalid configuration) ends with a
+//! clear message on stderr and exit code 1, never a panic or a backtrace; a wrong command line
+//! ends with clap's usage message and exit code 2.
+
+mod cmd;
+mod input;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Fediverse services for your operators, deployed and kept up to date.
+#[derive(Parser)]
+#[command(name = "fediversity", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show the resources an operator configuration needs.
+    Plan(cmd::plan::Opts),
+    /// Check an operator configuration and report every problem.
+    Validate(cmd::validate::Opts),
+    /// Print the JSON Schema of a document format.
+    Schema(cmd::schema::Opts),
+    /// Work with the hosting provider's infra.toml.
+    #[command(subcommand)]
+    Infra(cmd::infra::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Plan(opts) => cmd::plan::run(opts),
+        Command::Validate(opts) => cmd::validate::run(opts),
+        Command::Schema(opts) => cmd::schema::run(opts),
+        Command::Infra(command) => cmd::infra::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            anstream::eprintln!(
+                "{}error:{} {error:#}",
+                render::ERROR.render(),
+                render::ERROR.render_reset()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
