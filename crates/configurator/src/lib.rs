@@ -26,7 +26,9 @@ pub const SECRETS_DIR: &str = "/var/lib/fediversity/secrets";
 /// The resource graph for `config` on `infra`, or every reason it cannot be built: a size the
 /// hosting provider does not offer, or limits exceeded (with the numbers).
 pub fn configure(config: &OperatorConfig, infra: &Infra) -> Result<DesiredGraph, Problems> {
-    Problems::check(services::size_problems(config, infra))?;
+    let mut problems = services::size_problems(config, infra);
+    problems.extend(storage::reserved_name_problems(config, infra));
+    Problems::check(problems)?;
     Problems::check(limits::problems(config, infra))?;
     let mut builder = Builder::new(config, infra);
     build(&mut builder).map_err(Problems::from)?;

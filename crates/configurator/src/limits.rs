@@ -37,10 +37,11 @@ fn usage(config: &OperatorConfig, infra: &Infra) -> Usage {
         .garage
         .as_ref()
         .filter(|g| g.mode == S3Mode::Dedicated);
-    if let (Some(garage), true) = (dedicated, usage.vms > 0) {
-        if let Some(size) = garage.dedicated_size.as_deref().and_then(|s| infra.size(s)) {
-            usage.add_vms(u64::from(garage.dedicated_nodes.unwrap_or(1)), size);
-        }
+    if let Some(garage) = dedicated
+        && usage.vms > 0
+        && let Some(size) = garage.dedicated_size.as_deref().and_then(|s| infra.size(s))
+    {
+        usage.add_vms(u64::from(garage.dedicated_nodes.unwrap_or(1)), size);
     }
     usage
 }

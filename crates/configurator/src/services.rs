@@ -140,10 +140,12 @@ pub fn identity(builder: &mut Builder<'_>) -> Result<Option<Identity>, Problem> 
 /// Drops the `{"secret": name}` references from a copied identity section: the host gets the
 /// value as a file instead, named in `secret_files`.
 fn without_secret_refs(mut spec: Value) -> Value {
-    if let Some(provider) = spec.as_object_mut().and_then(|o| o.values_mut().next()) {
-        if let Some(fields) = provider.as_object_mut() {
-            fields.retain(|_, v| v.get("secret").is_none());
-        }
+    if let Some(fields) = spec
+        .as_object_mut()
+        .and_then(|o| o.values_mut().next())
+        .and_then(Value::as_object_mut)
+    {
+        fields.retain(|_, v| v.get("secret").is_none());
     }
     spec
 }

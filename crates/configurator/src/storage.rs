@@ -6,10 +6,10 @@
 
 use std::collections::BTreeMap;
 
-use fediversity_model::Problem;
 use fediversity_model::ServiceKind;
 use fediversity_model::graph::{ResourceAddress, ResourceKind};
 use fediversity_model::infra::{GarageInfra, S3Mode};
+use fediversity_model::{Infra, OperatorConfig, Problem};
 use serde_json::{Value, json};
 
 use crate::builder::{Builder, Host, Spec, merge};
@@ -32,6 +32,38 @@ pub struct S3Target {
     cluster_inputs: Value,
     /// The dedicated cluster's layout, which must exist before any bucket.
     cluster: Option<ResourceAddress>,
+}
+
+/// The names a dedicated cluster is published under, derived from the operator's domain.
+fn dedicated_names(domain: &str) -> (String, String) {
+    (format!("s3.{domain}"), format!("s3-web.{domain}"))
+}
+
+/// In dedicated mode, `s3.<domain>` and everything under `s3-web.<domain>` belong to the
+/// operator's Garage cluster, so no service may be published there.
+pub fn reserved_name_problems(config: &OperatorConfig, infra: &Infra) -> Vec<Problem> {
+    if !infra
+        .garage
+        .as_ref()
+        .is_some_and(|g| g.mode == S3Mode::Dedicated)
+    {
+        return Vec::new();
+    }
+    let (endpoint, web_root) = dedicated_names(config.domain.as_str());
+    config
+        .services
+        .enabled()
+        .filter(|(kind, service)| {
+            let fqdn = config.service_fqdn(*kind, service);
+            fqdn == endpoint || fqdn == web_root || fqdn.ends_with(&format!(".{web_root}"))
+        })
+        .map(|(kind, _)| {
+            Problem::new(
+                format!("services.{kind}.subdomain"),
+                format!("`{endpoint}` and `{web_root}` are reserved for the operator's own S3 storage: choose another subdomain"),
+            )
+        })
+        .collect()
 }
 
 /// The S3 target of this operator, adding the dedicated cluster's resources when there is one.
@@ -94,8 +126,7 @@ fn dedicated(
     let vms = (1..=nodes)
         .map(|i| builder.vm(&format!("s3-{i}"), None, size, deploy_key))
         .collect::<Result<Vec<_>, _>>()?;
-    let endpoint_host = format!("s3.{domain}");
-    let web_root_domain = format!("s3-web.{domain}");
+    let (endpoint_host, web_root_domain) = dedicated_names(&domain);
     let mut hosts = Vec::new();
     for (i, vm) in vms.iter().enumerate() {
         let spec = json!({

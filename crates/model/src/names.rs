@@ -325,12 +325,12 @@ fn check_url<'a>(value: &'a str, schemes: &[&str]) -> Result<&'a str, String> {
             "`{value}` is not a valid address: it has no host name"
         ));
     }
-    if let Some(port) = port {
-        if port.parse::<u16>().map_or(true, |p| p == 0) {
-            return Err(format!(
-                "`{value}` is not a valid address: `{port}` is not a port number"
-            ));
-        }
+    if let Some(port) = port
+        && !port.parse::<u16>().is_ok_and(|p| p != 0)
+    {
+        return Err(format!(
+            "`{value}` is not a valid address: `{port}` is not a port number"
+        ));
     }
     Ok(rest)
 }

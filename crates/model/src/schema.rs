@@ -65,21 +65,6 @@ fn forbid_null(schema: &mut Schema) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn optional_fields_do_not_accept_null() {
-        let schema = operator_schema().to_string();
-        assert!(!schema.contains("null"), "{schema}");
-        assert!(
-            schema.contains("\"$ref\":\"#/$defs/IdentityProvider\""),
-            "{schema}"
-        );
-    }
-}
-
 /// `value` as TOML in which every key is preceded by its description from `T`'s JSON Schema,
 /// so that an example generated from the types documents itself and cannot drift from them.
 pub fn annotated_toml<T: Serialize + JsonSchema>(
@@ -196,5 +181,20 @@ fn toml_key(key: &str) -> String {
         key.to_owned()
     } else {
         toml::Value::String(key.to_owned()).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optional_fields_do_not_accept_null() {
+        let schema = operator_schema().to_string();
+        assert!(!schema.contains("null"), "{schema}");
+        assert!(
+            schema.contains("\"$ref\":\"#/$defs/IdentityProvider\""),
+            "{schema}"
+        );
     }
 }

@@ -127,8 +127,8 @@ pub fn parse_infra(text: &str) -> Result<Infra, Problems> {
 }
 
 static OPERATOR_VALIDATOR: LazyLock<Result<Validator, String>> =
-    LazyLock::new(|| compile::<OperatorConfig>());
-static INFRA_VALIDATOR: LazyLock<Result<Validator, String>> = LazyLock::new(|| compile::<Infra>());
+    LazyLock::new(compile::<OperatorConfig>);
+static INFRA_VALIDATOR: LazyLock<Result<Validator, String>> = LazyLock::new(compile::<Infra>);
 
 fn compile<T: JsonSchema>() -> Result<Validator, String> {
     FORMATS
@@ -394,13 +394,14 @@ fn operator_problems(config: &OperatorConfig) -> Vec<Problem> {
             ));
         }
     }
-    if let Some(operator::IdentityProvider::Ldap(ldap)) = &config.identity {
-        if ldap.url.as_str().starts_with("ldap://") && !ldap.start_tls {
-            problems.push(Problem::new(
-                "identity.ldap.start_tls",
-                "must be true with an ldap:// address, or the bind password crosses the network in clear; or use ldaps://",
-            ));
-        }
+    if let Some(operator::IdentityProvider::Ldap(ldap)) = &config.identity
+        && ldap.url.as_str().starts_with("ldap://")
+        && !ldap.start_tls
+    {
+        problems.push(Problem::new(
+            "identity.ldap.start_tls",
+            "must be true with an ldap:// address, or the bind password crosses the network in clear; or use ldaps://",
+        ));
     }
     problems
 }

@@ -1,0 +1,124 @@
+//! Golden graphs: the exact JSON the configurator produces, reviewed once and then held still.
+//! `scripts/update-golden` rewrites them on purpose.
+
+use fediversity_configurator::configure;
+use fediversity_testkit::golden::assert_golden;
+
+use super::{golden_dir, infra, read_operator};
+
+/// (operator input, infrastructure) pairs; the golden file is `<input>.<infra>.graph.json`.
+const CASES: &[(&str, &str)] = &[
+    ("mastodon", "example"),
+    ("pixelfed", "example"),
+    ("peertube", "example"),
+    ("all-services", "example"),
+    ("mastodon-off", "example"),
+    ("nothing-enabled", "example"),
+    ("all-services", "sandbox"),
+    ("all-services", "infra-dedicated"),
+];
+
+#[test]
+fn graphs_match_their_golden_files() {
+    for (input, infra_name) in CASES {
+        let graph = configure(&read_operator(input), &infra(infra_name))
+            .unwrap_or_else(|p| panic!("{input} on {infra_name}: {p}"));
+        let json = serde_json::to_string_pretty(&graph).unwrap() + "\n";
+        assert_golden(
+            golden_dir().join(format!("{input}.{infra_name}.graph.json")),
+            &json,
+        );
+    }
+}
+
+#[test]
+fn the_same_input_gives_the_same_bytes() {
+    for (input, infra_name) in CASES {
+        let render = || {
+            serde_json::to_string(&configure(&read_operator(input), &infra(infra_name)).unwrap())
+                .unwrap()
+        };
+        assert_eq!(render(), render(), "{input} on {infra_name}");
+    }
+}
+
+#[test]
+fn turning_a_service_off_removes_its_resources_and_records_retention() {
+    let off = configure(&read_operator("mastodon-off"), &infra("example")).unwrap();
+    assert!(
+        off.resources
+            .keys()
+            .all(|a| !a.name().starts_with("mastodon")),
+        "{:?}",
+        off.resources.keys()
+    );
+    assert_eq!(
+        off.retention[&fediversity_model::ServiceKind::Mastodon],
+        fediversity_model::Retention::Keep
+    );
+    let all = configure(&read_operator("all-services"), &infra("example")).unwrap();
+    let removed: Vec<String> = all
+        .resources
+        .keys()
+        .filter(|a| !off.resources.contains_key(*a))
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        removed.iter().all(|a| a.contains("mastodon")),
+        "{removed:?}"
+    );
+    assert!(
+        removed.contains(&"bucket.mastodon-media".to_owned()),
+        "{removed:?}"
+    );
+}
+
+#[test]
+fn refusals_name_the_field_and_the_numbers() {
+    let mut config = read_operator("all-services");
+    let problems = |config: &fediversity_model::OperatorConfig, infra_name: &str| -> Vec<String> {
+        configure(config, &infra(infra_name))
+            .err()
+            .map(|p| p.as_slice().iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    };
+    if let Some(peertube) = config.services.peertube.as_mut() {
+        peertube.subdomain = Some("s3".try_into().unwrap());
+    }
+    assert_eq!(
+        problems(&config, "infra-dedicated"),
+        [
+            "services.peertube.subdomain: `s3.example.org` and `s3-web.example.org` are reserved for the operator's own S3 storage: choose another subdomain"
+        ]
+    );
+    assert_eq!(
+        problems(&config, "example"),
+        Vec::<String>::new(),
+        "only dedicated mode reserves names"
+    );
+    for service in [
+        &mut config.services.mastodon,
+        &mut config.services.pixelfed,
+        &mut config.services.peertube,
+    ] {
+        if let Some(service) = service.as_mut() {
+            service.size = "large".into();
+        }
+    }
+    assert_eq!(
+        problems(&config, "example"),
+        [
+            "services: needs 24 vCPUs, 8 more than the 16 operator `example-org` may use; choose smaller sizes or fewer services, or ask the hosting provider to raise the limit",
+            "services: needs 49152 MiB of memory, 16384 more than the 32768 operator `example-org` may use; choose smaller sizes or fewer services, or ask the hosting provider to raise the limit",
+        ]
+    );
+    assert_eq!(
+        problems(&config, "infra-dedicated"),
+        [
+            "services.mastodon.size: unknown size `large`: this hosting provider offers medium, small",
+            "services.peertube.size: unknown size `large`: this hosting provider offers medium, small",
+            "services.peertube.subdomain: `s3.example.org` and `s3-web.example.org` are reserved for the operator's own S3 storage: choose another subdomain",
+            "services.pixelfed.size: unknown size `large`: this hosting provider offers medium, small",
+        ]
+    );
+}
