@@ -87,7 +87,7 @@ pub fn size_problems(config: &OperatorConfig, infra: &Infra) -> Vec<Problem> {
             Problem::new(
                 format!("services.{kind}.size"),
                 format!(
-                    "unknown size `{}`: this hosting provider offers {}",
+                    "unknown size `{}`: the sizes on offer are {}",
                     service.size,
                     infra.size_names()
                 ),

@@ -32,7 +32,7 @@ impl InfraOpts {
 /// Reads a file, or standard input for `-`.
 pub fn read_text(path: &Path) -> Result<String> {
     let mut text = String::new();
-    let what = path.display();
+    let what = display_name(path);
     if path == Path::new("-") {
         std::io::stdin()
             .take(MAX_DOCUMENT_BYTES + 1)
@@ -54,18 +54,31 @@ pub fn read_text(path: &Path) -> Result<String> {
     Ok(text)
 }
 
+/// How messages name a file given on the command line.
+pub fn display_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        "standard input".to_owned()
+    } else {
+        path.display().to_string()
+    }
+}
+
 /// Reads and checks an operator configuration.
 pub fn read_operator_config(path: &Path) -> Result<OperatorConfig> {
     parse_operator_config(&read_text(path)?).map_err(|problems| {
         anyhow!(
             "{} is not a valid operator configuration: {problems}",
-            path.display()
+            display_name(path)
         )
     })
 }
 
 /// Reads and checks an infra.toml.
 pub fn read_infra(path: &Path) -> Result<Infra> {
-    parse_infra(&read_text(path)?)
-        .map_err(|problems| anyhow!("{} is not a valid infra.toml: {problems}", path.display()))
+    parse_infra(&read_text(path)?).map_err(|problems| {
+        anyhow!(
+            "{} is not a valid infra.toml: {problems}",
+            display_name(path)
+        )
+    })
 }

@@ -368,7 +368,10 @@ impl Infra {
                     Some(size) if self.size(size).is_none() => require(
                         false,
                         "dedicated_size",
-                        &format!("unknown size `{size}`: the sizes are {}", self.size_names()),
+                        &format!(
+                            "unknown size `{size}`: the sizes on offer are {}",
+                            self.size_names()
+                        ),
                     ),
                     Some(_) => {}
                 }

@@ -101,8 +101,15 @@ impl fmt::Display for Problems {
 
 /// Reads an operator configuration from JSON, returning every problem found.
 pub fn parse_operator_config(text: &str) -> Result<OperatorConfig, Problems> {
-    let value: Value = serde_json::from_str(text)
-        .map_err(|e| Problem::new("", format!("this is not valid JSON: {e}")))?;
+    if text.trim().is_empty() {
+        return Err(Problem::new(
+            "",
+            "the file is empty: expected an operator configuration in JSON",
+        )
+        .into());
+    }
+    let value =
+        strict_json(text).map_err(|e| Problem::new("", format!("this is not valid JSON: {e}")))?;
     let config: OperatorConfig = read_document(
         value,
         operator::OPERATOR_CONFIG_VERSION,
@@ -124,6 +131,71 @@ pub fn parse_infra(text: &str) -> Result<Infra, Problems> {
     let infra: Infra = read_document(value, infra::INFRA_VERSION, "infra.toml", &INFRA_VALIDATOR)?;
     Problems::check(infra.problems())?;
     Ok(infra)
+}
+
+/// Parses JSON like `serde_json`, but refuses an object that names a field twice: JSON parsers
+/// disagree on which of the two wins, so a configuration must not depend on it.
+fn strict_json(text: &str) -> Result<Value, serde_json::Error> {
+    struct Strict(Value);
+
+    impl<'de> serde::Deserialize<'de> for Strict {
+        fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(StrictVisitor).map(Strict)
+        }
+    }
+
+    struct StrictVisitor;
+
+    impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::from(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(Strict(item)) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(Value::Array(items))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut fields = serde_json::Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                if fields.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!(
+                        "the field `{key}` is given twice in one object"
+                    )));
+                }
+                let Strict(value) = map.next_value()?;
+                fields.insert(key, value);
+            }
+            Ok(Value::Object(fields))
+        }
+    }
+
+    serde_json::from_str::<Strict>(text).map(|strict| strict.0)
 }
 
 static OPERATOR_VALIDATOR: LazyLock<Result<Validator, String>> =
@@ -180,10 +252,14 @@ fn check_version(value: &Value, expected: u32, what: &str) -> Result<(), Problem
         None => Err(Problem::new(
             "version",
             format!(
-                "missing: a {what} states its format version; this build reads version {expected}"
+                "missing: state the format version of the {what} (this build reads version {expected})"
             ),
         )),
         Some(v) if v.as_u64() == Some(u64::from(expected)) => Ok(()),
+        Some(v) if !v.is_u64() => Err(Problem::new(
+            "version",
+            format!("expected the integer {expected}, found {}", json_type(v)),
+        )),
         Some(v) => Err(Problem::new(
             "version",
             format!(
@@ -213,6 +289,14 @@ fn describe(error: &ValidationError<'_>) -> Vec<Problem> {
         ValidationErrorKind::OneOfNotValid { context } | ValidationErrorKind::AnyOf { context } => {
             return describe_alternatives(&path, context);
         }
+        ValidationErrorKind::Type { .. }
+            if error.schema_path().as_str().contains("/SecretRef/") =>
+        {
+            format!(
+                "expected a reference {{\"secret\": \"<name>\"}} to a secret stored in the panel, found {}: secrets are never written in the configuration",
+                json_type(error.instance())
+            )
+        }
         ValidationErrorKind::Type { kind } => format!(
             "expected {}, found {}",
             type_names(kind),
@@ -227,7 +311,7 @@ fn describe(error: &ValidationError<'_>) -> Vec<Problem> {
         ValidationErrorKind::Enum { options } => {
             format!(
                 "expected one of {}",
-                list(options.as_array().into_iter().flatten())
+                list(options.as_array().into_iter().flatten(), "or")
             )
         }
         ValidationErrorKind::Constant { expected_value } => format!("must be {expected_value}"),
@@ -257,47 +341,88 @@ fn describe(error: &ValidationError<'_>) -> Vec<Problem> {
                 if *limit == 1 { "y" } else { "ies" }
             )
         }
-        ValidationErrorKind::UniqueItems => "lists the same item twice".to_owned(),
+        ValidationErrorKind::UniqueItems => match first_repeated(error.instance()) {
+            Some(Value::String(item)) => format!("lists `{item}` twice"),
+            _ => "lists the same item twice".to_owned(),
+        },
         _ => "is not valid here".to_owned(),
     };
     vec![Problem::new(path, message)]
 }
 
-/// An externally tagged choice (`{"ldap": {…}}` or `{"oidc": {…}}`): when exactly one
-/// alternative's tag is present, its own problems are the useful ones; otherwise say which tags
-/// are possible.
+/// A choice between alternatives: an externally tagged enum (`{"ldap": {…}}` or `{"oidc": {…}}`)
+/// or a set of constants (`keep` or `delete`). When exactly one alternative's tag is present,
+/// its own problems are the useful ones; otherwise say what the alternatives are.
 fn describe_alternatives(
     path: &str,
     alternatives: &[Vec<ValidationError<'static>>],
 ) -> Vec<Problem> {
-    let tags: Vec<String> = alternatives
+    let here: Vec<&ValidationError<'static>> = alternatives
         .iter()
         .flatten()
-        .filter_map(|e| match e.kind() {
-            ValidationErrorKind::Required { property } if field_path(e) == path => {
-                property.as_str().map(str::to_owned)
-            }
-            _ => None,
-        })
+        .filter(|e| field_path(e) == path)
         .collect();
     let chosen: Vec<&Vec<ValidationError<'static>>> = alternatives
         .iter()
         .filter(|errors| errors.iter().all(|e| field_path(e) != path))
         .collect();
-    match chosen.as_slice() {
-        [errors] => errors.iter().flat_map(|e| describe(e)).collect(),
-        _ => vec![Problem::new(
-            path,
-            format!("expected exactly one of {}", list(tags.iter())),
-        )],
+    if let [errors] = chosen.as_slice() {
+        return errors.iter().flat_map(|e| describe(e)).collect();
     }
+    // An unknown tag fails every alternative's `required`; two tags at once fail each
+    // alternative's `additionalProperties` with the other one.
+    let mut required = std::collections::BTreeSet::new();
+    let mut unexpected_tags = std::collections::BTreeSet::new();
+    let mut constants = Vec::new();
+    for error in &here {
+        match error.kind() {
+            ValidationErrorKind::Required { property } => {
+                required.extend(property.as_str().map(str::to_owned));
+            }
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                unexpected_tags.extend(unexpected.iter().cloned());
+            }
+            ValidationErrorKind::Constant { expected_value } => {
+                constants.push(expected_value.to_string())
+            }
+            _ => {}
+        }
+    }
+    let tags = if required.is_empty() {
+        unexpected_tags
+    } else {
+        required
+    };
+    let message = if !constants.is_empty() {
+        format!("expected one of {}", list(constants.iter(), "or"))
+    } else if let Some(type_error) = here
+        .iter()
+        .find(|e| matches!(e.kind(), ValidationErrorKind::Type { .. }))
+    {
+        return describe(type_error);
+    } else if !tags.is_empty() {
+        format!("expected exactly one of {}", list(tags.iter(), "or"))
+    } else {
+        "does not match any of the allowed forms".to_owned()
+    };
+    vec![Problem::new(path, message)]
+}
+
+/// The first item of an array that appears again later.
+fn first_repeated(value: &Value) -> Option<&Value> {
+    let items = value.as_array()?;
+    items
+        .iter()
+        .enumerate()
+        .find(|(i, item)| items[i + 1..].contains(item))
+        .map(|(_, item)| item)
 }
 
 fn unknown_field(path: &str, field: &str) -> Problem {
     let message = if path == "services" {
         format!(
             "unknown service `{field}`: the services are {}",
-            list(ServiceKind::ALL.iter().map(|s| s.as_str()))
+            list(ServiceKind::ALL.iter().map(|s| s.as_str()), "and")
         )
     } else {
         format!("unknown field `{field}`: check its spelling, or remove it")
@@ -356,7 +481,7 @@ fn json_type(value: &Value) -> String {
     })
 }
 
-fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
+fn list<T: fmt::Display>(items: impl Iterator<Item = T>, conjunction: &str) -> String {
     let items: Vec<String> = items
         .map(|item| {
             let text = item.to_string();
@@ -366,7 +491,7 @@ fn list<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
     match items.as_slice() {
         [] => "nothing".to_owned(),
         [one] => one.clone(),
-        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+        [init @ .., last] => format!("{} {conjunction} {last}", init.join(", ")),
     }
 }
 
@@ -498,8 +623,11 @@ mod tests {
         let found = problems(&text);
         assert_eq!(
             found,
-            ["identity.ldap.bind_password: expected an object, found a string"]
+            [
+                "identity.ldap.bind_password: expected a reference {\"secret\": \"<name>\"} to a secret stored in the panel, found a string: secrets are never written in the configuration"
+            ]
         );
+        assert!(!found[0].contains("hunter2"));
     }
 
     #[test]
@@ -532,6 +660,64 @@ mod tests {
                 "identity.ldap.start_tls: must be true with an ldap:// address, or the bind password crosses the network in clear; or use ldaps://",
                 "services.pixelfed.subdomain: `mastodon.example.org` is already used by mastodon: give each service its own subdomain",
             ]
+        );
+    }
+
+    #[test]
+    fn choices_name_their_alternatives() {
+        let both = VALID.replace(
+            "\"maintenance\"",
+            r#""identity": {"ldap": {}, "oidc": {}}, "maintenance""#,
+        );
+        assert_eq!(
+            problems(&both),
+            ["identity: expected exactly one of `ldap` or `oidc`"]
+        );
+        let null = VALID.replace("\"maintenance\"", r#""identity": null, "maintenance""#);
+        assert_eq!(
+            problems(&null),
+            ["identity: expected an object, found null"]
+        );
+        let retention = VALID.replace(
+            "\"size\": \"small\"",
+            "\"size\": \"small\", \"retention\": \"archive\"",
+        );
+        assert_eq!(
+            problems(&retention),
+            ["services.mastodon.retention: expected one of `keep` or `delete`"]
+        );
+        let days = VALID.replace("[\"sat\"]", "[\"sat\", \"sun\", \"sat\"]");
+        assert_eq!(
+            problems(&days),
+            ["maintenance.windows[0].days: lists `sat` twice"]
+        );
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused() {
+        let twice = VALID.replace(
+            "\"services\": {",
+            "\"services\": {\"mastodon\": {\"enable\": false, \"size\": \"small\"}, ",
+        );
+        let found = problems(&twice);
+        assert_eq!(found.len(), 1);
+        assert!(
+            found[0].starts_with(
+                "this is not valid JSON: the field `mastodon` is given twice in one object at line"
+            ),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn versions_of_the_wrong_type_and_empty_files() {
+        assert_eq!(
+            problems(&VALID.replace("\"version\": 1", "\"version\": \"1\"")),
+            ["version: expected the integer 1, found a string"]
+        );
+        assert_eq!(
+            problems("  \n"),
+            ["the file is empty: expected an operator configuration in JSON"]
         );
     }
 

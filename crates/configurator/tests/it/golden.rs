@@ -115,10 +115,10 @@ fn refusals_name_the_field_and_the_numbers() {
     assert_eq!(
         problems(&config, "infra-dedicated"),
         [
-            "services.mastodon.size: unknown size `large`: this hosting provider offers medium, small",
-            "services.peertube.size: unknown size `large`: this hosting provider offers medium, small",
+            "services.mastodon.size: unknown size `large`: the sizes on offer are medium, small",
+            "services.peertube.size: unknown size `large`: the sizes on offer are medium, small",
             "services.peertube.subdomain: `s3.example.org` and `s3-web.example.org` are reserved for the operator's own S3 storage: choose another subdomain",
-            "services.pixelfed.size: unknown size `large`: this hosting provider offers medium, small",
+            "services.pixelfed.size: unknown size `large`: the sizes on offer are medium, small",
         ]
     );
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Subcommand;
 
-use crate::input::read_infra;
+use crate::input::{display_name, read_infra};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -29,7 +29,7 @@ pub fn run(command: Command) -> Result<()> {
         }
         Command::Check { file } => {
             read_infra(&file)?;
-            anstream::println!("{} is valid", file.display());
+            anstream::println!("{} is valid", display_name(&file));
         }
     }
     Ok(())

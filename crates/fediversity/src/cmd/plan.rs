@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow};
 use clap::Args;
 
-use crate::input::{InfraOpts, read_operator_config};
+use crate::input::{InfraOpts, display_name, read_operator_config};
 use crate::render;
 
 #[derive(Args)]
@@ -27,7 +27,7 @@ pub fn run(opts: Opts) -> Result<()> {
     let graph = fediversity_configurator::configure(&config, &infra).map_err(|problems| {
         anyhow!(
             "{} cannot be deployed on {infra_name}: {problems}",
-            opts.file.display()
+            display_name(&opts.file)
         )
     })?;
     let mut out = anstream::stdout().lock();

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, anyhow};
 use clap::Args;
 
-use crate::input::{InfraOpts, read_operator_config};
+use crate::input::{InfraOpts, display_name, read_operator_config};
 
 #[derive(Args)]
 pub struct Opts {
@@ -23,12 +23,12 @@ pub fn run(opts: Opts) -> Result<()> {
     let graph = fediversity_configurator::configure(&config, &infra).map_err(|problems| {
         anyhow!(
             "{} cannot be deployed on {infra_name}: {problems}",
-            opts.file.display()
+            display_name(&opts.file)
         )
     })?;
     anstream::println!(
         "{} is valid: operator `{}` needs {} resources on {infra_name}",
-        opts.file.display(),
+        display_name(&opts.file),
         config.operator.id,
         graph.resources.len()
     );

@@ -1,0 +1,27 @@
+//! The `fediversity` command, end to end: the built binary is run as a user would run it, and
+//! its exit code, standard output and standard error are checked.
+//!
+//! - [`cli`]: running the binary, with a clean, stable environment;
+//! - [`validate`]: the corpus of broken operator configurations under `tests/corpus/invalid`,
+//!   each with the exact message it must produce under `tests/golden/invalid`, and the examples;
+//! - [`plan`]: the plan as JSON and for people;
+//! - [`schema`]: the published JSON Schemas;
+//! - [`infra`]: the example infra.toml and its check;
+//! - [`command_line`]: misuse of the command line, missing files, standard input.
+//!
+//! Golden files change only through `scripts/update-golden`; every test that compares with one
+//! has `golden` in its name so that script refreshes it.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "helpers outside #[test] functions are test assertions too, and fail by panicking"
+)]
+
+mod cli;
+mod command_line;
+mod infra;
+mod plan;
+mod schema;
+mod validate;
