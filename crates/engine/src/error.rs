@@ -1,0 +1,41 @@
+//! The engine's errors: each says what went wrong and what to do.
+
+use fediversity_model::graph::ResourceAddress;
+
+use crate::clock::Millis;
+use crate::store::StoreError;
+
+/// Why a run could not be planned or carried out. Failures of single resources are not errors
+/// of the run: they are in its [`crate::report::Report`].
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error("the state store failed: {0}")]
+    Store(#[from] StoreError),
+    /// A resource names a provider this platform does not have.
+    #[error("{address} needs provider `{provider}`, which is not configured: check infra.toml")]
+    UnknownProvider {
+        /// The provider named.
+        provider: String,
+        /// The resource naming it.
+        address: ResourceAddress,
+    },
+    /// Another run holds the operator's lease.
+    #[error(
+        "another deployment of operator `{operator}` is running ({holder}); its lease expires at {expires_at} ms after the epoch unless renewed: wait for it to finish, or retry with a longer wait"
+    )]
+    Locked {
+        /// Whose lease.
+        operator: String,
+        /// Who holds it.
+        holder: String,
+        /// When it expires.
+        expires_at: Millis,
+    },
+    /// The graph cannot be walked: a cycle or a reference to an output that does not exist.
+    #[error("the resource graph is inconsistent: {0}")]
+    Graph(String),
+}
+
+/// A result of an engine call.
+pub type EngineResult<T> = Result<T, EngineError>;

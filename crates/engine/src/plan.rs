@@ -1,0 +1,322 @@
+//! Planning: `DesiredGraph × RecordedState → Plan`, a pure diff.
+//!
+//! Every desired resource is compared with its record (references resolved with the recorded
+//! outputs of what stays, "known after apply" for what is made anew), and every record no
+//! longer desired is removed — or, for data under retention `keep`, detached and kept. No
+//! provider is called: an unchanged resource costs nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use fediversity_model::Retention;
+use fediversity_model::graph::{DesiredGraph, Reference, ResourceAddress};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::diff::{self, FieldChange};
+use crate::error::{EngineError, EngineResult};
+use crate::provider::{ChangeKind, Provider};
+use crate::state::{RecordStatus, RecordedState, ResourceRecord};
+use crate::value::{Resolution, Resolved, resolve};
+
+/// The providers of a run, by name.
+pub type Providers = BTreeMap<String, Arc<dyn Provider>>;
+
+/// What a run does to one resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Make it.
+    Create,
+    /// Change it in place.
+    Update,
+    /// Remove it and make it anew (a changed field cannot be changed in place).
+    Replace,
+    /// Remove it.
+    Delete,
+    /// Remove it from the deployment but keep its data (retention `keep`).
+    Keep,
+    /// Nothing: it is as desired.
+    Unchanged,
+}
+
+impl Action {
+    /// The verb shown to people.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Self::Create => "create",
+            Self::Update => "update",
+            Self::Replace => "replace",
+            Self::Delete => "delete",
+            Self::Keep => "keep data of",
+            Self::Unchanged => "leave",
+        }
+    }
+}
+
+/// One resource's part of a plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// What will be done.
+    pub action: Action,
+    /// The provider that does it.
+    pub provider: String,
+    /// Why, in words for people.
+    pub reasons: Vec<String>,
+    /// The fields that change (secrets still wrapped: show [`FieldChange::masked`]).
+    pub changes: Vec<FieldChange>,
+    /// Steps that must be done before this one.
+    pub after: BTreeSet<ResourceAddress>,
+}
+
+/// Everything a run will do, with the desired graph and the state it was computed from, so
+/// that applying it needs nothing else.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The desired graph.
+    pub desired: DesiredGraph,
+    /// The state the plan was made from.
+    pub state: RecordedState,
+    /// One step per desired or recorded resource.
+    pub steps: BTreeMap<ResourceAddress, Step>,
+}
+
+impl Plan {
+    /// Whether the run would change anything.
+    pub fn is_empty(&self) -> bool {
+        self.steps.values().all(|s| s.action == Action::Unchanged)
+    }
+
+    /// The plan as shown to people and scripts: secrets masked, unchanged resources counted.
+    pub fn summary(&self) -> PlanSummary {
+        let mut counts = BTreeMap::new();
+        for step in self.steps.values() {
+            *counts.entry(step.action).or_insert(0) += 1;
+        }
+        PlanSummary {
+            operator: self.desired.operator.to_string(),
+            counts,
+            steps: self
+                .steps
+                .iter()
+                .filter(|(_, s)| s.action != Action::Unchanged)
+                .map(|(address, step)| {
+                    let summary = StepSummary {
+                        action: step.action,
+                        provider: step.provider.clone(),
+                        reasons: step.reasons.clone(),
+                        changes: step.changes.iter().map(FieldChange::masked).collect(),
+                    };
+                    (address.clone(), summary)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A plan with every secret masked: for events, the CLI and the panel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlanSummary {
+    /// Whose plan.
+    pub operator: String,
+    /// How many resources each action concerns.
+    pub counts: BTreeMap<Action, usize>,
+    /// The steps that change something.
+    pub steps: BTreeMap<ResourceAddress, StepSummary>,
+}
+
+/// One step, masked.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepSummary {
+    /// What will be done.
+    pub action: Action,
+    /// The provider that does it.
+    pub provider: String,
+    /// Why.
+    pub reasons: Vec<String>,
+    /// The fields that change, secrets masked.
+    pub changes: Vec<FieldChange>,
+}
+
+/// The plan that brings `state` to `desired`.
+pub fn plan(
+    desired: &DesiredGraph,
+    state: &RecordedState,
+    providers: &Providers,
+) -> EngineResult<Plan> {
+    let order = desired
+        .topological_order()
+        .ok_or_else(|| EngineError::Graph("the desired graph has a cycle".to_owned()))?;
+    let mut steps: BTreeMap<ResourceAddress, Step> = BTreeMap::new();
+    for address in order {
+        let step = plan_desired(desired, state, providers, &steps, address)?;
+        steps.insert(address.clone(), step);
+    }
+    for (address, record) in &state.resources {
+        if desired.resources.contains_key(address)
+            || matches!(record.status, RecordStatus::Retained { .. })
+        {
+            continue;
+        }
+        steps.insert(
+            address.clone(),
+            plan_removal(desired, state, &steps, address, record),
+        );
+    }
+    Ok(Plan {
+        desired: desired.clone(),
+        state: state.clone(),
+        steps,
+    })
+}
+
+/// Looks up a reference's value at plan time: outputs of resources that stay are known; those of
+/// resources made anew are known only after apply.
+pub fn planned_output(
+    state: &RecordedState,
+    steps: &BTreeMap<ResourceAddress, Step>,
+    reference: &Reference,
+) -> Resolution {
+    if matches!(
+        steps.get(&reference.address).map(|s| s.action),
+        Some(Action::Create | Action::Replace)
+    ) {
+        return Resolution::Unknown;
+    }
+    recorded_output(state.resources.get(&reference.address), reference)
+}
+
+/// A reference's value from a record, if there is one.
+pub fn recorded_output(record: Option<&ResourceRecord>, reference: &Reference) -> Resolution {
+    match record {
+        None => Resolution::Unknown,
+        Some(record) => record
+            .outputs
+            .get(&reference.output)
+            .cloned()
+            .map_or(Resolution::Missing, Resolution::Known),
+    }
+}
+
+fn plan_desired(
+    desired: &DesiredGraph,
+    state: &RecordedState,
+    providers: &Providers,
+    steps: &BTreeMap<ResourceAddress, Step>,
+    address: &ResourceAddress,
+) -> EngineResult<Step> {
+    let resource = &desired.resources[address];
+    let provider =
+        providers
+            .get(&resource.provider)
+            .ok_or_else(|| EngineError::UnknownProvider {
+                provider: resource.provider.clone(),
+                address: address.clone(),
+            })?;
+    let lookup = |reference: &Reference| planned_output(state, steps, reference);
+    let inputs = match resolve(&resource.inputs, &lookup)
+        .map_err(|e| EngineError::Graph(format!("{address}: {e}")))?
+    {
+        Resolved::Complete(value) | Resolved::Partial(value) => value,
+    };
+    let after = resource.dependencies();
+    let step = |action, reasons: Vec<String>, changes| Step {
+        action,
+        provider: resource.provider.clone(),
+        reasons,
+        changes,
+        after: after.clone(),
+    };
+    let Some(record) = state.resources.get(address) else {
+        let changes = diff::changes(&json!({}), &inputs);
+        return Ok(step(
+            Action::Create,
+            vec!["new in the configuration".to_owned()],
+            changes,
+        ));
+    };
+    if record.provider != resource.provider {
+        let reason = format!(
+            "moves from provider `{}` to `{}`",
+            record.provider, resource.provider
+        );
+        return Ok(step(
+            Action::Replace,
+            vec![reason],
+            diff::changes(&record.inputs, &inputs),
+        ));
+    }
+    let changes = provider.diff(address, &record.inputs, &inputs);
+    let mut reasons: Vec<String> = changes
+        .iter()
+        .filter(|c| c.kind == ChangeKind::Replace)
+        .map(|c| format!("`{}` cannot be changed in place", c.path))
+        .collect();
+    let replace = !reasons.is_empty();
+    if let RecordStatus::Retained { note } = &record.status {
+        reasons.insert(0, format!("reuses the data kept earlier ({note})"));
+        let action = if replace {
+            Action::Replace
+        } else {
+            Action::Update
+        };
+        return Ok(step(action, reasons, changes));
+    }
+    let action = match (changes.is_empty(), replace) {
+        (true, _) => Action::Unchanged,
+        (false, true) => Action::Replace,
+        (false, false) => {
+            reasons.push(format!("{} field(s) changed", changes.len()));
+            Action::Update
+        }
+    };
+    Ok(step(action, reasons, changes))
+}
+
+fn plan_removal(
+    desired: &DesiredGraph,
+    state: &RecordedState,
+    steps: &BTreeMap<ResourceAddress, Step>,
+    address: &ResourceAddress,
+    record: &ResourceRecord,
+) -> Step {
+    let retention = record
+        .service
+        .and_then(|service| desired.retention.get(&service).copied())
+        .or(record.retention)
+        .unwrap_or(Retention::Keep);
+    let (action, reason) = if record.holds_data && retention == Retention::Keep {
+        (
+            Action::Keep,
+            "no longer in the configuration; its data is kept (retention: keep)",
+        )
+    } else if record.holds_data {
+        (
+            Action::Delete,
+            "no longer in the configuration; its data is deleted (retention: delete)",
+        )
+    } else {
+        (Action::Delete, "no longer in the configuration")
+    };
+    // Whatever used this resource lets go of it first: removed dependents are removed, and
+    // changed dependents are changed, before it goes.
+    let after = state
+        .resources
+        .iter()
+        .filter(|(other, other_record)| {
+            other_record.depends_on.contains(address)
+                && (!desired.resources.contains_key(*other)
+                    || steps
+                        .get(*other)
+                        .is_some_and(|s| s.action != Action::Unchanged))
+        })
+        .map(|(other, _)| other.clone())
+        .collect();
+    Step {
+        action,
+        provider: record.provider.clone(),
+        reasons: vec![reason.to_owned()],
+        changes: diff::changes(&record.inputs, &Value::Null),
+        after,
+    }
+}

@@ -1,0 +1,290 @@
+//! Apply: order, parallelism, no-op runs, updates, replacements, pruning, retention, failures,
+//! retries, and secrets kept out of events.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use fediversity_engine::Action;
+use fediversity_engine::plan::plan;
+use fediversity_engine::state::RecordStatus;
+use fediversity_engine::store::StateStore;
+use fediversity_model::{Retention, ServiceKind};
+use serde_json::json;
+
+use crate::fake::{Failure, Fake, Harness, TOKEN, data, graph, operator, resource};
+
+fn chain() -> fediversity_model::graph::DesiredGraph {
+    graph(
+        vec![
+            ("vm.a", resource(json!({"name": "a", "value": 1}))),
+            (
+                "dns.a",
+                resource(json!({"name": "a", "target": "${vm.a.id}", "value": 2})),
+            ),
+            (
+                "nixos.a",
+                resource(json!({"name": "a", "host": "${vm.a.id}", "password": "${vm.a.token}"})),
+            ),
+        ],
+        &[],
+    )
+}
+
+#[tokio::test]
+async fn creates_in_dependency_order_and_passes_outputs_on() {
+    let h = Harness::new();
+    let report = h.apply(&chain()).await;
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(report.done.len(), 3);
+    let log = h.fake.log();
+    assert_eq!(log[0], "create vm.a", "{log:?}");
+    let objects = h.fake.objects();
+    assert_eq!(objects["uni/dns.a"].inputs["target"], "uni/vm.a");
+    assert_eq!(
+        objects["uni/nixos.a"].inputs["password"], TOKEN,
+        "the provider receives the secret itself"
+    );
+}
+
+#[tokio::test]
+async fn an_unchanged_configuration_costs_no_provider_call() {
+    let h = Harness::new();
+    h.apply(&chain()).await;
+    let calls = h.fake.calls();
+    let report = h.apply(&chain()).await;
+    assert_eq!(
+        (report.provider_calls, report.unchanged, h.fake.calls()),
+        (0, 3, calls)
+    );
+    assert!(report.done.is_empty());
+}
+
+#[tokio::test]
+async fn changes_are_made_in_place_or_by_replacement() {
+    let h = Harness::new();
+    h.apply(&chain()).await;
+    let mut changed = chain();
+    changed
+        .resources
+        .get_mut(&"dns.a".parse().unwrap())
+        .unwrap()
+        .inputs["value"] = json!(3);
+    changed
+        .resources
+        .get_mut(&"vm.a".parse().unwrap())
+        .unwrap()
+        .inputs["name"] = json!("a2");
+    let state = h.store.load_state(&operator()).await.unwrap();
+    let providers = BTreeMap::from([(
+        "fake".to_owned(),
+        h.fake.clone() as std::sync::Arc<dyn fediversity_engine::Provider>,
+    )]);
+    let planned = plan(&changed, &state, &providers).unwrap();
+    let actions: Vec<(String, Action)> = planned
+        .steps
+        .iter()
+        .map(|(a, s)| (a.to_string(), s.action))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("vm.a".to_owned(), Action::Replace),
+            ("dns.a".to_owned(), Action::Update),
+            ("nixos.a".to_owned(), Action::Update),
+        ]
+    );
+    let host = &planned.steps[&"nixos.a".parse().unwrap()].changes;
+    assert!(
+        host.iter()
+            .any(|c| c.after == Some(json!("(known after apply)"))),
+        "{host:?}"
+    );
+    assert!(
+        planned.steps[&"vm.a".parse().unwrap()].reasons[0]
+            .contains("`name` cannot be changed in place")
+    );
+    let report = h.apply(&changed).await;
+    assert_eq!(report.done[&"vm.a".parse().unwrap()], Action::Replace);
+    assert_eq!(report.done[&"dns.a".parse().unwrap()], Action::Update);
+    assert!(
+        !report.done.contains_key(&"nixos.a".parse().unwrap()),
+        "the replaced VM kept its outputs, so its host needed no change after all: {report:?}"
+    );
+    assert_eq!(h.fake.objects()["uni/vm.a"].inputs["name"], "a2");
+    let log = h.fake.log();
+    assert_eq!(&log[3..5], ["delete vm.a", "create vm.a"], "{log:?}");
+}
+
+#[tokio::test]
+async fn removed_resources_are_deleted_after_what_used_them() {
+    let h = Harness::new();
+    h.apply(&chain()).await;
+    let report = h.apply(&graph(vec![], &[])).await;
+    assert_eq!(
+        report
+            .done
+            .values()
+            .filter(|a| **a == Action::Delete)
+            .count(),
+        3,
+        "{report:?}"
+    );
+    assert!(h.fake.objects().is_empty());
+    let log = h.fake.log();
+    let position = |entry: &str| log.iter().position(|l| l == entry).unwrap();
+    assert!(
+        position("delete vm.a") > position("delete dns.a"),
+        "{log:?}"
+    );
+    assert!(
+        position("delete vm.a") > position("delete nixos.a"),
+        "{log:?}"
+    );
+    assert!(
+        h.store
+            .load_state(&operator())
+            .await
+            .unwrap()
+            .resources
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn retention_keep_detaches_and_turning_the_service_on_again_reuses_the_data() {
+    let h = Harness::new();
+    let with_bucket = |retention| {
+        graph(
+            vec![
+                (
+                    "bucket.media",
+                    data(ServiceKind::Mastodon, json!({"name": "media", "value": 1})),
+                ),
+                (
+                    "s3key.media",
+                    resource(json!({"name": "key", "bucket": "${bucket.media.id}"})),
+                ),
+            ],
+            &[(ServiceKind::Mastodon, retention)],
+        )
+    };
+    h.apply(&with_bucket(Retention::Keep)).await;
+    let off = graph(vec![], &[(ServiceKind::Mastodon, Retention::Keep)]);
+    let report = h.apply(&off).await;
+    assert_eq!(report.kept.len(), 1, "{report:?}");
+    assert_eq!(report.done[&"s3key.media".parse().unwrap()], Action::Delete);
+    let state = h.store.load_state(&operator()).await.unwrap();
+    assert!(matches!(
+        state.resources[&"bucket.media".parse().unwrap()].status,
+        RecordStatus::Retained { .. }
+    ));
+    assert!(h.fake.objects()["uni/bucket.media"].kept);
+
+    let again = h.apply(&off).await;
+    assert!(
+        again.done.is_empty() && again.kept.is_empty(),
+        "kept data stays kept: {again:?}"
+    );
+
+    let back = h.apply(&with_bucket(Retention::Keep)).await;
+    assert_eq!(
+        back.done[&"bucket.media".parse().unwrap()],
+        Action::Update,
+        "{back:?}"
+    );
+    assert_eq!(back.done[&"s3key.media".parse().unwrap()], Action::Create);
+    assert!(!h.fake.objects()["uni/bucket.media"].kept);
+
+    let deleted = h
+        .apply(&graph(
+            vec![],
+            &[(ServiceKind::Mastodon, Retention::Delete)],
+        ))
+        .await;
+    assert_eq!(
+        deleted.done[&"bucket.media".parse().unwrap()],
+        Action::Delete,
+        "{deleted:?}"
+    );
+    assert!(h.fake.objects().is_empty());
+}
+
+#[tokio::test]
+async fn a_failure_stops_only_what_depends_on_it() {
+    let h = Harness::new();
+    h.fake.fail("vm.a", Failure::Permanent);
+    let mut g = chain();
+    g.resources
+        .insert("vm.b".parse().unwrap(), resource(json!({"name": "b"})));
+    let report = h.apply(&g).await;
+    assert_eq!(
+        report
+            .failed
+            .keys()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["vm.a"]
+    );
+    assert!(report.failed[&"vm.a".parse().unwrap()].contains("refused by the fake"));
+    assert_eq!(report.skipped.len(), 2, "{report:?}");
+    assert!(report.skipped[&"dns.a".parse().unwrap()].contains("vm.a failed"));
+    assert_eq!(report.done[&"vm.b".parse().unwrap()], Action::Create);
+    assert_eq!(h.fake.calls(), 2, "a permanent failure is not retried");
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried() {
+    let h = Harness::new();
+    h.fake.fail("vm.a", Failure::Transient(2));
+    let report = h.apply(&chain()).await;
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(
+        report.provider_calls, 5,
+        "3 attempts for vm.a, 1 each for the others"
+    );
+}
+
+#[tokio::test]
+async fn secrets_never_reach_events_or_plans() {
+    let h = Harness::new();
+    h.apply(&chain()).await;
+    let mut changed = chain();
+    changed
+        .resources
+        .get_mut(&"nixos.a".parse().unwrap())
+        .unwrap()
+        .inputs["other"] = json!("x-${vm.a.token}");
+    h.apply(&changed).await;
+    let events = h.events.json();
+    assert!(events.contains("(secret)"), "{events}");
+    assert!(!events.contains(TOKEN), "{events}");
+    let (planned, _) = h.engine.preview(&changed).await.unwrap();
+    assert!(
+        !serde_json::to_string(&planned.summary())
+            .unwrap()
+            .contains(TOKEN)
+    );
+}
+
+#[tokio::test]
+async fn independent_resources_run_in_parallel_within_the_provider_bound() {
+    let h = Harness::with_fake(Fake::slow(Duration::from_millis(20), 3));
+    let resources = (0..12)
+        .map(|i| (format!("vm.n{i}"), resource(json!({"name": i}))))
+        .collect::<Vec<_>>();
+    let g = graph(
+        resources
+            .iter()
+            .map(|(a, r)| (a.as_str(), r.clone()))
+            .collect(),
+        &[],
+    );
+    let report = h.apply(&g).await;
+    assert!(report.succeeded());
+    assert_eq!(
+        h.fake.max_in_flight.load(Ordering::SeqCst),
+        3,
+        "parallel, and never more than the bound"
+    );
+}

@@ -1,0 +1,112 @@
+//! One run per operator: a second one waits or is refused, naming the holder; a dead run's
+//! lease expires.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fediversity_engine::EngineError;
+use fediversity_engine::clock::{Clock, SystemClock};
+use fediversity_engine::events::Discard;
+use fediversity_engine::memory::MemoryStore;
+use fediversity_engine::store::{LeaseOutcome, StateStore};
+use serde_json::json;
+
+use crate::fake::{Fake, Harness, engine_for, graph, operator, resource};
+
+fn slow_graph() -> fediversity_model::graph::DesiredGraph {
+    graph(
+        (0..4)
+            .map(|i| {
+                (
+                    ["vm.a", "vm.b", "vm.c", "vm.d"][i],
+                    resource(json!({"n": i})),
+                )
+            })
+            .collect(),
+        &[],
+    )
+}
+
+#[tokio::test]
+async fn two_concurrent_applies_never_both_run() {
+    let fake = Fake::slow(Duration::from_millis(50), 1);
+    let store = Arc::new(MemoryStore::default());
+    let first = engine_for(&fake, &store, Arc::new(SystemClock), "run one");
+    let second = engine_for(&fake, &store, Arc::new(SystemClock), "run two");
+    let g = slow_graph();
+    let (a, b) = tokio::join!(
+        first.apply(&g, Arc::new(Discard), |_| true),
+        second.apply(&g, Arc::new(Discard), |_| true)
+    );
+    let (ok, refused) = match (a, b) {
+        (Ok(report), Err(error)) | (Err(error), Ok(report)) => (report.unwrap(), error),
+        other => panic!("exactly one run must proceed: {other:?}"),
+    };
+    assert!(ok.succeeded());
+    let message = refused.to_string();
+    assert!(matches!(refused, EngineError::Locked { .. }), "{message}");
+    assert!(
+        message.contains("run one") || message.contains("run two"),
+        "the message names the holder: {message}"
+    );
+    assert_eq!(fake.calls(), 4, "nothing was done twice");
+}
+
+#[tokio::test]
+async fn a_second_apply_that_may_wait_runs_after_the_first() {
+    let fake = Fake::slow(Duration::from_millis(30), 1);
+    let store = Arc::new(MemoryStore::default());
+    let first = engine_for(&fake, &store, Arc::new(SystemClock), "run one");
+    let mut options = crate::fake::options("run two");
+    options.lease_wait = Duration::from_secs(30);
+    let providers = std::collections::BTreeMap::from([(
+        "fake".to_owned(),
+        fake.clone() as Arc<dyn fediversity_engine::Provider>,
+    )]);
+    let second =
+        fediversity_engine::Engine::new(providers, store.clone(), Arc::new(SystemClock), options);
+    let g = slow_graph();
+    let (a, b) = tokio::join!(first.apply(&g, Arc::new(Discard), |_| true), async {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        second.apply(&g, Arc::new(Discard), |_| true).await
+    });
+    assert!(a.unwrap().unwrap().succeeded());
+    let b = b.unwrap().unwrap();
+    assert_eq!(
+        b.provider_calls, 0,
+        "the waiting run found everything done: {b:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_dead_runs_lease_expires() {
+    let clock = Harness::manual_clock();
+    let store = Arc::new(MemoryStore::default());
+    let ttl = Duration::from_secs(60);
+    let taken = store
+        .acquire_lease(&operator(), "dead run", clock.now(), ttl)
+        .await
+        .unwrap();
+    assert!(matches!(taken, LeaseOutcome::Acquired { .. }));
+    let fake = Fake::new();
+    let engine = engine_for(&fake, &store, clock.clone(), "new run");
+    let refused = engine
+        .apply(&slow_graph(), Arc::new(Discard), |_| true)
+        .await;
+    assert!(matches!(refused, Err(EngineError::Locked { ref holder, .. }) if holder == "dead run"));
+    clock.advance(ttl + Duration::from_secs(1));
+    let report = engine
+        .apply(&slow_graph(), Arc::new(Discard), |_| true)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(report.succeeded());
+    let after = store
+        .acquire_lease(&operator(), "someone", clock.now(), ttl)
+        .await
+        .unwrap();
+    assert!(
+        matches!(after, LeaseOutcome::Acquired { .. }),
+        "the run released its lease"
+    );
+}
