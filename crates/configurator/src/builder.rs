@@ -138,14 +138,18 @@ impl<'a> Builder<'a> {
         self.add(ResourceKind::Sshkey, "deploy", Spec::new(None, inputs))
     }
 
-    /// A secret the platform generates once; `how` says what to generate.
+    /// A secret the platform generates once; `how` says what to generate. A service's secrets
+    /// count as its data: the kept database of a service turned off with retention `keep` is
+    /// only readable again with the same keys, so they are kept with it.
     pub fn generated_secret(
         &mut self,
         name: &str,
         service: Option<ServiceKind>,
         how: Value,
     ) -> Result<ResourceAddress, Problem> {
-        self.add(ResourceKind::Secret, name, Spec::new(service, how))
+        let spec = Spec::new(service, how);
+        let spec = if service.is_some() { spec.holding_data() } else { spec };
+        self.add(ResourceKind::Secret, name, spec)
     }
 
     /// A VM of `size`, reachable with the deployment key. On Proxmox it is a full clone of the

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 
 /// Fediverse services for your operators, deployed and kept up to date.
 #[derive(Parser)]
-#[command(name = "fediversity", version, about, propagate_version = true)]
+#[command(name = "fediversity", version, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -45,10 +45,12 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            let message = format!("{error:#}");
             anstream::eprintln!(
-                "{}error:{} {error:#}",
+                "{}error:{} {}",
                 render::ERROR.render(),
-                render::ERROR.render_reset()
+                render::ERROR.render_reset(),
+                message.trim_end()
             );
             ExitCode::FAILURE
         }

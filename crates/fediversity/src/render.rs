@@ -6,6 +6,10 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 use anstyle::{AnsiColor, Style};
+use fediversity_engine::Action;
+use fediversity_engine::plan::PlanSummary;
+use fediversity_engine::provider::ChangeKind;
+use fediversity_engine::report::Report;
 use fediversity_model::graph::{DesiredGraph, Reference, Resource, ResourceAddress, ResourceKind};
 use fediversity_model::{OperatorConfig, Retention, ServiceKind};
 use serde_json::Value;
@@ -188,4 +192,98 @@ fn describe_secret(inputs: &Value) -> String {
             None => "secret".to_owned(),
         },
     }
+}
+
+const UPDATE: Style = AnsiColor::Yellow.on_default();
+const REMOVE: Style = AnsiColor::Red.on_default();
+
+/// Writes a plan against the recorded state: what each step does and why, field by field for
+/// changes. Values are masked already.
+pub fn plan(out: &mut impl Write, summary: &PlanSummary, desired: &DesiredGraph) -> io::Result<()> {
+    let count = |action| summary.counts.get(&action).copied().unwrap_or(0);
+    writeln!(
+        out,
+        "{HEADING}Plan for operator {}:{HEADING:#} {} to create, {} to update, {} to replace, {} to delete, {} to keep the data of, {} unchanged",
+        summary.operator,
+        count(Action::Create),
+        count(Action::Update),
+        count(Action::Replace),
+        count(Action::Delete),
+        count(Action::Keep),
+        count(Action::Unchanged),
+    )?;
+    for (address, step) in &summary.steps {
+        let (mark, style) = match step.action {
+            Action::Create => ("+", CREATE),
+            Action::Update => ("~", UPDATE),
+            Action::Replace => ("±", UPDATE),
+            Action::Delete | Action::Keep => ("-", REMOVE),
+            Action::Unchanged => (" ", QUIET),
+        };
+        let what = match (step.action, desired.resources.get(address)) {
+            (Action::Create, Some(resource)) => describe(address, resource),
+            _ => step.reasons.join("; "),
+        };
+        writeln!(
+            out,
+            "  {style}{mark}{style:#} {ADDRESS}{address}{ADDRESS:#} {QUIET}{} {}{QUIET:#}  {what}",
+            step.provider,
+            step.action.verb(),
+        )?;
+        if matches!(step.action, Action::Update | Action::Replace) {
+            for change in &step.changes {
+                let forces = if change.kind == ChangeKind::Replace { "  (forces replacement)" } else { "" };
+                writeln!(
+                    out,
+                    "      {}: {} → {}{forces}",
+                    change.path,
+                    shown(change.before.as_ref()),
+                    shown(change.after.as_ref())
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A value in a plan line: compact JSON, cut short when long.
+fn shown(value: Option<&Value>) -> String {
+    let Some(value) = value else {
+        return "(none)".to_owned();
+    };
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 80 {
+        format!("{}…", text.chars().take(79).collect::<String>())
+    } else {
+        text
+    }
+}
+
+/// Writes the end of a run: what was done, kept, failed and skipped.
+pub fn report(out: &mut impl Write, report: &Report) -> io::Result<()> {
+    let status = if report.succeeded() { "succeeded" } else { "failed" };
+    writeln!(
+        out,
+        "\n{HEADING}Deployment of {} {status}{HEADING:#} in {:.1}s: {} changed, {} unchanged, {} failed, {} not attempted ({} provider calls)",
+        report.operator,
+        report.elapsed_ms as f64 / 1000.0,
+        report.done.len(),
+        report.unchanged,
+        report.failed.len(),
+        report.skipped.len(),
+        report.provider_calls,
+    )?;
+    for (address, note) in &report.kept {
+        writeln!(out, "  kept: {address}: {note}")?;
+    }
+    for (address, error) in &report.failed {
+        writeln!(out, "  {ERROR}failed:{ERROR:#} {address}: {error}")?;
+    }
+    for (address, why) in &report.skipped {
+        writeln!(out, "  {QUIET}not attempted: {address}: {why}{QUIET:#}")?;
+    }
+    Ok(())
 }

@@ -153,6 +153,14 @@ pub struct Reference {
 }
 
 impl Reference {
+    /// Every `${…}` in `value`'s strings that is not a well-formed reference: a typo that
+    /// would otherwise be passed on as plain text.
+    pub fn malformed_in(value: &Value) -> Vec<String> {
+        let mut found = Vec::new();
+        collect_malformed(value, &mut found);
+        found
+    }
+
     /// Every well-formed `${kind.name.output}` in `value`'s strings, however deeply nested.
     pub fn all_in(value: &Value) -> BTreeSet<Reference> {
         let mut found = BTreeSet::new();
@@ -166,6 +174,20 @@ fn collect_references(value: &Value, found: &mut BTreeSet<Reference>) {
         Value::String(text) => found.extend(references_in(text)),
         Value::Array(items) => items.iter().for_each(|v| collect_references(v, found)),
         Value::Object(fields) => fields.values().for_each(|v| collect_references(v, found)),
+        _ => {}
+    }
+}
+
+fn collect_malformed(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::String(text) => {
+            let well_formed = references_in(text).count();
+            if text.matches("${").count() != well_formed {
+                found.push(text.clone());
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_malformed(v, found)),
+        Value::Object(fields) => fields.values().for_each(|v| collect_malformed(v, found)),
         _ => {}
     }
 }
@@ -233,10 +255,17 @@ pub struct DesiredGraph {
 }
 
 impl DesiredGraph {
-    /// Problems with the graph's edges: references to resources that are not in the graph, and
-    /// cycles. A configurator must only produce graphs for which this is empty.
+    /// Problems with the graph's edges: malformed references, references to resources that are
+    /// not in the graph, and cycles. A configurator must only produce graphs for which this is
+    /// empty.
     pub fn edge_problems(&self) -> Vec<String> {
-        let mut problems: Vec<String> = self
+        let malformed = self.resources.iter().flat_map(|(address, resource)| {
+            Reference::malformed_in(&resource.inputs)
+                .into_iter()
+                .map(move |text| format!("{address} has a malformed reference in `{text}`"))
+        });
+        let mut problems: Vec<String> = malformed.collect();
+        problems.extend(self
             .resources
             .iter()
             .flat_map(|(address, resource)| {
@@ -246,7 +275,7 @@ impl DesiredGraph {
                     .filter(|d| !self.resources.contains_key(d))
                     .map(move |d| format!("{address} depends on `{d}`, which is not in the graph"))
             })
-            .collect();
+            .collect::<Vec<_>>());
         if problems.is_empty() && self.topological_order().is_none() {
             problems.push("the graph has a cycle".to_owned());
         }
@@ -375,6 +404,9 @@ mod tests {
             dangling.edge_problems(),
             ["vm.a depends on `sshkey.missing`, which is not in the graph"]
         );
+        let mut typo = graph(&[("vm.a", &[])]);
+        typo.resources.values_mut().for_each(|r| r.inputs = json!({"host": "${vm.b.ipv4"}));
+        assert_eq!(typo.edge_problems(), ["vm.a has a malformed reference in `${vm.b.ipv4`"]);
         let cycle = graph(&[("vm.a", &["vm.b"]), ("vm.b", &["vm.a"])]);
         assert_eq!(cycle.edge_problems(), ["the graph has a cycle"]);
     }

@@ -233,7 +233,13 @@ fn read_document<T: DeserializeOwned>(
             .flat_map(|e| describe(&e))
             .collect(),
     )?;
-    serde_json::from_value(value).map_err(|e| Problem::new("", e.to_string()).into())
+    // The schema cannot express every type (a socket address, a map key's format): what serde
+    // refuses after the schema passed is still reported with its field.
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        Problem::new(path, e.into_inner().to_string()).into()
+    })
 }
 
 /// The version decides how the rest is read, so it is checked alone and first: under an
@@ -719,6 +725,15 @@ mod tests {
             problems("  \n"),
             ["the file is empty: expected an operator configuration in JSON"]
         );
+    }
+
+    #[test]
+    fn what_only_serde_refuses_still_names_its_field() {
+        let mut infra = toml::to_string(&Infra::example().unwrap()).unwrap();
+        infra = infra.replace("server = \"192.0.2.53:53\"", "server = \"ns1.example.net:53\"");
+        let problems = parse_infra(&infra).unwrap_err();
+        let found: Vec<String> = problems.as_slice().iter().map(ToString::to_string).collect();
+        assert_eq!(found, ["dns.server: invalid socket address syntax"]);
     }
 
     #[test]
