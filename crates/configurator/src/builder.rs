@@ -148,7 +148,11 @@ impl<'a> Builder<'a> {
         how: Value,
     ) -> Result<ResourceAddress, Problem> {
         let spec = Spec::new(service, how);
-        let spec = if service.is_some() { spec.holding_data() } else { spec };
+        let spec = if service.is_some() {
+            spec.holding_data()
+        } else {
+            spec
+        };
         self.add(ResourceKind::Secret, name, spec)
     }
 

@@ -2,7 +2,6 @@
 
 use fediversity_model::graph::ResourceAddress;
 
-use crate::clock::Millis;
 use crate::store::StoreError;
 
 /// Why a run could not be planned or carried out. Failures of single resources are not errors
@@ -22,15 +21,16 @@ pub enum EngineError {
     },
     /// Another run holds the operator's lease.
     #[error(
-        "another deployment of operator `{operator}` is running ({holder}); its lease expires at {expires_at} ms after the epoch unless renewed: wait for it to finish, or retry with a longer wait"
+        "another deployment of operator `{operator}` is running ({holder}); its lease runs out in {} s unless renewed: wait for it to finish, or retry with a longer wait",
+        expires_in_ms.div_ceil(1000)
     )]
     Locked {
         /// Whose lease.
         operator: String,
         /// Who holds it.
         holder: String,
-        /// When it expires.
-        expires_at: Millis,
+        /// How long until it expires, unless renewed.
+        expires_in_ms: u64,
     },
     /// The graph cannot be walked: a cycle or a reference to an output that does not exist.
     #[error("the resource graph is inconsistent: {0}")]

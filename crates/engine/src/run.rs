@@ -287,10 +287,14 @@ impl Engine {
                     return Err(EngineError::Locked {
                         operator: operator.to_string(),
                         holder,
-                        expires_at,
+                        expires_in_ms: u64::try_from(expires_at - clock.now()).unwrap_or(0),
                     });
                 }
-                LeaseOutcome::Held { .. } => clock.sleep(Duration::from_millis(500)).await,
+                LeaseOutcome::Held { .. } => {
+                    clock
+                        .sleep((options.lease_ttl / 4).min(Duration::from_millis(500)))
+                        .await;
+                }
             }
         }
     }

@@ -5,8 +5,10 @@
 //! clear message on stderr and exit code 1, never a panic or a backtrace; a wrong command line
 //! ends with clap's usage message and exit code 2.
 
+mod app;
 mod cmd;
 mod input;
+mod progress;
 mod render;
 
 use std::process::ExitCode;
@@ -25,6 +27,17 @@ struct Cli {
 enum Command {
     /// Show the resources an operator configuration needs.
     Plan(cmd::plan::Opts),
+    /// Deploy an operator configuration: plan, ask, apply.
+    Apply(cmd::apply::Opts),
+    /// Remove every resource of an operator, keeping data whose retention says keep.
+    Destroy(cmd::destroy::Opts),
+    /// Read an operator's resources and report what changed outside the platform.
+    Refresh(cmd::refresh::Opts),
+    /// Show what the platform has recorded.
+    #[command(subcommand)]
+    State(cmd::state::Command),
+    /// Work with external providers.
+    Provider(cmd::provider::Opts),
     /// Check an operator configuration and report every problem.
     Validate(cmd::validate::Opts),
     /// Print the JSON Schema of a document format.
@@ -34,10 +47,23 @@ enum Command {
     Infra(cmd::infra::Command),
 }
 
-fn main() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FEDIVERSITY_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Plan(opts) => cmd::plan::run(opts),
+        Command::Apply(opts) => cmd::apply::run(opts).await,
+        Command::Destroy(opts) => cmd::destroy::run(opts).await,
+        Command::Refresh(opts) => cmd::refresh::run(opts).await,
+        Command::State(command) => cmd::state::run(command).await,
+        Command::Provider(opts) => cmd::provider::run(opts).await,
         Command::Validate(opts) => cmd::validate::run(opts),
         Command::Schema(opts) => cmd::schema::run(opts),
         Command::Infra(command) => cmd::infra::run(command),

@@ -232,7 +232,11 @@ pub fn plan(out: &mut impl Write, summary: &PlanSummary, desired: &DesiredGraph)
         )?;
         if matches!(step.action, Action::Update | Action::Replace) {
             for change in &step.changes {
-                let forces = if change.kind == ChangeKind::Replace { "  (forces replacement)" } else { "" };
+                let forces = if change.kind == ChangeKind::Replace {
+                    "  (forces replacement)"
+                } else {
+                    ""
+                };
                 writeln!(
                     out,
                     "      {}: {} → {}{forces}",
@@ -264,7 +268,11 @@ fn shown(value: Option<&Value>) -> String {
 
 /// Writes the end of a run: what was done, kept, failed and skipped.
 pub fn report(out: &mut impl Write, report: &Report) -> io::Result<()> {
-    let status = if report.succeeded() { "succeeded" } else { "failed" };
+    let status = if report.succeeded() {
+        "succeeded"
+    } else {
+        "failed"
+    };
     writeln!(
         out,
         "\n{HEADING}Deployment of {} {status}{HEADING:#} in {:.1}s: {} changed, {} unchanged, {} failed, {} not attempted ({} provider calls)",

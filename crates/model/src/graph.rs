@@ -265,17 +265,20 @@ impl DesiredGraph {
                 .map(move |text| format!("{address} has a malformed reference in `{text}`"))
         });
         let mut problems: Vec<String> = malformed.collect();
-        problems.extend(self
-            .resources
-            .iter()
-            .flat_map(|(address, resource)| {
-                resource
-                    .dependencies()
-                    .into_iter()
-                    .filter(|d| !self.resources.contains_key(d))
-                    .map(move |d| format!("{address} depends on `{d}`, which is not in the graph"))
-            })
-            .collect::<Vec<_>>());
+        problems.extend(
+            self.resources
+                .iter()
+                .flat_map(|(address, resource)| {
+                    resource
+                        .dependencies()
+                        .into_iter()
+                        .filter(|d| !self.resources.contains_key(d))
+                        .map(move |d| {
+                            format!("{address} depends on `{d}`, which is not in the graph")
+                        })
+                })
+                .collect::<Vec<_>>(),
+        );
         if problems.is_empty() && self.topological_order().is_none() {
             problems.push("the graph has a cycle".to_owned());
         }
@@ -405,8 +408,13 @@ mod tests {
             ["vm.a depends on `sshkey.missing`, which is not in the graph"]
         );
         let mut typo = graph(&[("vm.a", &[])]);
-        typo.resources.values_mut().for_each(|r| r.inputs = json!({"host": "${vm.b.ipv4"}));
-        assert_eq!(typo.edge_problems(), ["vm.a has a malformed reference in `${vm.b.ipv4`"]);
+        typo.resources
+            .values_mut()
+            .for_each(|r| r.inputs = json!({"host": "${vm.b.ipv4"}));
+        assert_eq!(
+            typo.edge_problems(),
+            ["vm.a has a malformed reference in `${vm.b.ipv4`"]
+        );
         let cycle = graph(&[("vm.a", &["vm.b"]), ("vm.b", &["vm.a"])]);
         assert_eq!(cycle.edge_problems(), ["the graph has a cycle"]);
     }

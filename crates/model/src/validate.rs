@@ -730,9 +730,16 @@ mod tests {
     #[test]
     fn what_only_serde_refuses_still_names_its_field() {
         let mut infra = toml::to_string(&Infra::example().unwrap()).unwrap();
-        infra = infra.replace("server = \"192.0.2.53:53\"", "server = \"ns1.example.net:53\"");
+        infra = infra.replace(
+            "server = \"192.0.2.53:53\"",
+            "server = \"ns1.example.net:53\"",
+        );
         let problems = parse_infra(&infra).unwrap_err();
-        let found: Vec<String> = problems.as_slice().iter().map(ToString::to_string).collect();
+        let found: Vec<String> = problems
+            .as_slice()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(found, ["dns.server: invalid socket address syntax"]);
     }
 

@@ -1,1 +1,38 @@
-//! placeholder
+//! Providers: the code that makes, finds, changes and removes real things for the engine.
+//!
+//! This crate owns one module per provider, each implementing the engine's one
+//! [`Provider`](fediversity_engine::Provider) trait with its own typed inputs and outputs (JSON
+//! only at the trait's boundary):
+//!
+//! - [`local`] — the sandbox (`local`): VMs as directories, DNS as zone files, buckets as
+//!   directories, S3 keys as files, NixOS hosts as a host spec written into the VM's directory,
+//!   so that `fediversity apply` works on any machine;
+//! - [`secret`] — generated secrets and secrets the operator stored (`secret`);
+//! - [`sshkey`] — Ed25519 deployment keys (`sshkey`);
+//! - [`external`] — any executable speaking the JSON-lines provider protocol
+//!   (`docs/provider-protocol.md`), with a conformance runner for provider authors;
+//! - [`registry`] — the set of providers a run uses (the sandbox's, for now).
+//!
+//! It must not know about the panel, nor about the store's tables: everything a provider needs
+//! arrives in the call (inputs with references resolved and secrets revealed, the recorded
+//! outputs), and everything it reports goes back as [`Outputs`](fediversity_engine::provider::Outputs),
+//! with secret outputs named in `sensitive` so the engine can seal and mask them. No provider
+//! logs, prints or puts into an error message a secret value.
+
+pub mod error;
+pub mod external;
+mod files;
+mod inputs;
+pub mod local;
+pub mod registry;
+pub mod secret;
+pub mod sensitive;
+pub mod sshkey;
+
+pub use error::{Error, Result};
+pub use external::{ExternalOptions, ExternalProvider, conformance};
+pub use local::LocalProvider;
+pub use registry::sandbox_providers;
+pub use secret::{DirectoryOperatorSecrets, OperatorSecrets, SecretProvider};
+pub use sensitive::SecretString;
+pub use sshkey::SshKeyProvider;

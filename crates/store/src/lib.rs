@@ -1,1 +1,36 @@
-//! placeholder
+//! The store: everything the platform remembers, on SQLite (the embedded default) or
+//! PostgreSQL (for several `serve` and `worker` processes sharing one database).
+//!
+//! It owns the tables and what goes into them:
+//! - the engine's state, through [`fediversity_engine::store::StateStore`]: resource records,
+//!   the journal of provider calls (intents and outcomes) and the per-operator leases;
+//! - the panel's persistence: operators, every version of their configurations, deployments,
+//!   their event logs and the job queue workers claim from;
+//! - secrets at rest: every `{"$secret": …}` value is sealed under the platform key
+//!   ([`SealingKey`]) before it is written, and a store opened with another key refuses to
+//!   start.
+//!
+//! The schema is embedded (`migrations/`, one directory per database) and brought up to date on
+//! [`Store::connect`]. Every operator-scoped call takes the [`OperatorId`] and filters on it,
+//! so one operator's rows are never reachable through another's.
+//!
+//! It must not know about HTML or HTTP (the panel renders), nor about any provider's
+//! internals: records, inputs and outputs are JSON it keeps as given, and jobs are kinds and
+//! payloads it does not interpret.
+//!
+//! [`OperatorId`]: fediversity_model::names::OperatorId
+
+mod backend;
+mod error;
+mod records;
+mod sealing;
+mod state_store;
+mod store;
+
+pub use error::{Error, Result};
+pub use records::{
+    ConfigurationVersion, Deployment, DeploymentId, DeploymentOutcome, DeploymentStatus,
+    EventRecord, Job, JobId, NewJob, StoredConfiguration, StoredEvent,
+};
+pub use sealing::SealingKey;
+pub use store::{Backend, Store};

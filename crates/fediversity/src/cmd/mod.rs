@@ -1,6 +1,11 @@
 //! One module per subcommand, each with its `Opts` and `run`.
 
+pub mod apply;
+pub mod destroy;
 pub mod infra;
 pub mod plan;
+pub mod provider;
+pub mod refresh;
 pub mod schema;
+pub mod state;
 pub mod validate;

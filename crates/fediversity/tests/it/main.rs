@@ -7,7 +7,9 @@
 //! - [`plan`]: the plan as JSON and for people;
 //! - [`schema`]: the published JSON Schemas;
 //! - [`infra`]: the example infra.toml and its check;
-//! - [`command_line`]: misuse of the command line, missing files, standard input.
+//! - [`command_line`]: misuse of the command line, missing files, standard input;
+//! - [`deploy`]: apply, state, refresh and destroy on the sandbox, end to end;
+//! - [`crash`]: the apply killed at every provider call, and the next run converging.
 //!
 //! Golden files change only through `scripts/update-golden`; every test that compares with one
 //! has `golden` in its name so that script refreshes it.
@@ -21,7 +23,10 @@
 
 mod cli;
 mod command_line;
+mod crash;
+mod deploy;
 mod infra;
 mod plan;
+mod sandbox;
 mod schema;
 mod validate;

@@ -1,0 +1,285 @@
+//! What the state-backed commands share: where the data lives (database, platform key,
+//! sandbox), the providers for an infrastructure, and one deployment flow that records the
+//! configuration, the deployment and its events in the store.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use fediversity_engine::clock::{Clock, SystemClock};
+use fediversity_engine::events::{Event, EventSink};
+use fediversity_engine::report::Report;
+use fediversity_engine::{Engine, EngineOptions, Plan, Providers};
+use fediversity_model::graph::DesiredGraph;
+use fediversity_model::names::OperatorId;
+use fediversity_store::{DeploymentId, DeploymentOutcome, EventRecord, SealingKey, Store};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::progress::{Display, Printer};
+use crate::render;
+
+/// Where fediversity keeps its state.
+#[derive(Args, Clone)]
+pub struct StoreOpts {
+    /// The state database: `sqlite://FILE` or `postgres://…` [default: fediversity.db in the data directory]
+    #[arg(long, env = "FEDIVERSITY_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// The platform key that encrypts secrets in the state; made on first use [default: platform.key in the data directory]
+    #[arg(long, env = "FEDIVERSITY_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Where fediversity keeps its data: database, platform key, sandbox [default: $XDG_DATA_HOME/fediversity]
+    #[arg(long, env = "FEDIVERSITY_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl StoreOpts {
+    fn data_dir(&self) -> Result<PathBuf> {
+        if let Some(dir) = &self.data_dir {
+            return Ok(dir.clone());
+        }
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share"))
+            })
+            .ok_or_else(|| {
+                anyhow!("cannot tell where to keep data: set --data-dir or FEDIVERSITY_DATA_DIR")
+            })?;
+        Ok(base.join("fediversity"))
+    }
+
+    /// The directory the local sandbox keeps its VMs, buckets and zone files in.
+    pub fn sandbox_dir(&self) -> Result<PathBuf> {
+        Ok(self.data_dir()?.join("sandbox"))
+    }
+
+    /// Opens (and on first use creates) the state database and the platform key.
+    pub async fn open(&self) -> Result<Arc<Store>> {
+        let dir = self.data_dir()?;
+        create_private_dir(&dir)?;
+        let key_file = self
+            .key_file
+            .clone()
+            .unwrap_or_else(|| dir.join("platform.key"));
+        let key = if key_file.exists() {
+            SealingKey::from_file(&key_file)?
+        } else {
+            SealingKey::write_new(&key_file)?
+        };
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}?mode=rwc", dir.join("fediversity.db").display()),
+        };
+        let store = Store::connect(&url, key).await?;
+        Ok(Arc::new(store))
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))
+}
+
+/// The providers `graph` needs. Today these are the sandbox's; a graph that names a real
+/// provider (because infra.toml has its section) is refused before anything starts.
+pub fn providers(store: &StoreOpts, graph: &DesiredGraph) -> Result<Providers> {
+    let providers = fediversity_providers::sandbox_providers(&store.sandbox_dir()?);
+    let missing: Vec<&str> = graph
+        .resources
+        .values()
+        .map(|r| r.provider.as_str())
+        .filter(|p| !providers.contains_key(*p))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if let Some(first) = missing.first() {
+        bail!(
+            "this build cannot deploy to `{first}` yet ({} named in infra.toml): remove those sections to deploy into the local sandbox",
+            missing.join(", ")
+        );
+    }
+    Ok(providers)
+}
+
+/// How a deployment is asked for.
+pub struct DeployOpts {
+    pub auto_approve: bool,
+    pub json: bool,
+    pub wait: Duration,
+}
+
+/// Runs one deployment of `desired`: records it, shows the plan, asks (or not), applies,
+/// records events and the report. Returns the report, or `None` when nothing was applied.
+pub async fn deploy(
+    store: Arc<Store>,
+    providers: Providers,
+    desired: &DesiredGraph,
+    config: Option<&Value>,
+    opts: &DeployOpts,
+) -> Result<Option<Report>> {
+    let clock = SystemClock;
+    let operator = &desired.operator;
+    let deployment = record_deployment(&store, operator, config, clock.now()).await?;
+    let (persist, writer) = StoreSink::start(store.clone(), operator.clone(), deployment);
+    let printer = Printer::new(if opts.json {
+        Display::Json
+    } else {
+        Display::Human
+    });
+    let sink: Arc<dyn EventSink> = Arc::new(Tee(vec![Box::new(printer), Box::new(persist)]));
+    let options = EngineOptions {
+        lease_wait: opts.wait,
+        holder: holder(),
+        ..EngineOptions::default()
+    };
+    let engine = Engine::new(providers, store.clone(), Arc::new(clock), options);
+    let refusal = std::sync::Mutex::new(None);
+    let result = engine
+        .apply(desired, sink.clone(), |plan| approve(plan, opts, &refusal))
+        .await;
+    drop(sink);
+    writer.await.ok();
+    let (outcome, report_json) = match &result {
+        Ok(Some(report)) if report.succeeded() => {
+            (DeploymentOutcome::Succeeded, serde_json::to_value(report)?)
+        }
+        Ok(Some(report)) => (DeploymentOutcome::Failed, serde_json::to_value(report)?),
+        Ok(None) => (
+            DeploymentOutcome::Failed,
+            serde_json::json!({"declined": true}),
+        ),
+        Err(error) => (
+            DeploymentOutcome::Failed,
+            serde_json::json!({"error": error.to_string()}),
+        ),
+    };
+    store
+        .finish_deployment(operator, deployment, outcome, &report_json, clock.now())
+        .await?;
+    if let Some(why) = refusal.lock().ok().and_then(|r| r.clone()) {
+        bail!(why);
+    }
+    Ok(result?)
+}
+
+/// Saves the configuration as a new version when it changed, and opens a deployment record.
+async fn record_deployment(
+    store: &Store,
+    operator: &OperatorId,
+    config: Option<&Value>,
+    now: i64,
+) -> Result<DeploymentId> {
+    if !store.operators().await?.contains(operator) {
+        store.create_operator(operator, now).await?;
+    }
+    let versions = store.configurations(operator).await?;
+    let latest = versions.last();
+    let version = match (config, latest) {
+        (Some(config), Some(latest)) if &latest.config == config => latest.version,
+        (Some(config), _) => store.save_configuration(operator, config, now).await?,
+        (None, Some(latest)) => latest.version,
+        (None, None) => {
+            store
+                .save_configuration(operator, &serde_json::json!({"destroyed": true}), now)
+                .await?
+        }
+    };
+    let deployment = store.create_deployment(operator, version, now).await?;
+    store.start_deployment(operator, deployment, now).await?;
+    Ok(deployment)
+}
+
+/// Shows the plan and decides whether to go on. Records why not, when that is an error.
+fn approve(plan: &Plan, opts: &DeployOpts, refusal: &std::sync::Mutex<Option<String>>) -> bool {
+    if !opts.json {
+        let mut out = anstream::stdout().lock();
+        render::plan(&mut out, &plan.summary(), &plan.desired).ok();
+    }
+    if opts.auto_approve {
+        return true;
+    }
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if !interactive || opts.json {
+        if let Ok(mut slot) = refusal.lock() {
+            *slot = Some(
+                "not applied: without a terminal to ask, pass --auto-approve to apply this plan"
+                    .to_owned(),
+            );
+        }
+        return false;
+    }
+    tokio::task::block_in_place(|| {
+        print!("\nApply this plan? Only `yes` goes on: ");
+        std::io::stdout().flush().ok();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).ok();
+        answer.trim() == "yes"
+    })
+}
+
+/// Who this run is, for another run that finds the operator busy.
+fn holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!(
+        "fediversity on {} ({})",
+        host.trim(),
+        EngineOptions::default().holder
+    )
+}
+
+/// Sends every event to several sinks.
+struct Tee(Vec<Box<dyn EventSink>>);
+
+impl EventSink for Tee {
+    fn emit(&self, event: &Event) {
+        self.0.iter().for_each(|sink| sink.emit(event));
+    }
+}
+
+/// Persists events in the store, in batches, from a task of its own so the run never waits on
+/// the database for its progress reports.
+struct StoreSink(mpsc::UnboundedSender<EventRecord>);
+
+impl StoreSink {
+    fn start(
+        store: Arc<Store>,
+        operator: OperatorId,
+        deployment: DeploymentId,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (sender, mut receiver) = mpsc::unbounded_channel::<EventRecord>();
+        let writer = tokio::spawn(async move {
+            while let Some(first) = receiver.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < 512 {
+                    match receiver.try_recv() {
+                        Ok(record) => batch.push(record),
+                        Err(_) => break,
+                    }
+                }
+                if let Err(error) = store.append_events(&operator, deployment, &batch).await {
+                    tracing::error!(%error, "could not record a deployment's events");
+                }
+            }
+        });
+        (Self(sender), writer)
+    }
+}
+
+impl EventSink for StoreSink {
+    fn emit(&self, event: &Event) {
+        let record = EventRecord {
+            at: SystemClock.now(),
+            event: event.clone(),
+        };
+        // The writer only stops when this sink is dropped.
+        let _ = self.0.send(record);
+    }
+}

@@ -1,0 +1,75 @@
+//! `fediversity apply`: brings an operator's resources to its configuration, showing the plan
+//! first and asking on a terminal.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, bail};
+use clap::Args;
+
+use crate::app::{self, DeployOpts, StoreOpts};
+use crate::input::{InfraOpts, display_name, read_operator_config};
+use crate::render;
+
+#[derive(Args)]
+pub struct Opts {
+    /// The operator configuration (JSON), or - for standard input.
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: PathBuf,
+    #[command(flatten)]
+    infra: InfraOpts,
+    #[command(flatten)]
+    store: StoreOpts,
+    /// Apply without asking.
+    #[arg(long)]
+    auto_approve: bool,
+    /// Print events as JSON lines instead of progress bars.
+    #[arg(long)]
+    json: bool,
+    /// Wait up to this many seconds for another deployment of the same operator to end.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    wait: u64,
+}
+
+pub async fn run(opts: Opts) -> Result<()> {
+    let config = read_operator_config(&opts.file)?;
+    let (infra, infra_name) = opts.infra.load()?;
+    let graph = fediversity_configurator::configure(&config, &infra).map_err(|problems| {
+        anyhow!(
+            "{} cannot be deployed on {infra_name}: {problems}",
+            display_name(&opts.file)
+        )
+    })?;
+    let providers = app::providers(&opts.store, &graph)?;
+    let store = opts.store.open().await?;
+    let deploy = DeployOpts {
+        auto_approve: opts.auto_approve,
+        json: opts.json,
+        wait: Duration::from_secs(opts.wait),
+    };
+    let config_json = serde_json::to_value(&config)?;
+    finish(
+        app::deploy(store, providers, &graph, Some(&config_json), &deploy).await?,
+        opts.json,
+    )
+}
+
+/// Prints the report and fails the command when the deployment failed.
+pub fn finish(report: Option<fediversity_engine::report::Report>, json: bool) -> Result<()> {
+    let Some(report) = report else {
+        anstream::println!("Nothing was changed.");
+        return Ok(());
+    };
+    if !json {
+        render::report(&mut anstream::stdout().lock(), &report)?;
+    }
+    if !report.succeeded() {
+        bail!(
+            "the deployment of `{}` failed: {} resource(s) failed, {} not attempted; run the same command again once the cause is fixed",
+            report.operator,
+            report.failed.len(),
+            report.skipped.len()
+        );
+    }
+    Ok(())
+}

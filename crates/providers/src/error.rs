@@ -1,0 +1,34 @@
+//! The crate's own errors: what can go wrong outside a provider call (a provider call fails
+//! with the engine's [`ProviderError`](fediversity_engine::ProviderError) instead).
+
+use std::path::PathBuf;
+
+/// Why an external provider could not be started or tested.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The executable does not exist or cannot be run.
+    #[error(
+        "cannot run the provider executable {}: {reason} (check the path and that the file is executable)",
+        path.display()
+    )]
+    NotExecutable {
+        /// The executable.
+        path: PathBuf,
+        /// What the operating system said.
+        reason: String,
+    },
+    /// The executable ran but did not complete the handshake.
+    #[error("the provider executable {} failed its handshake: {reason}", path.display())]
+    Handshake {
+        /// The executable.
+        path: PathBuf,
+        /// What went wrong, without anything the provider printed.
+        reason: String,
+    },
+    /// The protocol's JSON Schema shipped with this build does not compile: a bug of this build.
+    #[error("internal error: the provider protocol schema does not compile: {0}")]
+    Schema(String),
+}
+
+/// A result of this crate.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,63 @@
+//! The store's integration tests: one suite, run on SQLite (a file in a temporary directory)
+//! and on PostgreSQL (a throwaway server from the testkit, one database per test).
+//!
+//! Each suite function takes a fresh [`harness::TestDb`]; [`on_both_backends!`] turns it into
+//! `sqlite::<name>` and `postgres::<name>` tests. PostgreSQL missing is a failure, not a skip:
+//! `scripts/setup-test` installs it.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test code: a failed expectation is a failed test"
+)]
+
+mod connect;
+mod harness;
+mod jobs;
+mod panel;
+mod secrets;
+mod state;
+
+/// Declares each `module::test` of the suite once per backend.
+macro_rules! on_both_backends {
+    ($($module:ident :: $test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let db = crate::harness::TestDb::sqlite(stringify!($test));
+                    crate::$module::$test(db).await;
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    let db = crate::harness::TestDb::postgres(stringify!($test)).await;
+                    crate::$module::$test(db).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    state::state_round_trips_with_secrets,
+    state::operators_never_see_each_others_rows,
+    state::finish_intent_writes_outcome_and_record_together,
+    state::a_cancelled_finish_intent_leaves_both_or_neither,
+    state::open_intents_are_the_unfinished_ones_oldest_first,
+    state::leases_are_taken_refused_renewed_and_taken_over,
+    state::of_two_concurrent_acquirers_exactly_one_wins,
+    panel::configurations_keep_every_version,
+    panel::deployments_go_from_queued_to_finished,
+    panel::events_are_appended_in_order_and_read_since_a_seq,
+    jobs::concurrent_claimers_never_get_the_same_job,
+    jobs::a_failed_job_is_claimable_again_after_run_after,
+    jobs::a_lapsed_claim_is_taken_over_and_the_old_worker_cannot_report,
+    secrets::secrets_are_never_stored_in_plaintext,
+    secrets::a_store_opened_with_another_key_refuses_clearly,
+);
