@@ -69,14 +69,12 @@ pub struct Step {
     pub after: BTreeSet<ResourceAddress>,
 }
 
-/// Everything a run will do, with the desired graph and the state it was computed from, so
-/// that applying it needs nothing else.
+/// Everything a run will do: one step per desired or recorded resource. It refers to the
+/// desired graph and the recorded state it was made from without holding copies of them.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    /// The desired graph.
-    pub desired: DesiredGraph,
-    /// The state the plan was made from.
-    pub state: RecordedState,
+    /// Whose plan.
+    pub operator: fediversity_model::names::OperatorId,
     /// One step per desired or recorded resource.
     pub steps: BTreeMap<ResourceAddress, Step>,
 }
@@ -94,7 +92,7 @@ impl Plan {
             *counts.entry(step.action).or_insert(0) += 1;
         }
         PlanSummary {
-            operator: self.desired.operator.to_string(),
+            operator: self.operator.to_string(),
             counts,
             steps: self
                 .steps
@@ -164,8 +162,7 @@ pub fn plan(
         );
     }
     Ok(Plan {
-        desired: desired.clone(),
-        state: state.clone(),
+        operator: desired.operator.clone(),
         steps,
     })
 }

@@ -37,14 +37,35 @@ pub struct CallContext {
     pub progress: ProgressReporter,
 }
 
-/// What a provider reports about one resource.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// What a provider reports about one resource. Its `Debug` masks the sensitive values.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outputs {
     /// Output values by name (`ipv4`, `id`, `access_key_id`, …).
     pub values: BTreeMap<String, Value>,
     /// The names of the outputs that are secret (`secret_access_key`, `private_key`, …).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub sensitive: BTreeSet<String>,
+}
+
+impl fmt::Debug for Outputs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown: BTreeMap<&String, Value> = self
+            .values
+            .iter()
+            .map(|(name, value)| {
+                let shown = if self.sensitive.contains(name) {
+                    Value::from(crate::value::MASK)
+                } else {
+                    value.clone()
+                };
+                (name, shown)
+            })
+            .collect();
+        f.debug_struct("Outputs")
+            .field("values", &shown)
+            .field("sensitive", &self.sensitive)
+            .finish()
+    }
 }
 
 /// A resource as the provider finds it in the real world.

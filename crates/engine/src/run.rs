@@ -29,7 +29,7 @@ use crate::provider::{
 };
 use crate::report::Report;
 use crate::retry::{RetryPolicy, with_retry};
-use crate::state::{RecordStatus, ResourceRecord};
+use crate::state::{RecordStatus, RecordedState, ResourceRecord};
 use crate::store::{Intent, LeaseOutcome, Operation, Outcome, StateChange, StateStore};
 use crate::value::{Resolved, as_secret, resolve, reveal, secret};
 
@@ -137,7 +137,9 @@ impl Engine {
             sink.emit(&Event::Planned {
                 plan: plan.summary(),
             });
-            let mut report = self.execute(plan, sink.clone()).await;
+            let mut report = self
+                .execute(plan, desired.clone(), state, sink.clone())
+                .await;
             report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             sink.emit(&Event::Finished {
                 report: report.clone(),
@@ -441,23 +443,44 @@ impl Engine {
 
     /// Walks the plan: every step once its prerequisites are done, independent steps at once
     /// (bounded per provider), a failure stopping only what depends on it.
-    async fn execute(&self, plan: Plan, sink: Arc<dyn EventSink>) -> Report {
-        let walk = Walk::new(self.clone(), plan, sink);
-        walk.run().await
+    async fn execute(
+        &self,
+        plan: Plan,
+        desired: DesiredGraph,
+        state: RecordedState,
+        sink: Arc<dyn EventSink>,
+    ) -> Report {
+        Walk::new(self.clone(), plan, desired, state, sink)
+            .run()
+            .await
     }
 }
 
-/// The recorded inputs with the fields the provider observed put over them.
+/// The recorded inputs with the fields the provider observed put over them. Wherever the
+/// record holds a secret, the observed value is wrapped as one too: a provider sees secrets
+/// revealed and reports them plain, and they must not leave the engine unwrapped (into a drift
+/// report, or unsealed into the store).
 fn observed_inputs(recorded: &Value, observed: &Value) -> Value {
+    if let Some(inner) = as_secret(recorded) {
+        return match as_secret(observed) {
+            Some(_) => observed.clone(),
+            None if observed == inner => recorded.clone(),
+            None => secret(observed.clone()),
+        };
+    }
     match (recorded, observed) {
         (Value::Object(recorded), Value::Object(observed)) => {
             let mut merged = recorded.clone();
             for (key, value) in observed {
-                merged.insert(key.clone(), value.clone());
+                let wrapped = match recorded.get(key) {
+                    Some(before) => observed_inputs(before, value),
+                    None => value.clone(),
+                };
+                merged.insert(key.clone(), wrapped);
             }
             Value::Object(merged)
         }
-        _ => recorded.clone(),
+        _ => observed.clone(),
     }
 }
 
@@ -529,7 +552,13 @@ struct Shared {
 }
 
 impl Walk {
-    fn new(engine: Engine, plan: Plan, sink: Arc<dyn EventSink>) -> Self {
+    fn new(
+        engine: Engine,
+        plan: Plan,
+        desired: DesiredGraph,
+        state: RecordedState,
+        sink: Arc<dyn EventSink>,
+    ) -> Self {
         let mut waiting = HashMap::new();
         let mut dependents: HashMap<ResourceAddress, Vec<ResourceAddress>> = HashMap::new();
         for (address, step) in &plan.steps {
@@ -558,9 +587,9 @@ impl Walk {
             })
             .collect();
         let shared = Shared {
-            operator: plan.desired.operator.clone(),
-            records: Mutex::new(plan.state.resources),
-            desired: plan.desired,
+            operator: plan.operator.clone(),
+            records: Mutex::new(state.resources),
+            desired,
             steps: plan.steps,
             changed: Mutex::new(BTreeSet::new()),
             semaphores,
@@ -1101,5 +1130,48 @@ where
                 .map_err(|e| format!("{message}; and the state store failed to record it: {e}"))?;
             Err(message)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn observed_secrets_stay_wrapped() {
+        let recorded =
+            json!({"cores": 2, "secrets": {"a": secret("old"), "b": secret("same")}, "name": "x"});
+        let observed = json!({"cores": 4, "secrets": {"a": "changed by hand", "b": "same"}});
+        let merged = observed_inputs(&recorded, &observed);
+        assert_eq!(
+            merged,
+            json!({"cores": 4, "secrets": {"a": secret("changed by hand"), "b": secret("same")}, "name": "x"})
+        );
+        let shown = crate::diff::changes(&recorded, &merged)
+            .iter()
+            .map(|c| serde_json::to_string(&c.masked()).unwrap_or_default())
+            .collect::<String>();
+        assert!(
+            !shown.contains("changed by hand") && !shown.contains("old"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn outputs_debug_masks_sensitive_values() {
+        let outputs = Outputs {
+            values: [
+                ("id".to_owned(), json!("b-1")),
+                ("secret_access_key".to_owned(), json!("s3cr3t")),
+            ]
+            .into(),
+            sensitive: ["secret_access_key".to_owned()].into(),
+        };
+        let shown = format!("{outputs:?}");
+        assert!(
+            shown.contains("b-1") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
     }
 }

@@ -70,29 +70,23 @@ fn map_secrets(value: &Value, f: &dyn Fn(&Value) -> Value) -> Value {
     }
 }
 
-/// `value` with every secret wrapper's content replaced by `f(content)`, keeping the wrappers:
-/// how the store seals and unseals secrets.
+/// Replaces the content of every secret wrapper in `value` with `f(content)`, in place,
+/// keeping the wrappers: how the store seals and unseals secrets without copying the rest.
 pub fn transform_secrets<E>(
-    value: &Value,
+    value: &mut Value,
     f: &mut dyn FnMut(&Value) -> Result<Value, E>,
-) -> Result<Value, E> {
-    if let Some(inner) = as_secret(value) {
-        return Ok(secret(f(inner)?));
+) -> Result<(), E> {
+    match value {
+        Value::Object(map) if map.len() == 1 && map.contains_key(SECRET_KEY) => {
+            if let Some(inner) = map.get_mut(SECRET_KEY) {
+                *inner = f(inner)?;
+            }
+            Ok(())
+        }
+        Value::Array(items) => items.iter_mut().try_for_each(|v| transform_secrets(v, f)),
+        Value::Object(map) => map.values_mut().try_for_each(|v| transform_secrets(v, f)),
+        _ => Ok(()),
     }
-    Ok(match value {
-        Value::Array(items) => Value::Array(
-            items
-                .iter()
-                .map(|v| transform_secrets(v, f))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), transform_secrets(v, f)?)))
-                .collect::<Result<_, E>>()?,
-        ),
-        other => other.clone(),
-    })
 }
 
 /// The outputs of every resource, by reference, for resolving inputs.
@@ -269,8 +263,12 @@ mod tests {
         assert_eq!(mask(&value), json!({"a": MASK, "b": [MASK, "plain"]}));
         assert_eq!(reveal(&value), json!({"a": "s1", "b": [{"x": 1}, "plain"]}));
         assert!(!mask(&value).to_string().contains("s1"));
-        let sealed: Result<Value, ()> =
-            transform_secrets(&value, &mut |v| Ok(json!(format!("sealed:{v}"))));
-        assert_eq!(sealed.unwrap()["a"], secret("sealed:\"s1\""));
+        let mut sealed = value.clone();
+        transform_secrets(&mut sealed, &mut |v| {
+            Ok::<_, ()>(json!(format!("sealed:{v}")))
+        })
+        .unwrap();
+        assert_eq!(sealed["a"], secret("sealed:\"s1\""));
+        assert_eq!(sealed["b"][1], "plain");
     }
 }

@@ -143,7 +143,9 @@ pub async fn deploy(
     let engine = Engine::new(providers, store.clone(), Arc::new(clock), options);
     let refusal = std::sync::Mutex::new(None);
     let result = engine
-        .apply(desired, sink.clone(), |plan| approve(plan, opts, &refusal))
+        .apply(desired, sink.clone(), |plan| {
+            approve(plan, desired, opts, &refusal)
+        })
         .await;
     drop(sink);
     writer.await.ok();
@@ -198,10 +200,15 @@ async fn record_deployment(
 }
 
 /// Shows the plan and decides whether to go on. Records why not, when that is an error.
-fn approve(plan: &Plan, opts: &DeployOpts, refusal: &std::sync::Mutex<Option<String>>) -> bool {
+fn approve(
+    plan: &Plan,
+    desired: &DesiredGraph,
+    opts: &DeployOpts,
+    refusal: &std::sync::Mutex<Option<String>>,
+) -> bool {
     if !opts.json {
         let mut out = anstream::stdout().lock();
-        render::plan(&mut out, &plan.summary(), &plan.desired).ok();
+        render::plan(&mut out, &plan.summary(), desired).ok();
     }
     if opts.auto_approve {
         return true;
