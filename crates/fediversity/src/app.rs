@@ -109,11 +109,24 @@ pub fn providers(store: &StoreOpts, graph: &DesiredGraph) -> Result<Providers> {
     Ok(providers)
 }
 
-/// How a deployment is asked for.
+/// How a deployment is asked for: the options `apply` and `destroy` share.
+#[derive(Args)]
 pub struct DeployOpts {
+    /// Go ahead without asking.
+    #[arg(long)]
     pub auto_approve: bool,
+    /// Print events as JSON lines instead of progress bars.
+    #[arg(long)]
     pub json: bool,
+    /// Wait up to this many seconds for another deployment of the same operator to end.
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = seconds)]
     pub wait: Duration,
+}
+
+fn seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<u64>()
+        .map(Duration::from_secs)
+        .map_err(|_| format!("`{text}` is not a whole number of seconds"))
 }
 
 /// Runs one deployment of `desired`: records it, shows the plan, asks (or not), applies,

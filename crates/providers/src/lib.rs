@@ -23,6 +23,7 @@ pub mod error;
 pub mod external;
 mod files;
 mod inputs;
+mod kept_in_state;
 pub mod local;
 pub mod registry;
 pub mod secret;

@@ -465,18 +465,13 @@ impl Provider for SecretProvider {
         _recorded: &Outputs,
         retention: Retention,
     ) -> ProviderResult<Deletion> {
-        // Nothing exists outside the platform's state: forgetting the record is the deletion,
-        // and keeping it is keeping the secret. A service's keys are kept with its data (a
-        // kept database is unreadable without them), to be used again when it comes back.
-        Ok(match retention {
-            Retention::Delete => Deletion::Removed,
-            Retention::Keep => Deletion::Kept {
-                note: format!(
-                    "secret {} is kept, encrypted in the platform's state, for the data kept with it",
-                    ctx.address
-                ),
-            },
-        })
+        // A service's keys are kept with its data (a kept database is unreadable without
+        // them), to be used again when it comes back.
+        Ok(crate::kept_in_state::deletion(
+            &ctx.address,
+            "secret",
+            retention,
+        ))
     }
 }
 

@@ -145,16 +145,11 @@ impl Provider for SshKeyProvider {
         _recorded: &Outputs,
         retention: Retention,
     ) -> ProviderResult<Deletion> {
-        // The key exists only in the platform's state: keeping it is keeping the record.
-        Ok(match retention {
-            Retention::Delete => Deletion::Removed,
-            Retention::Keep => Deletion::Kept {
-                note: format!(
-                    "key {} is kept, encrypted in the platform's state",
-                    ctx.address
-                ),
-            },
-        })
+        Ok(crate::kept_in_state::deletion(
+            &ctx.address,
+            "key",
+            retention,
+        ))
     }
 }
 

@@ -2,7 +2,6 @@
 //! first and asking on a terminal.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use clap::Args;
@@ -20,15 +19,8 @@ pub struct Opts {
     infra: InfraOpts,
     #[command(flatten)]
     store: StoreOpts,
-    /// Apply without asking.
-    #[arg(long)]
-    auto_approve: bool,
-    /// Print events as JSON lines instead of progress bars.
-    #[arg(long)]
-    json: bool,
-    /// Wait up to this many seconds for another deployment of the same operator to end.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
-    wait: u64,
+    #[command(flatten)]
+    deploy: DeployOpts,
 }
 
 pub async fn run(opts: Opts) -> Result<()> {
@@ -42,16 +34,9 @@ pub async fn run(opts: Opts) -> Result<()> {
     })?;
     let providers = app::providers(&opts.store, &graph)?;
     let store = opts.store.open().await?;
-    let deploy = DeployOpts {
-        auto_approve: opts.auto_approve,
-        json: opts.json,
-        wait: Duration::from_secs(opts.wait),
-    };
     let config_json = serde_json::to_value(&config)?;
-    finish(
-        app::deploy(store, providers, &graph, Some(&config_json), &deploy).await?,
-        opts.json,
-    )
+    let report = app::deploy(store, providers, &graph, Some(&config_json), &opts.deploy).await?;
+    finish(report, opts.deploy.json)
 }
 
 /// Prints the report and fails the command when the deployment failed.

@@ -2,7 +2,6 @@
 //! retention `keep` is kept and listed in the report.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
@@ -19,15 +18,8 @@ pub struct Opts {
     operator: OperatorId,
     #[command(flatten)]
     store: StoreOpts,
-    /// Destroy without asking.
-    #[arg(long)]
-    auto_approve: bool,
-    /// Print events as JSON lines instead of progress bars.
-    #[arg(long)]
-    json: bool,
-    /// Wait up to this many seconds for another deployment of the same operator to end.
-    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
-    wait: u64,
+    #[command(flatten)]
+    deploy: DeployOpts,
 }
 
 pub fn parse_operator(text: &str) -> Result<OperatorId, String> {
@@ -43,15 +35,8 @@ pub async fn run(opts: Opts) -> Result<()> {
         resources: BTreeMap::new(),
     };
     let providers = fediversity_providers::sandbox_providers(&opts.store.sandbox_dir()?);
-    let deploy = DeployOpts {
-        auto_approve: opts.auto_approve,
-        json: opts.json,
-        wait: Duration::from_secs(opts.wait),
-    };
-    super::apply::finish(
-        app::deploy(store, providers, &desired, None, &deploy).await?,
-        opts.json,
-    )
+    let report = app::deploy(store, providers, &desired, None, &opts.deploy).await?;
+    super::apply::finish(report, opts.deploy.json)
 }
 
 /// The retention choices of the last configuration applied: account deletion honours them.
