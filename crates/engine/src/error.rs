@@ -32,6 +32,31 @@ pub enum EngineError {
         /// How long until it expires, unless renewed.
         expires_in_ms: u64,
     },
+    /// A change would destroy data the operator chose to keep.
+    #[error(
+        "{address} holds data and {why}, which would delete its data, but retention for it is `keep`: set the service's retention to `delete` to allow it, or undo the change"
+    )]
+    DataLoss {
+        /// The resource.
+        address: ResourceAddress,
+        /// What forces the replacement.
+        why: String,
+    },
+    /// An interrupted call could not be settled, so nothing can be planned safely yet.
+    #[error(
+        "cannot settle an interrupted change of {address}: {message}; the next run tries again"
+    )]
+    Unsettled {
+        /// The resource.
+        address: ResourceAddress,
+        /// Why.
+        message: String,
+    },
+    /// The plan made under the lease differs from the one that was approved.
+    #[error(
+        "the plan changed after it was shown (an interrupted run was settled, or another run changed the operator's resources): nothing was done; run the command again to see the new plan"
+    )]
+    PlanChanged,
     /// The graph cannot be walked: a cycle or a reference to an output that does not exist.
     #[error("the resource graph is inconsistent: {0}")]
     Graph(String),

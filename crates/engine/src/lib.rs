@@ -30,4 +30,4 @@ pub mod value;
 pub use error::{EngineError, EngineResult};
 pub use plan::{Action, Plan, Providers};
 pub use provider::{Provider, ProviderError, ProviderResult};
-pub use run::{DriftReport, Engine, EngineOptions};
+pub use run::{Approval, DriftReport, Engine, EngineOptions};

@@ -71,6 +71,12 @@ impl StateStore for MemoryStore {
             let Some((intent, slot)) = inner.intents.get_mut(&id) else {
                 return Err(StoreError(format!("no intent {id}")));
             };
+            // As strict as the SQL stores: one outcome per intent, and only its operator's.
+            if slot.is_some() || &intent.operator != operator {
+                return Err(StoreError(format!(
+                    "intent {id} is not open for operator `{operator}`"
+                )));
+            }
             *slot = Some(outcome.clone());
             let address = intent.address.clone();
             let records = inner.states.entry(operator.clone()).or_default();

@@ -151,15 +151,12 @@ pub fn plan(
         steps.insert(address.clone(), step);
     }
     for (address, record) in &state.resources {
-        if desired.resources.contains_key(address)
-            || matches!(record.status, RecordStatus::Retained { .. })
-        {
+        if desired.resources.contains_key(address) {
             continue;
         }
-        steps.insert(
-            address.clone(),
-            plan_removal(desired, state, &steps, address, record),
-        );
+        if let Some(step) = plan_removal(desired, state, &steps, address, record) {
+            steps.insert(address.clone(), step);
+        }
     }
     Ok(Plan {
         operator: desired.operator.clone(),
@@ -224,24 +221,26 @@ fn plan_desired(
         changes,
         after: after.clone(),
     };
-    let Some(record) = state.resources.get(address) else {
-        let changes = diff::changes(&json!({}), &inputs);
-        return Ok(step(
-            Action::Create,
-            vec!["new in the configuration".to_owned()],
-            changes,
-        ));
+    let record = match state.resources.get(address) {
+        Some(record) if record.status != RecordStatus::Missing => record,
+        missing => {
+            let reason = if missing.is_some() {
+                "gone when last refreshed"
+            } else {
+                "new in the configuration"
+            };
+            let changes = diff::changes(&json!({}), &inputs);
+            return Ok(step(Action::Create, vec![reason.to_owned()], changes));
+        }
     };
     if record.provider != resource.provider {
-        let reason = format!(
+        let why = format!(
             "moves from provider `{}` to `{}`",
             record.provider, resource.provider
         );
-        return Ok(step(
-            Action::Replace,
-            vec![reason],
-            diff::changes(&record.inputs, &inputs),
-        ));
+        refuse_data_loss(desired, address, record, &why)?;
+        let changes = diff::changes(&record.inputs, &inputs);
+        return Ok(step(Action::Replace, vec![why], changes));
     }
     let changes = provider.diff(address, &record.inputs, &inputs);
     let mut reasons: Vec<String> = changes
@@ -250,6 +249,9 @@ fn plan_desired(
         .map(|c| format!("`{}` cannot be changed in place", c.path))
         .collect();
     let replace = !reasons.is_empty();
+    if replace {
+        refuse_data_loss(desired, address, record, &reasons.join(", "))?;
+    }
     if let RecordStatus::Retained { note } = &record.status {
         reasons.insert(0, format!("reuses the data kept earlier ({note})"));
         let action = if replace {
@@ -260,6 +262,10 @@ fn plan_desired(
         return Ok(step(action, reasons, changes));
     }
     let action = match (changes.is_empty(), replace) {
+        (true, _) if metadata_changed(record, resource, desired) => {
+            reasons.push("records its service, retention and dependencies anew".to_owned());
+            Action::Update
+        }
         (true, _) => Action::Unchanged,
         (false, true) => Action::Replace,
         (false, false) => {
@@ -270,18 +276,68 @@ fn plan_desired(
     Ok(step(action, reasons, changes))
 }
 
+/// The retention that applies to a recorded resource: its service's choice in the desired
+/// graph, else the choice recorded with it, else keep.
+fn retention_of(desired: &DesiredGraph, record: &ResourceRecord) -> Retention {
+    record
+        .service
+        .and_then(|service| desired.retention.get(&service).copied())
+        .or(record.retention)
+        .unwrap_or(Retention::Keep)
+}
+
+/// Replacing a resource deletes it first: refused for data the operator chose to keep.
+fn refuse_data_loss(
+    desired: &DesiredGraph,
+    address: &ResourceAddress,
+    record: &ResourceRecord,
+    why: &str,
+) -> EngineResult<()> {
+    if record.holds_data && retention_of(desired, record) == Retention::Keep {
+        return Err(EngineError::DataLoss {
+            address: address.clone(),
+            why: why.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Whether what the record says about a resource (service, data, retention, dependencies)
+/// differs from the desired graph's, so the record must be written anew.
+pub fn metadata_changed(
+    record: &ResourceRecord,
+    resource: &fediversity_model::graph::Resource,
+    desired: &DesiredGraph,
+) -> bool {
+    let retention = resource
+        .service
+        .and_then(|s| desired.retention.get(&s).copied());
+    record.service != resource.service
+        || record.holds_data != resource.holds_data
+        || record.retention != retention
+        || record.depends_on != resource.dependencies()
+}
+
 fn plan_removal(
     desired: &DesiredGraph,
     state: &RecordedState,
     steps: &BTreeMap<ResourceAddress, Step>,
     address: &ResourceAddress,
     record: &ResourceRecord,
-) -> Step {
-    let retention = record
-        .service
-        .and_then(|service| desired.retention.get(&service).copied())
-        .or(record.retention)
-        .unwrap_or(Retention::Keep);
+) -> Option<Step> {
+    let retention = retention_of(desired, record);
+    if let RecordStatus::Retained { note } = &record.status {
+        // Kept data stays kept until the operator's choice becomes delete.
+        return (retention == Retention::Delete).then(|| Step {
+            action: Action::Delete,
+            provider: record.provider.clone(),
+            reasons: vec![format!(
+                "the data kept earlier ({note}) is deleted now (retention: delete)"
+            )],
+            changes: diff::changes(&record.inputs, &Value::Null),
+            after: BTreeSet::new(),
+        });
+    }
     let (action, reason) = if record.holds_data && retention == Retention::Keep {
         (
             Action::Keep,
@@ -309,11 +365,11 @@ fn plan_removal(
         })
         .map(|(other, _)| other.clone())
         .collect();
-    Step {
+    Some(Step {
         action,
         provider: record.provider.clone(),
         reasons: vec![reason.to_owned()],
         changes: diff::changes(&record.inputs, &Value::Null),
         after,
-    }
+    })
 }

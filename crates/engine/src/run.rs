@@ -6,7 +6,7 @@
 //! any point and starting again converges: nothing leaked, nothing made twice.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,9 @@ pub struct EngineOptions {
     pub lease_wait: Duration,
     /// Who this run is, as other runs will see it: host, process and a random id.
     pub holder: String,
+    /// How long one provider call may take before it counts as a transient failure whose
+    /// outcome is unknown.
+    pub call_timeout: Duration,
 }
 
 impl Default for EngineOptions {
@@ -57,6 +60,7 @@ impl Default for EngineOptions {
                 std::process::id(),
                 rand::random::<u64>()
             ),
+            call_timeout: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -72,6 +76,25 @@ struct Inner {
     store: Arc<dyn StateStore>,
     clock: Arc<dyn Clock>,
     options: EngineOptions,
+}
+
+/// Whether a run may go ahead with its plan.
+pub enum Approval<'a> {
+    /// Go ahead with whatever the plan is: `--auto-approve`, scripts, workers.
+    Automatic,
+    /// Show the plan to someone first, and go ahead only if they say yes (and the plan made
+    /// under the lease is still the same).
+    Ask(Box<dyn FnOnce(&Plan) -> bool + Send + 'a>),
+}
+
+/// Stops a lease's renewal when the run ends, however it ends (a cancelled or failed run
+/// included): the lease then runs out instead of being renewed forever.
+struct Renewal(tokio::task::JoinHandle<()>);
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// What refresh found.
@@ -116,29 +139,40 @@ impl Engine {
         Ok((plan::plan(desired, &state, &self.inner.providers)?, open))
     }
 
-    /// Brings the operator's resources to `desired`: takes the lease, reconciles interrupted
-    /// calls, plans, asks `approve` (not asked when nothing changes), and walks the plan.
-    /// `None` when `approve` declined.
+    /// Brings the operator's resources to `desired`: takes the lease, settles interrupted
+    /// calls, plans and walks the plan. With [`Approval::Ask`], the plan is made and asked about
+    /// before the lease is taken (a person deciding must not block other runs), then made again
+    /// under the lease and carried out only if it is the same. `None` when it was declined.
     pub async fn apply(
         &self,
         desired: &DesiredGraph,
         sink: Arc<dyn EventSink>,
-        approve: impl FnOnce(&Plan) -> bool + Send,
+        approval: Approval<'_>,
     ) -> EngineResult<Option<Report>> {
-        let operator = desired.operator.clone();
-        self.with_lease(&operator, async {
+        let approved = match approval {
+            Approval::Automatic => None,
+            Approval::Ask(ask) => {
+                let (preview, _) = self.preview(desired).await?;
+                if !preview.is_empty() && !ask(&preview) {
+                    return Ok(None);
+                }
+                Some(preview.summary())
+            }
+        };
+        let operator = &desired.operator;
+        self.with_lease(operator, |lease| async move {
             let started = Instant::now();
-            self.reconcile(&operator, Some(desired)).await?;
-            let state = self.inner.store.load_state(&operator).await?;
+            self.reconcile(operator, desired).await?;
+            let state = self.inner.store.load_state(operator).await?;
             let plan = plan::plan(desired, &state, &self.inner.providers)?;
-            if !plan.is_empty() && !approve(&plan) {
-                return Ok(None);
+            if approved.is_some_and(|approved| approved != plan.summary()) {
+                return Err(EngineError::PlanChanged);
             }
             sink.emit(&Event::Planned {
                 plan: plan.summary(),
             });
             let mut report = self
-                .execute(plan, desired.clone(), state, sink.clone())
+                .execute(plan, desired.clone(), state, sink.clone(), lease)
                 .await;
             report.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             sink.emit(&Event::Finished {
@@ -150,10 +184,18 @@ impl Engine {
     }
 
     /// Reads every recorded resource of `operator` from the world, records what changed outside
-    /// the platform, and reports it; the next apply repairs it.
+    /// the platform, and reports it; the next apply repairs it. Resources with an interrupted
+    /// change are left to the next apply, which settles them knowing the desired graph.
     pub async fn refresh(&self, operator: &OperatorId) -> EngineResult<DriftReport> {
-        self.with_lease(operator, async {
-            self.reconcile(operator, None).await?;
+        self.with_lease(operator, |_| async {
+            let interrupted: BTreeSet<ResourceAddress> = self
+                .inner
+                .store
+                .open_intents(operator)
+                .await?
+                .into_iter()
+                .map(|(_, intent)| intent.address)
+                .collect();
             let state = self.inner.store.load_state(operator).await?;
             let mut report = DriftReport {
                 operator: operator.to_string(),
@@ -164,6 +206,11 @@ impl Engine {
                 if record.status != RecordStatus::Active {
                     continue;
                 }
+                if interrupted.contains(&address) {
+                    let why = "a change to it was interrupted: the next apply settles it";
+                    report.errors.insert(address, why.to_owned());
+                    continue;
+                }
                 let engine = self.clone();
                 let operator = operator.clone();
                 reads.spawn(async move {
@@ -172,12 +219,14 @@ impl Engine {
                 });
             }
             while let Some(joined) = reads.join_next().await {
-                let Ok((address, record, observed)) = joined else {
-                    continue;
-                };
-                report.checked += 1;
-                self.record_drift(operator, address, record, observed, &mut report)
-                    .await?;
+                match joined {
+                    Ok((address, record, observed)) => {
+                        report.checked += 1;
+                        self.record_drift(operator, address, record, observed, &mut report)
+                            .await?;
+                    }
+                    Err(error) => tracing::error!(%error, "a refresh read ended abnormally"),
+                }
             }
             Ok(report)
         })
@@ -222,7 +271,12 @@ impl Engine {
                 report.errors.insert(address, error.message);
             }
             Ok(None) => {
-                store.remove_record(operator, &address).await?;
+                let missing = ResourceRecord {
+                    status: RecordStatus::Missing,
+                    updated_at: self.inner.clock.now(),
+                    ..record
+                };
+                store.put_record(operator, &address, &missing).await?;
                 report.missing.insert(address);
             }
             Ok(Some(observed)) => {
@@ -251,23 +305,28 @@ impl Engine {
     }
 
     /// Runs `work` holding `operator`'s lease, renewing it meanwhile, and releases it after.
-    async fn with_lease<T>(
-        &self,
-        operator: &OperatorId,
-        work: impl Future<Output = EngineResult<T>>,
-    ) -> EngineResult<T> {
+    /// `work` is handed a flag that goes up if the lease is lost: a run must then start no new
+    /// provider call, since another run may have taken over.
+    async fn with_lease<T, F, Fut>(&self, operator: &OperatorId, work: F) -> EngineResult<T>
+    where
+        F: FnOnce(Arc<AtomicBool>) -> Fut,
+        Fut: Future<Output = EngineResult<T>>,
+    {
         self.acquire(operator).await?;
-        let renewer = self.spawn_renewer(operator.clone());
-        let result = work.await;
-        renewer.abort();
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewal = Renewal(self.spawn_renewer(operator.clone(), lost.clone()));
+        let result = work(lost).await;
+        drop(renewal);
         let released = self
             .inner
             .store
             .release_lease(operator, &self.inner.options.holder)
             .await;
-        let value = result?;
-        released?;
-        Ok(value)
+        if let Err(error) = released {
+            // The lease runs out by itself; the run's own outcome is what matters.
+            tracing::warn!(%operator, %error, "could not release the operator's lease");
+        }
+        result
     }
 
     async fn acquire(&self, operator: &OperatorId) -> EngineResult<()> {
@@ -301,23 +360,44 @@ impl Engine {
         }
     }
 
-    /// Renews the lease every third of its lifetime until aborted.
-    fn spawn_renewer(&self, operator: OperatorId) -> tokio::task::JoinHandle<()> {
+    /// Renews the lease every third of its lifetime; raises `lost` when another run holds it,
+    /// or when renewing has failed for longer than the lease lasts.
+    fn spawn_renewer(
+        &self,
+        operator: OperatorId,
+        lost: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
         let inner = self.inner.clone();
         tokio::spawn(async move {
+            let ttl = i64::try_from(inner.options.lease_ttl.as_millis()).unwrap_or(i64::MAX);
+            let mut renewed_at = inner.clock.now();
             loop {
                 inner.clock.sleep(inner.options.lease_ttl / 3).await;
-                let renewed = inner
+                let now = inner.clock.now();
+                match inner
                     .store
                     .acquire_lease(
                         &operator,
                         &inner.options.holder,
-                        inner.clock.now(),
+                        now,
                         inner.options.lease_ttl,
                     )
-                    .await;
-                if !matches!(renewed, Ok(LeaseOutcome::Acquired { .. })) {
-                    tracing::error!(%operator, "lost the operator's lease: another run may take over");
+                    .await
+                {
+                    Ok(LeaseOutcome::Acquired { .. }) => renewed_at = now,
+                    Ok(LeaseOutcome::Held { holder, .. }) => {
+                        tracing::error!(%operator, %holder, "lost the operator's lease to another run: starting no new change");
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(error) if now - renewed_at > ttl => {
+                        tracing::error!(%operator, %error, "could not renew the operator's lease before it ran out: starting no new change");
+                        lost.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%operator, %error, "could not renew the operator's lease; trying again")
+                    }
                 }
             }
         })
@@ -349,13 +429,9 @@ impl Engine {
         }
     }
 
-    /// Settles every intent a dead run left open: asks the provider whether the resource
-    /// exists, adopts what was made, forgets what was removed.
-    async fn reconcile(
-        &self,
-        operator: &OperatorId,
-        desired: Option<&DesiredGraph>,
-    ) -> EngineResult<()> {
+    /// Settles every intent a dead run (or a call whose outcome is unknown) left open: asks the
+    /// provider whether the resource exists, adopts what was made, forgets what was removed.
+    async fn reconcile(&self, operator: &OperatorId, desired: &DesiredGraph) -> EngineResult<()> {
         let store = &self.inner.store;
         let open = store.open_intents(operator).await?;
         if open.is_empty() {
@@ -363,7 +439,13 @@ impl Engine {
         }
         let mut state = store.load_state(operator).await?;
         for (id, intent) in open {
-            let provider = self.provider(&intent.provider, &intent.address)?;
+            let unsettled = |message: String| EngineError::Unsettled {
+                address: intent.address.clone(),
+                message,
+            };
+            let provider = self
+                .provider(&intent.provider, &intent.address)
+                .map_err(|e| unsettled(e.to_string()))?;
             let record = state.resources.get(&intent.address).cloned();
             let ctx = self.context(
                 operator,
@@ -378,14 +460,10 @@ impl Engine {
                     provider.read(&ctx, &inputs, recorded.as_ref())
                 })
                 .await;
-            let found = found.map_err(|e| {
-                EngineError::Graph(format!(
-                    "cannot settle an interrupted {:?} of {}: {}",
-                    intent.operation, intent.address, e.message
-                ))
-            })?;
+            let found =
+                found.map_err(|e| unsettled(crate::value::scrub(&e.message, &intent.inputs)))?;
             let change = self.settle(&intent, record, desired, found.as_ref());
-            tracing::info!(address = %intent.address, operation = ?intent.operation, found = found.is_some(), "reconciled an interrupted call");
+            tracing::info!(address = %intent.address, operation = ?intent.operation, found = found.is_some(), "settled an interrupted call");
             let outcome = Outcome::Reconciled {
                 found: found.is_some(),
             };
@@ -403,42 +481,49 @@ impl Engine {
         Ok(())
     }
 
-    /// What an interrupted call left behind, as a record change.
+    /// What an interrupted call left behind, as a record change. A create that happened is
+    /// adopted as made; an update is never taken as done: what the provider observes is laid
+    /// over the old record, so the plan makes the update again unless it visibly happened.
     fn settle(
         &self,
         intent: &Intent,
         record: Option<ResourceRecord>,
-        desired: Option<&DesiredGraph>,
+        desired: &DesiredGraph,
         found: Option<&Observed>,
     ) -> StateChange {
-        match (intent.operation, found) {
-            (Operation::Delete, None) => StateChange::Remove,
+        let observed = match (intent.operation, found) {
+            (Operation::Delete, None) => return StateChange::Remove,
             (Operation::Delete, Some(_)) | (Operation::Create | Operation::Update, None) => {
-                StateChange::Unchanged
+                return StateChange::Unchanged;
             }
-            (Operation::Create | Operation::Update, Some(observed)) => {
-                let resource = desired.and_then(|d| d.resources.get(&intent.address));
-                let retention = resource
-                    .and_then(|r| r.service)
-                    .and_then(|s| desired.and_then(|d| d.retention.get(&s)).copied());
-                StateChange::Upsert(ResourceRecord {
-                    provider: intent.provider.clone(),
-                    service: resource
-                        .and_then(|r| r.service)
-                        .or(record.as_ref().and_then(|r| r.service)),
-                    holds_data: resource
-                        .map_or(record.as_ref().is_some_and(|r| r.holds_data), |r| {
-                            r.holds_data
-                        }),
-                    retention: retention.or(record.as_ref().and_then(|r| r.retention)),
-                    inputs: observed_inputs(&intent.inputs, &observed.inputs),
-                    outputs: wrap_outputs(&observed.outputs),
-                    depends_on: resource.map(|r| r.dependencies()).unwrap_or_default(),
-                    status: RecordStatus::Active,
-                    updated_at: self.inner.clock.now(),
-                })
-            }
-        }
+            (Operation::Create | Operation::Update, Some(observed)) => observed,
+        };
+        let base = match (&record, intent.operation) {
+            (Some(record), Operation::Update) => &record.inputs,
+            _ => &intent.inputs,
+        };
+        let resource = desired.resources.get(&intent.address);
+        let service = resource
+            .and_then(|r| r.service)
+            .or(record.as_ref().and_then(|r| r.service));
+        StateChange::Upsert(ResourceRecord {
+            provider: intent.provider.clone(),
+            service,
+            holds_data: resource.map_or(record.as_ref().is_some_and(|r| r.holds_data), |r| {
+                r.holds_data
+            }),
+            retention: service
+                .and_then(|s| desired.retention.get(&s).copied())
+                .or(record.as_ref().and_then(|r| r.retention)),
+            inputs: observed_inputs(base, &observed.inputs),
+            outputs: wrap_outputs(&observed.outputs),
+            depends_on: resource
+                .map(|r| r.dependencies())
+                .or(record.as_ref().map(|r| r.depends_on.clone()))
+                .unwrap_or_default(),
+            status: RecordStatus::Active,
+            updated_at: self.inner.clock.now(),
+        })
     }
 
     /// Walks the plan: every step once its prerequisites are done, independent steps at once
@@ -449,8 +534,9 @@ impl Engine {
         desired: DesiredGraph,
         state: RecordedState,
         sink: Arc<dyn EventSink>,
+        lease_lost: Arc<AtomicBool>,
     ) -> Report {
-        Walk::new(self.clone(), plan, desired, state, sink)
+        Walk::new(self.clone(), plan, desired, state, sink, lease_lost)
             .run()
             .await
     }
@@ -549,6 +635,8 @@ struct Shared {
     semaphores: BTreeMap<String, Arc<Semaphore>>,
     sink: Arc<dyn EventSink>,
     calls: AtomicUsize,
+    /// Raised when the run lost its lease: no new provider call may start.
+    lease_lost: Arc<AtomicBool>,
 }
 
 impl Walk {
@@ -558,6 +646,7 @@ impl Walk {
         desired: DesiredGraph,
         state: RecordedState,
         sink: Arc<dyn EventSink>,
+        lease_lost: Arc<AtomicBool>,
     ) -> Self {
         let mut waiting = HashMap::new();
         let mut dependents: HashMap<ResourceAddress, Vec<ResourceAddress>> = HashMap::new();
@@ -595,6 +684,7 @@ impl Walk {
             semaphores,
             sink,
             calls: AtomicUsize::new(0),
+            lease_lost,
         };
         let report = Report {
             operator: shared.operator.to_string(),
@@ -750,7 +840,7 @@ async fn run_step(engine: &Engine, shared: &Shared, address: &ResourceAddress) -
     };
     match &end {
         StepEnd::Failed(action, error) => {
-            tracing::warn!(%error, "step failed");
+            tracing::info!(%error, "step failed");
             shared.sink.emit(&Event::Failed {
                 address: address.clone(),
                 action: *action,
@@ -841,6 +931,7 @@ async fn converge(
     let record = shared.record(address);
     let action = match &record {
         None => Action::Create,
+        Some(record) if record.status == RecordStatus::Missing => Action::Create,
         Some(record) if planned == Action::Replace || record.provider != resource.provider => {
             Action::Replace
         }
@@ -849,7 +940,7 @@ async fn converge(
             if changes.iter().any(|c| c.kind == ChangeKind::Replace) {
                 Action::Replace
             } else if changes.is_empty() && record.status == RecordStatus::Active {
-                return StepEnd::Done(Action::Unchanged);
+                return rewrite_metadata(engine, shared, address, record).await;
             } else {
                 Action::Update
             }
@@ -889,6 +980,39 @@ async fn converge(
     match result {
         Ok(()) => StepEnd::Done(action),
         Err(error) => StepEnd::Failed(action, error),
+    }
+}
+
+/// Writes a record's service, retention and dependencies anew when they changed, with no
+/// provider call: nothing in the world changes.
+async fn rewrite_metadata(
+    engine: &Engine,
+    shared: &Shared,
+    address: &ResourceAddress,
+    record: &ResourceRecord,
+) -> StepEnd {
+    let resource = &shared.desired.resources[address];
+    if !plan::metadata_changed(record, resource, &shared.desired) {
+        return StepEnd::Done(Action::Unchanged);
+    }
+    let updated = ResourceRecord {
+        service: resource.service,
+        holds_data: resource.holds_data,
+        retention: resource
+            .service
+            .and_then(|s| shared.desired.retention.get(&s).copied()),
+        depends_on: resource.dependencies(),
+        updated_at: engine.inner.clock.now(),
+        ..record.clone()
+    };
+    match engine
+        .inner
+        .store
+        .put_record(&shared.operator, address, &updated)
+        .await
+    {
+        Ok(()) => StepEnd::Done(Action::Update),
+        Err(error) => StepEnd::Failed(Action::Update, format!("the state store failed: {error}")),
     }
 }
 
@@ -1061,7 +1185,11 @@ async fn delete_call(
 }
 
 /// One provider call with its intent recorded first, retried when transient, bounded by the
-/// provider's concurrency. A failure is recorded as the intent's outcome.
+/// One provider call, with its intent recorded first (and the permit of the provider's
+/// concurrency bound taken first, so that waiting calls leave no open intent), bounded in time,
+/// retried when transient. A permanent failure is recorded as the intent's outcome; a transient
+/// one that outlasts the retries leaves the intent open, because the provider may have acted:
+/// the next run asks it what became of the resource. Secrets are scrubbed from error messages.
 async fn call<T, F, Fut>(
     engine: &Engine,
     shared: &Shared,
@@ -1076,6 +1204,22 @@ where
     Fut: Future<Output = Result<T, ProviderError>>,
 {
     let inner = &engine.inner;
+    let semaphore = shared.semaphores.get(provider.name()).cloned();
+    let _permit = match semaphore {
+        Some(semaphore) => Some(
+            semaphore
+                .acquire_owned()
+                .await
+                .map_err(|_| "internal error: closed semaphore".to_owned())?,
+        ),
+        None => None,
+    };
+    if shared.lease_lost.load(Ordering::SeqCst) {
+        return Err(
+            "not attempted: this run lost the operator's lease, so another run may be at work"
+                .to_owned(),
+        );
+    }
     let idempotency_key = format!("{}-{:016x}", shared.operator, rand::random::<u64>());
     let intent = Intent {
         operator: shared.operator.clone(),
@@ -1097,40 +1241,46 @@ where
         idempotency_key,
         shared.sink.clone(),
     );
-    let semaphore = shared.semaphores.get(provider.name()).cloned();
-    let _permit = match semaphore {
-        Some(semaphore) => Some(
-            semaphore
-                .acquire_owned()
-                .await
-                .map_err(|_| "internal error: closed semaphore".to_owned())?,
-        ),
-        None => None,
-    };
-    let (result, attempts) = with_retry(&inner.options.retry, inner.clock.as_ref(), || {
-        make_call(ctx.clone())
+    let (clock, timeout) = (inner.clock.as_ref(), inner.options.call_timeout);
+    let (result, attempts) = with_retry(&inner.options.retry, clock, || {
+        let call = make_call(ctx.clone());
+        async move {
+            tokio::select! {
+                result = call => result,
+                () = clock.sleep(timeout) => Err(ProviderError::transient(format!(
+                    "provider `{}` did not answer within {} s",
+                    provider.name(),
+                    timeout.as_secs()
+                ))),
+            }
+        }
     })
     .await;
     shared.calls.fetch_add(attempts as usize, Ordering::SeqCst);
-    match result {
-        Ok(value) => Ok((value, id)),
-        Err(error) => {
-            let message = if attempts > 1 {
-                format!("{} (after {attempts} attempts)", error.message)
-            } else {
-                error.message
-            };
-            let outcome = Outcome::Failed {
-                error: message.clone(),
-            };
-            inner
-                .store
-                .finish_intent(&shared.operator, id, &outcome, &StateChange::Unchanged)
-                .await
-                .map_err(|e| format!("{message}; and the state store failed to record it: {e}"))?;
-            Err(message)
-        }
+    let error = match result {
+        Ok(value) => return Ok((value, id)),
+        Err(error) => error,
+    };
+    let attempts = if attempts > 1 {
+        format!(" (after {attempts} attempts)")
+    } else {
+        String::new()
+    };
+    let message = crate::value::scrub(&format!("{}{attempts}", error.message), inputs);
+    if error.kind == crate::provider::ErrorKind::Transient {
+        return Err(format!(
+            "{message}; whether it took effect is unknown, so the next run checks before going on"
+        ));
     }
+    let outcome = Outcome::Failed {
+        error: message.clone(),
+    };
+    inner
+        .store
+        .finish_intent(&shared.operator, id, &outcome, &StateChange::Unchanged)
+        .await
+        .map_err(|e| format!("{message}; and the state store failed to record it: {e}"))?;
+    Err(message)
 }
 
 #[cfg(test)]

@@ -52,6 +52,9 @@ pub enum RecordStatus {
         /// What was kept and how to find it.
         note: String,
     },
+    /// Refresh did not find it: the next apply makes it again (the record keeps what the
+    /// platform knew of it until then).
+    Missing,
 }
 
 /// Everything recorded for one operator.

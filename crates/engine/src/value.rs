@@ -70,6 +70,36 @@ fn map_secrets(value: &Value, f: &dyn Fn(&Value) -> Value) -> Value {
     }
 }
 
+/// `text` with every secret value found in `value` replaced by [`MASK`]: for messages that
+/// come from outside (a provider's error), which may quote what they were given.
+pub fn scrub(text: &str, value: &Value) -> String {
+    let mut secrets = Vec::new();
+    collect_secret_texts(value, &mut secrets);
+    // Longest first, so that a secret containing another is masked whole.
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+        .iter()
+        .filter(|s| s.len() >= 4)
+        .fold(text.to_owned(), |text, secret| {
+            text.replace(secret.as_str(), MASK)
+        })
+}
+
+fn collect_secret_texts(value: &Value, found: &mut Vec<String>) {
+    if let Some(inner) = as_secret(value) {
+        match inner {
+            Value::String(s) => found.push(s.clone()),
+            other => found.push(other.to_string()),
+        }
+        return;
+    }
+    match value {
+        Value::Array(items) => items.iter().for_each(|v| collect_secret_texts(v, found)),
+        Value::Object(map) => map.values().for_each(|v| collect_secret_texts(v, found)),
+        _ => {}
+    }
+}
+
 /// Replaces the content of every secret wrapper in `value` with `f(content)`, in place,
 /// keeping the wrappers: how the store seals and unseals secrets without copying the rest.
 pub fn transform_secrets<E>(
@@ -253,6 +283,15 @@ mod tests {
         assert_eq!(
             resolve(&json!("${vm.a.nothing}"), &lookup),
             Err("vm.a has no output `nothing`".to_owned())
+        );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_messages() {
+        let inputs = json!({"password": secret("hunter2-long"), "name": "a"});
+        assert_eq!(
+            scrub("login with hunter2-long as a failed", &inputs),
+            "login with (secret) as a failed"
         );
     }
 

@@ -186,7 +186,13 @@ async fn apply_many(engine: &Engine, operators: usize) -> usize {
     for n in 0..operators {
         let engine = engine.clone();
         pending.spawn(async move {
-            let report = engine.apply(&graph(n), Arc::new(Discard), |_| true).await;
+            let report = engine
+                .apply(
+                    &graph(n),
+                    Arc::new(Discard),
+                    fediversity_engine::Approval::Automatic,
+                )
+                .await;
             match report {
                 Ok(Some(report)) if report.succeeded() => report.done.len(),
                 other => panic!("apply failed: {other:?}"),
@@ -272,14 +278,24 @@ async fn scenario(name: &str) {
             let engine = engine(store.clone(), Duration::ZERO);
             let desired = graph(0);
             engine
-                .apply(&desired, Arc::new(Discard), |_| true)
+                .apply(
+                    &desired,
+                    Arc::new(Discard),
+                    fediversity_engine::Approval::Automatic,
+                )
                 .await
                 .ok();
             let mut samples = Vec::new();
             let mut calls = 0;
             for _ in 0..20 {
                 let started = Instant::now();
-                let report = engine.apply(&desired, Arc::new(Discard), |_| true).await;
+                let report = engine
+                    .apply(
+                        &desired,
+                        Arc::new(Discard),
+                        fediversity_engine::Approval::Automatic,
+                    )
+                    .await;
                 samples.push(started.elapsed());
                 if let Ok(Some(report)) = report {
                     calls += report.provider_calls;
@@ -332,7 +348,13 @@ async fn scenario(name: &str) {
             let desired = graph(0);
             let depth = critical_path(&desired);
             let started = Instant::now();
-            let report = engine.apply(&desired, Arc::new(Discard), |_| true).await;
+            let report = engine
+                .apply(
+                    &desired,
+                    Arc::new(Discard),
+                    fediversity_engine::Approval::Automatic,
+                )
+                .await;
             let took = started.elapsed();
             let calls = report.ok().flatten().map_or(0, |r| r.provider_calls);
             row(

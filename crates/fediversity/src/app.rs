@@ -12,7 +12,7 @@ use clap::Args;
 use fediversity_engine::clock::{Clock, SystemClock};
 use fediversity_engine::events::{Event, EventSink};
 use fediversity_engine::report::Report;
-use fediversity_engine::{Engine, EngineOptions, Plan, Providers};
+use fediversity_engine::{Approval, Engine, EngineOptions, Plan, Providers};
 use fediversity_model::graph::DesiredGraph;
 use fediversity_model::names::OperatorId;
 use fediversity_store::{DeploymentId, DeploymentOutcome, EventRecord, SealingKey, Store};
@@ -88,6 +88,18 @@ fn create_private_dir(dir: &std::path::Path) -> Result<()> {
         .with_context(|| format!("cannot create the data directory {}", dir.display()))
 }
 
+/// Fails unless `operator` is recorded in `store`: a mistyped id must not pass for one with
+/// nothing deployed.
+pub async fn known_operator(store: &Store, operator: &OperatorId) -> Result<()> {
+    if store.operators().await?.contains(operator) {
+        Ok(())
+    } else {
+        bail!(
+            "no operator `{operator}` is recorded here: see `fediversity state list` for the operators there are"
+        )
+    }
+}
+
 /// The providers `graph` needs. Today these are the sandbox's; a graph that names a real
 /// provider (because infra.toml has its section) is refused before anything starts.
 pub fn providers(store: &StoreOpts, graph: &DesiredGraph) -> Result<Providers> {
@@ -142,11 +154,12 @@ pub async fn deploy(
     let operator = &desired.operator;
     let deployment = record_deployment(&store, operator, config, clock.now()).await?;
     let (persist, writer) = StoreSink::start(store.clone(), operator.clone(), deployment);
-    let printer = Printer::new(if opts.json {
-        Display::Json
-    } else {
-        Display::Human
-    });
+    let printer = match (opts.json, opts.auto_approve) {
+        (true, _) => Printer::new(Display::Json),
+        // Asked runs show the plan when asking; automatic ones when it is made.
+        (false, true) => Printer::new(Display::Human).showing_plans_of(desired.clone()),
+        (false, false) => Printer::new(Display::Human),
+    };
     let sink: Arc<dyn EventSink> = Arc::new(Tee(vec![Box::new(printer), Box::new(persist)]));
     let options = EngineOptions {
         lease_wait: opts.wait,
@@ -155,11 +168,14 @@ pub async fn deploy(
     };
     let engine = Engine::new(providers, store.clone(), Arc::new(clock), options);
     let refusal = std::sync::Mutex::new(None);
-    let result = engine
-        .apply(desired, sink.clone(), |plan| {
+    let approval = if opts.auto_approve {
+        Approval::Automatic
+    } else {
+        Approval::Ask(Box::new(|plan: &Plan| {
             approve(plan, desired, opts, &refusal)
-        })
-        .await;
+        }))
+    };
+    let result = engine.apply(desired, sink.clone(), approval).await;
     drop(sink);
     writer.await.ok();
     let (outcome, report_json) = match &result {
@@ -192,8 +208,10 @@ async fn record_deployment(
     config: Option<&Value>,
     now: i64,
 ) -> Result<DeploymentId> {
-    if !store.operators().await?.contains(operator) {
-        store.create_operator(operator, now).await?;
+    match store.create_operator(operator, now).await {
+        // Registered before, perhaps by a run that started at the same time.
+        Ok(()) | Err(fediversity_store::Error::OperatorExists(_)) => {}
+        Err(error) => return Err(error.into()),
     }
     let versions = store.configurations(operator).await?;
     let latest = versions.last();
@@ -212,7 +230,7 @@ async fn record_deployment(
     Ok(deployment)
 }
 
-/// Shows the plan and decides whether to go on. Records why not, when that is an error.
+/// Shows the plan and asks whether to go on; records why not.
 fn approve(
     plan: &Plan,
     desired: &DesiredGraph,
@@ -222,9 +240,6 @@ fn approve(
     if !opts.json {
         let mut out = anstream::stdout().lock();
         render::plan(&mut out, &plan.summary(), desired).ok();
-    }
-    if opts.auto_approve {
-        return true;
     }
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     if !interactive || opts.json {
@@ -236,13 +251,17 @@ fn approve(
         }
         return false;
     }
-    tokio::task::block_in_place(|| {
+    let yes = tokio::task::block_in_place(|| {
         print!("\nApply this plan? Only `yes` goes on: ");
         std::io::stdout().flush().ok();
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer).ok();
         answer.trim() == "yes"
-    })
+    });
+    if !yes && let Ok(mut slot) = refusal.lock() {
+        *slot = Some("not applied: the plan was declined".to_owned());
+    }
+    yes
 }
 
 /// Who this run is, for another run that finds the operator busy.

@@ -29,6 +29,8 @@ pub enum Display {
 /// An [`EventSink`] that prints, and numbers events as the store will.
 pub struct Printer {
     display: Display,
+    /// The desired graph whose plan is shown when the run makes it (runs nobody is asked about).
+    plans_of: Option<fediversity_model::graph::DesiredGraph>,
     state: Mutex<PrinterState>,
 }
 
@@ -43,12 +45,19 @@ impl Printer {
     pub fn new(display: Display) -> Self {
         Self {
             display,
+            plans_of: None,
             state: Mutex::new(PrinterState {
                 seq: 0,
                 bar: None,
                 started: HashMap::new(),
             }),
         }
+    }
+
+    /// Shows the plan of `desired` as soon as the run has made it.
+    pub fn showing_plans_of(mut self, desired: fediversity_model::graph::DesiredGraph) -> Self {
+        self.plans_of = Some(desired);
+        self
     }
 
     fn line(state: &PrinterState, text: &str) {
@@ -58,9 +67,12 @@ impl Printer {
         }
     }
 
-    fn human(state: &mut PrinterState, event: &Event) {
+    fn human(&self, state: &mut PrinterState, event: &Event) {
         match event {
             Event::Planned { plan } => {
+                if let Some(desired) = &self.plans_of {
+                    crate::render::plan(&mut anstream::stdout().lock(), plan, desired).ok();
+                }
                 let total: usize = plan.steps.len();
                 if total > 0 && std::io::stderr().is_terminal() {
                     let bar = ProgressBar::with_draw_target(
@@ -167,7 +179,7 @@ impl EventSink for Printer {
                     let _ = writeln!(out, "{line}");
                 }
             }
-            Display::Human => Self::human(&mut state, event),
+            Display::Human => self.human(&mut state, event),
         }
     }
 }

@@ -288,3 +288,77 @@ async fn independent_resources_run_in_parallel_within_the_provider_bound() {
         "parallel, and never more than the bound"
     );
 }
+
+#[tokio::test]
+async fn a_replacement_that_would_delete_kept_data_is_refused() {
+    let h = Harness::new();
+    let bucket = |name: &str, retention| {
+        graph(
+            vec![(
+                "bucket.media",
+                data(ServiceKind::Mastodon, json!({"name": name})),
+            )],
+            &[(ServiceKind::Mastodon, retention)],
+        )
+    };
+    h.apply(&bucket("media", Retention::Keep)).await;
+    let refused = h
+        .engine
+        .apply(
+            &bucket("media-2", Retention::Keep),
+            h.events.clone(),
+            fediversity_engine::Approval::Automatic,
+        )
+        .await;
+    let message = refused.unwrap_err().to_string();
+    assert!(
+        message.contains("bucket.media holds data") && message.contains("retention"),
+        "{message}"
+    );
+    assert_eq!(
+        h.fake.objects()["uni/bucket.media"].inputs["name"],
+        "media",
+        "nothing was touched"
+    );
+    let allowed = h.apply(&bucket("media-2", Retention::Delete)).await;
+    assert_eq!(
+        allowed.done[&"bucket.media".parse().unwrap()],
+        Action::Replace
+    );
+}
+
+#[tokio::test]
+async fn kept_data_is_deleted_once_retention_says_delete() {
+    let h = Harness::new();
+    let with_bucket = graph(
+        vec![(
+            "bucket.media",
+            data(ServiceKind::Mastodon, json!({"name": "media"})),
+        )],
+        &[(ServiceKind::Mastodon, Retention::Keep)],
+    );
+    h.apply(&with_bucket).await;
+    h.apply(&graph(vec![], &[(ServiceKind::Mastodon, Retention::Keep)]))
+        .await;
+    assert!(h.fake.objects()["uni/bucket.media"].kept);
+    let purge = h
+        .apply(&graph(
+            vec![],
+            &[(ServiceKind::Mastodon, Retention::Delete)],
+        ))
+        .await;
+    assert_eq!(
+        purge.done[&"bucket.media".parse().unwrap()],
+        Action::Delete,
+        "{purge:?}"
+    );
+    assert!(h.fake.objects().is_empty());
+    assert!(
+        h.store
+            .load_state(&operator())
+            .await
+            .unwrap()
+            .resources
+            .is_empty()
+    );
+}

@@ -282,6 +282,7 @@ pub fn options(holder: &str) -> EngineOptions {
         lease_ttl: Duration::from_secs(30),
         lease_wait: Duration::ZERO,
         holder: holder.to_owned(),
+        call_timeout: Duration::from_secs(10),
     }
 }
 
@@ -318,7 +319,11 @@ impl Harness {
 
     pub async fn apply(&self, graph: &DesiredGraph) -> fediversity_engine::report::Report {
         self.engine
-            .apply(graph, self.events.clone(), |_| true)
+            .apply(
+                graph,
+                self.events.clone(),
+                fediversity_engine::Approval::Automatic,
+            )
             .await
             .unwrap()
             .unwrap()

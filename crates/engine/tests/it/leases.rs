@@ -35,8 +35,16 @@ async fn two_concurrent_applies_never_both_run() {
     let second = engine_for(&fake, &store, Arc::new(SystemClock), "run two");
     let g = slow_graph();
     let (a, b) = tokio::join!(
-        first.apply(&g, Arc::new(Discard), |_| true),
-        second.apply(&g, Arc::new(Discard), |_| true)
+        first.apply(
+            &g,
+            Arc::new(Discard),
+            fediversity_engine::Approval::Automatic
+        ),
+        second.apply(
+            &g,
+            Arc::new(Discard),
+            fediversity_engine::Approval::Automatic
+        )
     );
     let (ok, refused) = match (a, b) {
         (Ok(report), Err(error)) | (Err(error), Ok(report)) => (report.unwrap(), error),
@@ -66,10 +74,23 @@ async fn a_second_apply_that_may_wait_runs_after_the_first() {
     let second =
         fediversity_engine::Engine::new(providers, store.clone(), Arc::new(SystemClock), options);
     let g = slow_graph();
-    let (a, b) = tokio::join!(first.apply(&g, Arc::new(Discard), |_| true), async {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        second.apply(&g, Arc::new(Discard), |_| true).await
-    });
+    let (a, b) = tokio::join!(
+        first.apply(
+            &g,
+            Arc::new(Discard),
+            fediversity_engine::Approval::Automatic
+        ),
+        async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            second
+                .apply(
+                    &g,
+                    Arc::new(Discard),
+                    fediversity_engine::Approval::Automatic,
+                )
+                .await
+        }
+    );
     assert!(a.unwrap().unwrap().succeeded());
     let b = b.unwrap().unwrap();
     assert_eq!(
@@ -91,12 +112,20 @@ async fn a_dead_runs_lease_expires() {
     let fake = Fake::new();
     let engine = engine_for(&fake, &store, clock.clone(), "new run");
     let refused = engine
-        .apply(&slow_graph(), Arc::new(Discard), |_| true)
+        .apply(
+            &slow_graph(),
+            Arc::new(Discard),
+            fediversity_engine::Approval::Automatic,
+        )
         .await;
     assert!(matches!(refused, Err(EngineError::Locked { ref holder, .. }) if holder == "dead run"));
     clock.advance(ttl + Duration::from_secs(1));
     let report = engine
-        .apply(&slow_graph(), Arc::new(Discard), |_| true)
+        .apply(
+            &slow_graph(),
+            Arc::new(Discard),
+            fediversity_engine::Approval::Automatic,
+        )
         .await
         .unwrap()
         .unwrap();

@@ -162,3 +162,54 @@ async fn refresh_reports_drift_and_apply_repairs_it() {
         json!({"name": "a", "value": 1}) as Value
     );
 }
+
+#[tokio::test]
+async fn an_interrupted_update_that_did_not_happen_is_made_again() {
+    let h = Harness::new();
+    h.apply(&single()).await;
+    let mut changed = single();
+    changed
+        .resources
+        .get_mut(&"vm.a".parse().unwrap())
+        .unwrap()
+        .inputs["value"] = json!(2);
+    // The dead run recorded its intent to update, and died before the provider acted.
+    let intent = Intent {
+        operator: operator(),
+        address: "vm.a".parse().unwrap(),
+        provider: "fake".to_owned(),
+        operation: Operation::Update,
+        idempotency_key: "k".to_owned(),
+        inputs: json!({"name": "a", "value": 2}),
+        at: 0,
+    };
+    h.store.begin_intent(&intent).await.unwrap();
+    let report = h.apply(&changed).await;
+    assert_eq!(
+        report.done[&"vm.a".parse().unwrap()],
+        Action::Update,
+        "{report:?}"
+    );
+    assert_eq!(h.fake.objects()["uni/vm.a"].inputs["value"], 2);
+}
+
+#[tokio::test]
+async fn a_call_whose_outcome_is_unknown_is_settled_by_the_next_run() {
+    let h = Harness::new();
+    h.fake.fail("vm.a", crate::fake::Failure::Transient(100));
+    let report = h.apply(&single()).await;
+    assert!(
+        report.failed[&"vm.a".parse().unwrap()].contains("the next run checks"),
+        "{report:?}"
+    );
+    assert_eq!(
+        h.store.open_intents(&operator()).await.unwrap().len(),
+        1,
+        "left open, not marked failed"
+    );
+    h.fake.failures.lock().unwrap().clear();
+    let report = h.apply(&single()).await;
+    assert_eq!(report.done[&"vm.a".parse().unwrap()], Action::Create);
+    assert!(h.store.open_intents(&operator()).await.unwrap().is_empty());
+    assert_eq!(h.fake.objects().len(), 1);
+}

@@ -28,6 +28,7 @@ pub fn parse_operator(text: &str) -> Result<OperatorId, String> {
 
 pub async fn run(opts: Opts) -> Result<()> {
     let store = opts.store.open().await?;
+    app::known_operator(&store, &opts.operator).await?;
     let desired = DesiredGraph {
         version: GRAPH_VERSION,
         operator: opts.operator.clone(),

@@ -26,6 +26,7 @@ pub struct Opts {
 
 pub async fn run(opts: Opts) -> Result<()> {
     let store = opts.store.open().await?;
+    crate::app::known_operator(&store, &opts.operator).await?;
     let providers = fediversity_providers::sandbox_providers(&opts.store.sandbox_dir()?);
     let engine = Engine::new(
         providers,

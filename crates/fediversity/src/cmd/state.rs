@@ -54,6 +54,7 @@ pub async fn run(command: Command) -> Result<()> {
                 let status = match &record.status {
                     RecordStatus::Active => "active".to_owned(),
                     RecordStatus::Retained { note } => format!("kept: {note}"),
+                    RecordStatus::Missing => "missing: the next apply makes it again".to_owned(),
                 };
                 anstream::println!("{address}\t{}\t{status}", record.provider);
             }

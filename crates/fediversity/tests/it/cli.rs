@@ -46,6 +46,10 @@ pub fn file_name(path: &Path) -> String {
 /// Variables that would change what the binary does or how it prints, removed from every run.
 const CLEARED: &[&str] = &[
     "FEDIVERSITY_INFRA",
+    "FEDIVERSITY_DATA_DIR",
+    "FEDIVERSITY_DATABASE_URL",
+    "FEDIVERSITY_KEY_FILE",
+    "FEDIVERSITY_LOG",
     "CLICOLOR",
     "CLICOLOR_FORCE",
     "NO_COLOR",

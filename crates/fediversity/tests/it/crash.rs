@@ -168,7 +168,11 @@ fn crash_child() {
             options,
         );
         let report = engine
-            .apply(&desired(), Arc::new(Discard), |_| true)
+            .apply(
+                &desired(),
+                Arc::new(Discard),
+                fediversity_engine::Approval::Automatic,
+            )
             .await
             .unwrap()
             .unwrap();

@@ -59,7 +59,11 @@ async fn a_whole_sandbox_deployment_applies_refreshes_and_is_removed() {
     );
     let events = Arc::new(Events::default());
     let report = engine
-        .apply(&graph, events.clone(), |_| true)
+        .apply(
+            &graph,
+            events.clone(),
+            fediversity_engine::Approval::Automatic,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -112,7 +116,11 @@ async fn a_whole_sandbox_deployment_applies_refreshes_and_is_removed() {
 
     // Applying again does nothing.
     let again = engine
-        .apply(&graph, Arc::new(Events::default()), |_| true)
+        .apply(
+            &graph,
+            Arc::new(Events::default()),
+            fediversity_engine::Approval::Automatic,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -141,7 +149,11 @@ async fn a_whole_sandbox_deployment_applies_refreshes_and_is_removed() {
         );
     }
     let repaired = engine
-        .apply(&graph, Arc::new(Events::default()), |_| true)
+        .apply(
+            &graph,
+            Arc::new(Events::default()),
+            fediversity_engine::Approval::Automatic,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -163,7 +175,11 @@ async fn a_whole_sandbox_deployment_applies_refreshes_and_is_removed() {
         ..graph.clone()
     };
     let removed = engine
-        .apply(&nothing, Arc::new(Events::default()), |_| true)
+        .apply(
+            &nothing,
+            Arc::new(Events::default()),
+            fediversity_engine::Approval::Automatic,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -216,7 +232,11 @@ async fn a_whole_sandbox_deployment_applies_refreshes_and_is_removed() {
     // Turned on again, the kept VM, bucket and keys are used again: the kept data stays
     // readable.
     let back = engine
-        .apply(&graph, Arc::new(Events::default()), |_| true)
+        .apply(
+            &graph,
+            Arc::new(Events::default()),
+            fediversity_engine::Approval::Automatic,
+        )
         .await
         .unwrap()
         .unwrap();
