@@ -109,7 +109,7 @@ impl Process {
                 Stdio::piped()
             })
             .kill_on_drop(true);
-        let mut child = command.spawn()?;
+        let mut child = spawn_unless_busy(&mut command)?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(std::io::Error::other(
                 "the process has no standard input or output",
@@ -405,6 +405,24 @@ async fn forward_logs(stderr: tokio::process::ChildStderr, shared: Arc<Shared>) 
             tracing::debug!(%provider, "{rest}");
         } else {
             tracing::info!(%provider, "{line}");
+        }
+    }
+}
+
+/// Starts `command`, trying again a few times when the executable is "busy": Linux refuses to
+/// run a file that some process still has open for writing, which happens for a moment after a
+/// provider executable was installed, or when another thread forks while one is being written.
+/// The waits are short and happen only on that error, so blocking for them is harmless.
+fn spawn_unless_busy(command: &mut Command) -> std::io::Result<Child> {
+    const ETXTBSY: i32 = 26;
+    let mut attempt = 0;
+    loop {
+        match command.spawn() {
+            Err(error) if error.raw_os_error() == Some(ETXTBSY) && attempt < 5 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(20 * attempt));
+            }
+            result => return result,
         }
     }
 }
