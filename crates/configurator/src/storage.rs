@@ -113,15 +113,17 @@ fn dedicated(
         .as_deref()
         .and_then(|name| builder.infra().size(name))
         .ok_or_else(|| Problem::new("", "internal error: dedicated S3 size not checked"))?;
-    let rpc_secret = builder.generated_secret(
+    // The cluster's secrets are kept with its data: kept S3 VMs are no use without them.
+    let secret = |how| Spec::new(None, how).holding_data();
+    let rpc_secret = builder.add(
+        ResourceKind::Secret,
         "garage-rpc-secret",
-        None,
-        json!({"generate": "hex", "length": 64}),
+        secret(json!({"generate": "hex", "length": 64})),
     )?;
-    let admin_token = builder.generated_secret(
+    let admin_token = builder.add(
+        ResourceKind::Secret,
         "garage-admin-token",
-        None,
-        json!({"generate": "password", "length": 48}),
+        secret(json!({"generate": "password", "length": 48})),
     )?;
     let vms = (1..=nodes)
         .map(|i| builder.vm(&format!("s3-{i}"), None, size, deploy_key))

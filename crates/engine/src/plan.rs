@@ -287,7 +287,7 @@ fn retention_of(desired: &DesiredGraph, record: &ResourceRecord) -> Retention {
 }
 
 /// Replacing a resource deletes it first: refused for data the operator chose to keep.
-fn refuse_data_loss(
+pub(crate) fn refuse_data_loss(
     desired: &DesiredGraph,
     address: &ResourceAddress,
     record: &ResourceRecord,

@@ -937,7 +937,18 @@ async fn converge(
         }
         Some(record) => {
             let changes = provider.diff(address, &record.inputs, &inputs);
-            if changes.iter().any(|c| c.kind == ChangeKind::Replace) {
+            let replaced: Vec<&str> = changes
+                .iter()
+                .filter(|c| c.kind == ChangeKind::Replace)
+                .map(|c| c.path.as_str())
+                .collect();
+            if !replaced.is_empty() {
+                // A prerequisite's new outputs force a replacement the plan could not foresee:
+                // the same refusal to lose kept data applies.
+                let why = format!("`{}` cannot be changed in place", replaced.join("`, `"));
+                if let Err(error) = plan::refuse_data_loss(&shared.desired, address, record, &why) {
+                    return StepEnd::Failed(Action::Replace, error.to_string());
+                }
                 Action::Replace
             } else if changes.is_empty() && record.status == RecordStatus::Active {
                 return rewrite_metadata(engine, shared, address, record).await;

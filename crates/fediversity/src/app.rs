@@ -61,14 +61,17 @@ impl StoreOpts {
     pub async fn open(&self) -> Result<Arc<Store>> {
         let dir = self.data_dir()?;
         create_private_dir(&dir)?;
-        let key_file = self
-            .key_file
-            .clone()
-            .unwrap_or_else(|| dir.join("platform.key"));
-        let key = if key_file.exists() {
-            SealingKey::from_file(&key_file)?
-        } else {
-            SealingKey::write_new(&key_file)?
+        let key = match &self.key_file {
+            // A key named on purpose must exist: a typo must not start a new, empty state.
+            Some(key_file) if !key_file.exists() => bail!(
+                "the platform key {} does not exist: give the path of the existing key, or leave out --key-file to use the data directory's",
+                key_file.display()
+            ),
+            Some(key_file) => SealingKey::from_file(key_file)?,
+            None if dir.join("platform.key").exists() => {
+                SealingKey::from_file(dir.join("platform.key"))?
+            }
+            None => SealingKey::write_new(dir.join("platform.key"))?,
         };
         let url = match &self.database_url {
             Some(url) => url.clone(),

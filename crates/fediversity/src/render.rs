@@ -275,10 +275,11 @@ pub fn report(out: &mut impl Write, report: &Report) -> io::Result<()> {
     };
     writeln!(
         out,
-        "\n{HEADING}Deployment of {} {status}{HEADING:#} in {:.1}s: {} changed, {} unchanged, {} failed, {} not attempted ({} provider calls)",
+        "\n{HEADING}Deployment of {} {status}{HEADING:#} in {:.1}s: {} changed, {} kept, {} unchanged, {} failed, {} not attempted ({} provider calls)",
         report.operator,
         report.elapsed_ms as f64 / 1000.0,
         report.done.len(),
+        report.kept.len(),
         report.unchanged,
         report.failed.len(),
         report.skipped.len(),

@@ -341,8 +341,7 @@ impl SecretProvider {
             Recipe::Operator { name } => {
                 let value = self.operator_secret(ctx, name).await?.ok_or_else(|| {
                     ProviderError::permanent(format!(
-                        "{}: operator secret `{name}` of operator `{}` is not stored: {}",
-                        ctx.address,
+                        "operator secret `{name}` of operator `{}` is not stored: {}",
                         ctx.operator,
                         self.operator_secrets.how_to_store(&ctx.operator, name)
                     ))
