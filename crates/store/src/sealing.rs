@@ -121,13 +121,15 @@ impl Sealer {
 
     /// `value` with the content of every secret wrapper sealed; `context` (the operator id)
     /// must be given again to open it.
-    pub(crate) fn seal(&self, context: &str, value: &Value) -> Result<Value> {
-        transform_secrets(value, &mut |inner| self.seal_one(context, inner))
+    pub(crate) fn seal(&self, context: &str, mut value: Value) -> Result<Value> {
+        transform_secrets(&mut value, &mut |inner| self.seal_one(context, inner))?;
+        Ok(value)
     }
 
     /// `value` with every sealed secret wrapper opened.
-    pub(crate) fn open(&self, context: &str, value: &Value) -> Result<Value> {
-        transform_secrets(value, &mut |inner| self.open_one(context, inner))
+    pub(crate) fn open(&self, context: &str, mut value: Value) -> Result<Value> {
+        transform_secrets(&mut value, &mut |inner| self.open_one(context, inner))?;
+        Ok(value)
     }
 
     /// Seals `bytes` alone, as base64 of nonce ‖ ciphertext.
@@ -204,26 +206,26 @@ mod tests {
     fn sealed_values_hide_the_secret_and_open_again() {
         let sealer = sealer();
         let value = json!({"user": "admin", "password": secret("hunter2"), "list": [secret(42)]});
-        let sealed = sealer.seal("uni", &value).unwrap();
+        let sealed = sealer.seal("uni", value.clone()).unwrap();
         let text = sealed.to_string();
         assert!(!text.contains("hunter2"), "{text}");
         assert_eq!(sealed["user"], "admin");
         assert!(sealed["password"]["$secret"]["sealed"].is_string());
-        assert_eq!(sealer.open("uni", &sealed).unwrap(), value);
+        assert_eq!(sealer.open("uni", sealed.clone()).unwrap(), value);
     }
 
     #[test]
     fn each_value_gets_its_own_nonce() {
         let sealer = sealer();
-        let a = sealer.seal("uni", &secret("same")).unwrap();
-        let b = sealer.seal("uni", &secret("same")).unwrap();
+        let a = sealer.seal("uni", secret("same")).unwrap();
+        let b = sealer.seal("uni", secret("same")).unwrap();
         assert_ne!(a, b);
     }
 
     #[test]
     fn a_wrong_key_or_operator_fails_clearly() {
-        let sealed = sealer().seal("uni", &secret("hunter2")).unwrap();
-        let error = sealer().open("uni", &sealed).unwrap_err();
+        let sealed = sealer().seal("uni", secret("hunter2")).unwrap();
+        let error = sealer().open("uni", sealed.clone()).unwrap_err();
         assert!(matches!(error, Error::KeyMismatch));
         assert!(
             error
@@ -232,16 +234,16 @@ mod tests {
             "{error}"
         );
         let same_key = sealer();
-        let sealed = same_key.seal("uni", &secret("hunter2")).unwrap();
+        let sealed = same_key.seal("uni", secret("hunter2")).unwrap();
         assert!(matches!(
-            same_key.open("newsroom", &sealed),
+            same_key.open("newsroom", sealed.clone()),
             Err(Error::KeyMismatch)
         ));
     }
 
     #[test]
     fn unsealed_secrets_are_refused_when_read() {
-        let error = sealer().open("uni", &secret("plain")).unwrap_err();
+        let error = sealer().open("uni", secret("plain")).unwrap_err();
         assert!(matches!(error, Error::Corrupt { .. }), "{error}");
     }
 
@@ -253,9 +255,9 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         let read = SealingKey::from_file(&path).unwrap();
-        let sealed = Sealer::new(&written).seal("uni", &secret("s")).unwrap();
+        let sealed = Sealer::new(&written).seal("uni", secret("s")).unwrap();
         assert_eq!(
-            Sealer::new(&read).open("uni", &sealed).unwrap(),
+            Sealer::new(&read).open("uni", sealed.clone()).unwrap(),
             secret("s")
         );
         assert!(matches!(

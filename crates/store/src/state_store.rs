@@ -17,7 +17,7 @@ use fediversity_model::names::OperatorId;
 use serde_json::Value;
 use tracing::instrument;
 
-use crate::backend::{IntentRow, NewIntentRow, RecordChangeRow};
+use crate::backend::{FinishIntentRow, IntentRow, NewIntentRow, RecordChangeRow};
 use crate::error::{Error, Result, corrupt};
 use crate::store::{Store, millis};
 
@@ -35,15 +35,15 @@ impl StateStore for Store {
     async fn begin_intent(&self, intent: &Intent) -> StoreResult<IntentId> {
         let operator = intent.operator.as_str();
         let row = NewIntentRow {
-            operator,
+            operator: operator.to_owned(),
             address: intent.address.to_string(),
-            provider: &intent.provider,
+            provider: intent.provider.clone(),
             operation: operation_name(intent.operation)?,
-            idempotency_key: &intent.idempotency_key,
+            idempotency_key: intent.idempotency_key.clone(),
             inputs: self.seal(operator, "intent inputs", &intent.inputs)?,
             at: intent.at,
         };
-        Ok(self.queries().begin_intent(&row).await?)
+        Ok(self.queries().begin_intent(row).await?)
     }
 
     #[instrument(skip(self, outcome, change), fields(operator = %operator))]
@@ -66,13 +66,15 @@ impl StateStore for Store {
             StateChange::Remove => RecordChangeRow::Remove,
             StateChange::Unchanged => RecordChangeRow::Unchanged,
         };
-        let (owner, now) = (operator.to_string(), self.now());
+        let row = FinishIntentRow {
+            operator: operator.to_string(),
+            id,
+            outcome,
+            finished_at: self.now(),
+            change,
+        };
         let finished = self
-            .in_own_task(|queries| async move {
-                queries
-                    .finish_intent(&owner, id, &outcome, now, &change)
-                    .await
-            })
+            .in_own_task(|queries| async move { queries.finish_intent(row).await })
             .await?;
         if finished {
             Ok(())
@@ -167,7 +169,7 @@ impl Store {
                 .address
                 .parse()
                 .map_err(|e: String| corrupt("resource address", e))?;
-            let record = self.open(operator.as_str(), "resource record", &row.record)?;
+            let record = self.open(operator.as_str(), "resource record", row.record)?;
             state.resources.insert(address, record);
         }
         Ok(state)
@@ -184,7 +186,7 @@ impl Store {
             operation: serde_json::from_value(Value::String(row.operation))
                 .map_err(|e| corrupt("intent operation", e))?,
             idempotency_key: row.idempotency_key,
-            inputs: self.open(operator.as_str(), "intent inputs", &row.inputs)?,
+            inputs: self.open(operator.as_str(), "intent inputs", row.inputs)?,
             at: row.at,
         })
     }

@@ -156,7 +156,7 @@ impl Store {
     ) -> Result<Value> {
         let json =
             serde_json::to_value(value).map_err(|source| Error::Serialise { what, source })?;
-        self.sealer.seal(operator, &json)
+        self.sealer.seal(operator, json)
     }
 
     /// A `T` from stored JSON, its secrets opened for `operator`.
@@ -164,7 +164,7 @@ impl Store {
         &self,
         operator: &str,
         what: &'static str,
-        value: &Value,
+        value: Value,
     ) -> Result<T> {
         let json = self.sealer.open(operator, value)?;
         serde_json::from_value(json).map_err(|e| corrupt(what, e))
@@ -224,7 +224,7 @@ impl Store {
     ) -> Result<StoredConfiguration> {
         Ok(StoredConfiguration {
             version: row.version,
-            config: self.open(operator.as_str(), "configuration", &row.config)?,
+            config: self.open(operator.as_str(), "configuration", row.config)?,
             created_at: row.created_at,
         })
     }
@@ -307,7 +307,7 @@ impl Store {
             .ok_or_else(|| corrupt("deployment status", &row.status))?;
         let report = row
             .report
-            .map(|report| self.open(operator.as_str(), "deployment report", &report))
+            .map(|report| self.open(operator.as_str(), "deployment report", report))
             .transpose()?;
         Ok(Deployment {
             id: DeploymentId(row.id),
@@ -370,7 +370,7 @@ impl Store {
         Ok(StoredEvent {
             seq: row.seq,
             at: row.at,
-            event: self.open(operator.as_str(), "event", &row.event)?,
+            event: self.open(operator.as_str(), "event", row.event)?,
         })
     }
 
@@ -412,7 +412,7 @@ impl Store {
         Ok(Job {
             id: JobId(row.id),
             kind: row.kind,
-            payload: self.open(context, "job payload", &row.payload)?,
+            payload: self.open(context, "job payload", row.payload)?,
             operator,
             attempts: row.attempts,
             locked_until: row.locked_until,

@@ -5,7 +5,8 @@
 //! and the public types live in [`crate::store`], once. Most SQL is the same on both databases
 //! (`$1` parameters, `RETURNING`, `ON CONFLICT`), so it is written once in
 //! `shared.rs` (the `shared_queries!` macro) and each backend module adds what differs:
-//! connecting, migrations, how a write transaction begins, and how a job is claimed.
+//! connecting, migrations, how a write transaction begins, how a job is claimed, and how an
+//! intent's outcome and its record change are written in one statement.
 
 use async_trait::async_trait;
 use fediversity_engine::clock::Millis;
@@ -33,14 +34,24 @@ pub(crate) struct IntentRow {
 
 /// An intent to store.
 #[derive(Debug)]
-pub(crate) struct NewIntentRow<'a> {
-    pub operator: &'a str,
+pub(crate) struct NewIntentRow {
+    pub operator: String,
     pub address: String,
-    pub provider: &'a str,
+    pub provider: String,
     pub operation: String,
-    pub idempotency_key: &'a str,
+    pub idempotency_key: String,
     pub inputs: Value,
     pub at: Millis,
+}
+
+/// An open intent's outcome to record, with what it does to the resource's record.
+#[derive(Debug)]
+pub(crate) struct FinishIntentRow {
+    pub operator: String,
+    pub id: i64,
+    pub outcome: Value,
+    pub finished_at: Millis,
+    pub change: RecordChangeRow,
 }
 
 /// What finishing an intent does to the resource's record (already sealed).
@@ -49,6 +60,20 @@ pub(crate) enum RecordChangeRow {
     Upsert { record: Value, updated_at: Millis },
     Remove,
     Unchanged,
+}
+
+impl RecordChangeRow {
+    /// As the `FINISH_INTENT` statements take it: the kind (`upsert`, `remove` or none), the
+    /// record and its time.
+    pub(crate) fn as_columns(&self) -> (Option<&'static str>, Option<&Value>, Option<Millis>) {
+        match self {
+            RecordChangeRow::Upsert { record, updated_at } => {
+                (Some("upsert"), Some(record), Some(*updated_at))
+            }
+            RecordChangeRow::Remove => (Some("remove"), None, None),
+            RecordChangeRow::Unchanged => (None, None, None),
+        }
+    }
 }
 
 /// A resource record as stored (secrets sealed).
@@ -209,17 +234,10 @@ pub(crate) trait Queries: Send + Sync {
     async fn remove_record(&self, operator: &str, address: &str) -> Result<()>;
 
     /// Records an intent; returns its id.
-    async fn begin_intent(&self, intent: &NewIntentRow<'_>) -> Result<i64>;
-    /// Records an open intent's outcome and changes its resource's record, in one transaction;
-    /// false (and nothing changed) if it is not an open intent of the operator.
-    async fn finish_intent(
-        &self,
-        operator: &str,
-        id: i64,
-        outcome: &Value,
-        finished_at: Millis,
-        change: &RecordChangeRow,
-    ) -> Result<bool>;
+    async fn begin_intent(&self, intent: NewIntentRow) -> Result<i64>;
+    /// Records an open intent's outcome and changes its resource's record, atomically (one
+    /// statement); false (and nothing changed) if it is not an open intent of the operator.
+    async fn finish_intent(&self, finish: FinishIntentRow) -> Result<bool>;
     /// The operator's open intents, oldest first.
     async fn open_intents(&self, operator: &str) -> Result<Vec<IntentRow>>;
 

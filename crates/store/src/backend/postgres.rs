@@ -7,10 +7,11 @@
 use std::str::FromStr as _;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection as _, Postgres, Transaction};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, query_failed};
 
 /// The schema, embedded in the binary.
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -28,6 +29,30 @@ const CLAIM_JOB: &str = "UPDATE jobs SET status = 'running', attempts = attempts
          ORDER BY run_after, id LIMIT 1 \
          FOR UPDATE SKIP LOCKED) \
      RETURNING id, kind, operator, payload, attempts, locked_until";
+
+/// Records an open intent's outcome (`$1` operator, `$2` id, `$3` outcome, `$4` finished at)
+/// and changes its resource's record (`$5` `'upsert'`, `'remove'` or NULL; `$6` the sealed
+/// record and `$7` its time, for an upsert); returns the id, or no row if the operator has no
+/// such open intent (and then nothing changed).
+///
+/// One statement, so one round trip instead of four (BEGIN, UPDATE, UPSERT or DELETE, COMMIT)
+/// and no transaction a cancelled caller could leave open: the record changes only for the
+/// journal row the update returns. The sub-statements run whether or not the final `SELECT`
+/// reads them, and at most one of the two on `resources` matches.
+const FINISH_INTENT: &str = "WITH finished AS ( \
+         UPDATE journal SET outcome = $3, finished_at = $4 \
+         WHERE operator = $1 AND id = $2 AND finished_at IS NULL \
+         RETURNING id, operator, address), \
+     upserted AS ( \
+         INSERT INTO resources (operator, address, record, updated_at) \
+         SELECT operator, address, $6, $7 FROM finished WHERE $5 = 'upsert' \
+         ON CONFLICT (operator, address) DO UPDATE \
+         SET record = excluded.record, updated_at = excluded.updated_at), \
+     removed AS ( \
+         DELETE FROM resources USING finished \
+         WHERE $5 = 'remove' AND resources.operator = finished.operator \
+         AND resources.address = finished.address) \
+     SELECT id FROM finished";
 
 /// Connections per pool; each process has its own pool.
 const MAX_CONNECTIONS: u32 = 16;
@@ -60,13 +85,46 @@ impl PostgresBackend {
         Ok(PostgresBackend { pool })
     }
 
-    async fn begin_write(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-        self.pool.begin().await
+    /// A connection from the pool; `context` says what for, in errors.
+    async fn connection(&self, context: &'static str) -> Result<PoolConnection<Postgres>> {
+        self.pool.acquire().await.map_err(query_failed(context))
+    }
+
+    /// Turns a query's error into the store's (the pool replaces broken connections itself).
+    fn failed(&self, context: &'static str) -> impl FnOnce(sqlx::Error) -> Error + use<> {
+        query_failed(context)
     }
 }
 
-shared_queries!(PostgresBackend, Postgres {
+/// Begins a write transaction on `connection`.
+async fn begin_write(
+    connection: &mut PgConnection,
+) -> Result<Transaction<'_, Postgres>, sqlx::Error> {
+    connection.begin().await
+}
+
+shared_queries!(PostgresBackend, PgConnection {
     fn name(&self) -> &'static str {
         "PostgreSQL"
+    }
+
+    async fn begin_intent(&self, intent: crate::backend::NewIntentRow) -> Result<i64> {
+        const FAILED: &str = "recording an intent";
+        let mut connection = self.connection(FAILED).await?;
+        insert_intent(&mut connection, &intent)
+            .await
+            .map_err(self.failed(FAILED))
+    }
+
+    async fn finish_intent(&self, finish: crate::backend::FinishIntentRow) -> Result<bool> {
+        const FAILED: &str = "recording an intent's outcome";
+        let mut connection = self.connection(FAILED).await?;
+        update_intent(&mut connection, &finish)
+            .await
+            .map_err(self.failed(FAILED))
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
     }
 });

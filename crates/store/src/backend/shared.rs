@@ -2,49 +2,64 @@
 //!
 //! sqlx types its pools by database, so code that runs on both is either generic over
 //! `sqlx::Database` (with bounds longer than the queries) or expanded once per backend; this
-//! is the latter. `shared_queries!(Backend, Database { … })` implements [`super::Queries`] for a
-//! backend struct that has a `pool` field and an inherent `begin_write` method, in a module
-//! that defines `CLAIM_JOB` (the one statement whose SQL differs), with the items in braces
-//! added to the shared ones.
+//! is the latter. `shared_queries!(Backend, Connection { … })` implements [`super::Queries`]
+//! for a backend struct with inherent methods `connection(context)` (a connection for one
+//! call: SQLite's one, or one from PostgreSQL's pool) and `failed(context)` (maps a query's
+//! error), in a module that defines `begin_write(connection)` (how a write transaction begins)
+//! and the statements whose SQL differs, `CLAIM_JOB` and `FINISH_INTENT` (bound the same way
+//! on both). It also defines `insert_intent` and `update_intent`, recording an intent and
+//! finishing one on a connection, for the backend's own `begin_intent` and `finish_intent`,
+//! which go in the braces with `name` and `close`.
 
-/// Implements `Queries` for `$backend` (on database `$db`): the shared queries plus the given
-/// backend-specific items.
+/// Implements `Queries` for `$backend` (whose connections are `$connection`): the shared
+/// queries plus the given backend-specific items.
 macro_rules! shared_queries {
-    ($backend:ty, $db:ty { $($specific:tt)* }) => {
-        /// Writes a resource record, inside a transaction or not.
-        async fn upsert_record<'e, E: sqlx::Executor<'e, Database = $db>>(
-            executor: E,
-            operator: &str,
-            address: &str,
-            record: &serde_json::Value,
-            updated_at: fediversity_engine::clock::Millis,
-        ) -> Result<(), sqlx::Error> {
-            sqlx::query(
-                "INSERT INTO resources (operator, address, record, updated_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (operator, address) DO UPDATE \
-                 SET record = excluded.record, updated_at = excluded.updated_at",
+    ($backend:ty, $connection:ty { $($specific:tt)* }) => {
+        /// Records an intent on `connection`; returns its id.
+        async fn insert_intent(
+            connection: &mut $connection,
+            intent: &$crate::backend::NewIntentRow,
+        ) -> Result<i64, sqlx::Error> {
+            sqlx::query_scalar(
+                "INSERT INTO journal \
+                 (operator, address, provider, operation, idempotency_key, inputs, at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
             )
-            .bind(operator)
-            .bind(address)
-            .bind(sqlx::types::Json(record))
-            .bind(updated_at)
-            .execute(executor)
-            .await?;
-            Ok(())
+            .bind(&intent.operator)
+            .bind(&intent.address)
+            .bind(&intent.provider)
+            .bind(&intent.operation)
+            .bind(&intent.idempotency_key)
+            .bind(sqlx::types::Json(&intent.inputs))
+            .bind(intent.at)
+            // To the end, not `fetch_one`: on SQLite an autocommit statement commits when it
+            // ends, and sqlx drops the error of one it stops early.
+            .fetch_all(connection)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or(sqlx::Error::RowNotFound)
         }
 
-        /// Removes a resource record, inside a transaction or not.
-        async fn delete_record<'e, E: sqlx::Executor<'e, Database = $db>>(
-            executor: E,
-            operator: &str,
-            address: &str,
-        ) -> Result<(), sqlx::Error> {
-            sqlx::query("DELETE FROM resources WHERE operator = $1 AND address = $2")
-                .bind(operator)
-                .bind(address)
-                .execute(executor)
+        /// Records an open intent's outcome and changes its record on `connection`, with the
+        /// backend module's `FINISH_INTENT` (one statement: how is where the databases
+        /// differ); false if the operator has no such open intent.
+        async fn update_intent(
+            connection: &mut $connection,
+            finish: &$crate::backend::FinishIntentRow,
+        ) -> Result<bool, sqlx::Error> {
+            let (kind, record, updated_at) = finish.change.as_columns();
+            let finished: Vec<i64> = sqlx::query_scalar(FINISH_INTENT)
+                .bind(&finish.operator)
+                .bind(finish.id)
+                .bind(sqlx::types::Json(&finish.outcome))
+                .bind(finish.finished_at)
+                .bind(kind)
+                .bind(record.map(sqlx::types::Json))
+                .bind(updated_at)
+                .fetch_all(connection)
                 .await?;
-            Ok(())
+            Ok(!finished.is_empty())
         }
 
         #[async_trait::async_trait]
@@ -53,18 +68,19 @@ macro_rules! shared_queries {
 
             async fn key_check(&self, candidate: &str) -> $crate::error::Result<String> {
                 const FAILED: &str = "checking the platform key";
+                let mut conn = self.connection(FAILED).await?;
                 sqlx::query(
                     "INSERT INTO platform_key (id, check_value) VALUES (1, $1) \
                      ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(candidate)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed(FAILED))?;
+                .map_err(self.failed(FAILED))?;
                 sqlx::query_scalar("SELECT check_value FROM platform_key WHERE id = 1")
-                    .fetch_one(&self.pool)
+                    .fetch_one(&mut *conn)
                     .await
-                    .map_err($crate::error::query_failed(FAILED))
+                    .map_err(self.failed(FAILED))
             }
 
             async fn create_operator(
@@ -72,23 +88,27 @@ macro_rules! shared_queries {
                 operator: &str,
                 now: fediversity_engine::clock::Millis,
             ) -> $crate::error::Result<bool> {
+                const FAILED: &str = "creating an operator";
+                let mut conn = self.connection(FAILED).await?;
                 let created: Option<String> = sqlx::query_scalar(
                     "INSERT INTO operators (id, created_at) VALUES ($1, $2) \
                      ON CONFLICT (id) DO NOTHING RETURNING id",
                 )
                 .bind(operator)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed("creating an operator"))?;
+                .map_err(self.failed(FAILED))?;
                 Ok(created.is_some())
             }
 
             async fn operators(&self) -> $crate::error::Result<Vec<String>> {
+                const FAILED: &str = "listing operators";
+                let mut conn = self.connection(FAILED).await?;
                 sqlx::query_scalar("SELECT id FROM operators ORDER BY id")
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *conn)
                     .await
-                    .map_err($crate::error::query_failed("listing operators"))
+                    .map_err(self.failed(FAILED))
             }
 
             async fn save_configuration(
@@ -98,7 +118,8 @@ macro_rules! shared_queries {
                 now: fediversity_engine::clock::Millis,
             ) -> $crate::error::Result<Option<i64>> {
                 const FAILED: &str = "saving a configuration";
-                let mut tx = self.begin_write().await.map_err($crate::error::query_failed(FAILED))?;
+                let mut conn = self.connection(FAILED).await?;
+                let mut tx = begin_write(&mut *conn).await.map_err(self.failed(FAILED))?;
                 // Bumping the operator's counter first locks its row: concurrent saves for one
                 // operator queue up instead of racing for the same version number.
                 let version: Option<i64> = sqlx::query_scalar(
@@ -109,7 +130,7 @@ macro_rules! shared_queries {
                 .bind(operator)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err($crate::error::query_failed(FAILED))?;
+                .map_err(self.failed(FAILED))?;
                 let Some(version) = version else {
                     return Ok(None);
                 };
@@ -123,8 +144,8 @@ macro_rules! shared_queries {
                 .bind(now)
                 .execute(&mut *tx)
                 .await
-                .map_err($crate::error::query_failed(FAILED))?;
-                tx.commit().await.map_err($crate::error::query_failed(FAILED))?;
+                .map_err(self.failed(FAILED))?;
+                tx.commit().await.map_err(self.failed(FAILED))?;
                 Ok(Some(version))
             }
 
@@ -132,14 +153,16 @@ macro_rules! shared_queries {
                 &self,
                 operator: &str,
             ) -> $crate::error::Result<Vec<$crate::backend::ConfigurationRow>> {
+                const FAILED: &str = "reading configurations";
+                let mut conn = self.connection(FAILED).await?;
                 sqlx::query_as(
                     "SELECT version, config, created_at FROM configurations \
                      WHERE operator = $1 ORDER BY version",
                 )
                 .bind(operator)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed("reading configurations"))
+                .map_err(self.failed(FAILED))
             }
 
             async fn create_deployment(
@@ -148,6 +171,8 @@ macro_rules! shared_queries {
                 version: i64,
                 now: fediversity_engine::clock::Millis,
             ) -> $crate::error::Result<Option<i64>> {
+                const FAILED: &str = "creating a deployment";
+                let mut conn = self.connection(FAILED).await?;
                 sqlx::query_scalar(
                     "INSERT INTO deployments (operator, configuration_version, status, created_at) \
                      SELECT operator, version, 'queued', $3 FROM configurations \
@@ -157,9 +182,9 @@ macro_rules! shared_queries {
                 .bind(operator)
                 .bind(version)
                 .bind(now)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed("creating a deployment"))
+                .map_err(self.failed(FAILED))
             }
 
             async fn start_deployment(
@@ -168,6 +193,8 @@ macro_rules! shared_queries {
                 id: i64,
                 now: fediversity_engine::clock::Millis,
             ) -> $crate::error::Result<bool> {
+                const FAILED: &str = "starting a deployment";
+                let mut conn = self.connection(FAILED).await?;
                 let done = sqlx::query(
                     "UPDATE deployments SET status = 'running', started_at = $3 \
                      WHERE operator = $1 AND id = $2 AND status = 'queued'",
@@ -175,9 +202,9 @@ macro_rules! shared_queries {
                 .bind(operator)
                 .bind(id)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed("starting a deployment"))?;
+                .map_err(self.failed(FAILED))?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -189,6 +216,8 @@ macro_rules! shared_queries {
                 report: &serde_json::Value,
                 now: fediversity_engine::clock::Millis,
             ) -> $crate::error::Result<bool> {
+                const FAILED: &str = "finishing a deployment";
+                let mut conn = self.connection(FAILED).await?;
                 let done = sqlx::query(
                     "UPDATE deployments SET status = $3, report = $4, finished_at = $5 \
                      WHERE operator = $1 AND id = $2 AND status IN ('queued', 'running')",
@@ -198,9 +227,9 @@ macro_rules! shared_queries {
                 .bind(status)
                 .bind(sqlx::types::Json(report))
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed("finishing a deployment"))?;
+                .map_err(self.failed(FAILED))?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -208,14 +237,16 @@ macro_rules! shared_queries {
                 &self,
                 operator: &str,
             ) -> $crate::error::Result<Vec<$crate::backend::DeploymentRow>> {
+                const FAILED: &str = "reading deployments";
+                let mut conn = self.connection(FAILED).await?;
                 sqlx::query_as(
                     "SELECT id, configuration_version, status, created_at, started_at, \
                      finished_at, report FROM deployments WHERE operator = $1 ORDER BY id DESC",
                 )
                 .bind(operator)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed("reading deployments"))
+                .map_err(self.failed(FAILED))
             }
 
             async fn append_events(
@@ -225,8 +256,9 @@ macro_rules! shared_queries {
                 events: &[(fediversity_engine::clock::Millis, serde_json::Value)],
             ) -> $crate::error::Result<Option<i64>> {
                 const FAILED: &str = "appending events";
+                let mut conn = self.connection(FAILED).await?;
                 let count = i64::try_from(events.len()).unwrap_or(i64::MAX);
-                let mut tx = self.begin_write().await.map_err($crate::error::query_failed(FAILED))?;
+                let mut tx = begin_write(&mut *conn).await.map_err(self.failed(FAILED))?;
                 // Taking the numbers from the deployment's row locks it: concurrent appends to
                 // one deployment get consecutive, non-overlapping ranges.
                 let last: Option<i64> = sqlx::query_scalar(
@@ -238,7 +270,7 @@ macro_rules! shared_queries {
                 .bind(count)
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err($crate::error::query_failed(FAILED))?;
+                .map_err(self.failed(FAILED))?;
                 let Some(last) = last else {
                     return Ok(None);
                 };
@@ -252,9 +284,9 @@ macro_rules! shared_queries {
                     .bind(sqlx::types::Json(event))
                     .execute(&mut *tx)
                     .await
-                    .map_err($crate::error::query_failed(FAILED))?;
+                    .map_err(self.failed(FAILED))?;
                 }
-                tx.commit().await.map_err($crate::error::query_failed(FAILED))?;
+                tx.commit().await.map_err(self.failed(FAILED))?;
                 Ok(Some(last))
             }
 
@@ -264,6 +296,8 @@ macro_rules! shared_queries {
                 deployment: i64,
                 after: i64,
             ) -> $crate::error::Result<Vec<$crate::backend::EventRow>> {
+                const FAILED: &str = "reading events";
+                let mut conn = self.connection(FAILED).await?;
                 sqlx::query_as(
                     "SELECT e.seq, e.at, e.event FROM events e \
                      JOIN deployments d ON d.id = e.deployment \
@@ -273,9 +307,9 @@ macro_rules! shared_queries {
                 .bind(operator)
                 .bind(deployment)
                 .bind(after)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed("reading events"))
+                .map_err(self.failed(FAILED))
             }
 
             async fn enqueue_job(
@@ -286,6 +320,8 @@ macro_rules! shared_queries {
                 run_after: fediversity_engine::clock::Millis,
                 now: fediversity_engine::clock::Millis,
             ) -> $crate::error::Result<i64> {
+                const FAILED: &str = "queueing a job";
+                let mut conn = self.connection(FAILED).await?;
                 sqlx::query_scalar(
                     "INSERT INTO jobs (kind, operator, payload, status, run_after, created_at) \
                      VALUES ($1, $2, $3, 'queued', $4, $5) RETURNING id",
@@ -295,9 +331,9 @@ macro_rules! shared_queries {
                 .bind(sqlx::types::Json(payload))
                 .bind(run_after)
                 .bind(now)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed("queueing a job"))
+                .map_err(self.failed(FAILED))
             }
 
             async fn claim_job(
@@ -306,15 +342,17 @@ macro_rules! shared_queries {
                 now: fediversity_engine::clock::Millis,
                 locked_until: fediversity_engine::clock::Millis,
             ) -> $crate::error::Result<Option<$crate::backend::JobRow>> {
+                const FAILED: &str = "claiming a job";
+                let mut conn = self.connection(FAILED).await?;
                 // `CLAIM_JOB` is the backend module's own: how two claims are kept apart is
                 // where the databases differ.
                 sqlx::query_as(CLAIM_JOB)
                     .bind(worker)
                     .bind(now)
                     .bind(locked_until)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *conn)
                     .await
-                    .map_err($crate::error::query_failed("claiming a job"))
+                    .map_err(self.failed(FAILED))
             }
 
             async fn complete_job(
@@ -323,6 +361,8 @@ macro_rules! shared_queries {
                 worker: &str,
                 now: fediversity_engine::clock::Millis,
             ) -> $crate::error::Result<bool> {
+                const FAILED: &str = "completing a job";
+                let mut conn = self.connection(FAILED).await?;
                 let done = sqlx::query(
                     "UPDATE jobs SET status = 'done', locked_by = NULL, locked_until = NULL, \
                      finished_at = $3 WHERE id = $1 AND status = 'running' AND locked_by = $2",
@@ -330,9 +370,9 @@ macro_rules! shared_queries {
                 .bind(id)
                 .bind(worker)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed("completing a job"))?;
+                .map_err(self.failed(FAILED))?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -344,6 +384,8 @@ macro_rules! shared_queries {
                 retry_at: Option<fediversity_engine::clock::Millis>,
                 now: fediversity_engine::clock::Millis,
             ) -> $crate::error::Result<bool> {
+                const FAILED: &str = "failing a job";
+                let mut conn = self.connection(FAILED).await?;
                 let done = sqlx::query(
                     "UPDATE jobs SET \
                      status = CASE WHEN $3 IS NULL THEN 'failed' ELSE 'queued' END, \
@@ -357,9 +399,9 @@ macro_rules! shared_queries {
                 .bind(retry_at)
                 .bind(error)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed("failing a job"))?;
+                .map_err(self.failed(FAILED))?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -367,13 +409,15 @@ macro_rules! shared_queries {
                 &self,
                 operator: &str,
             ) -> $crate::error::Result<Vec<$crate::backend::ResourceRow>> {
+                const FAILED: &str = "loading state";
+                let mut conn = self.connection(FAILED).await?;
                 sqlx::query_as(
                     "SELECT address, record FROM resources WHERE operator = $1 ORDER BY address",
                 )
                 .bind(operator)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed("loading state"))
+                .map_err(self.failed(FAILED))
             }
 
             async fn put_record(
@@ -383,9 +427,21 @@ macro_rules! shared_queries {
                 record: &serde_json::Value,
                 updated_at: fediversity_engine::clock::Millis,
             ) -> $crate::error::Result<()> {
-                upsert_record(&self.pool, operator, address, record, updated_at)
-                    .await
-                    .map_err($crate::error::query_failed("writing a resource record"))
+                const FAILED: &str = "writing a resource record";
+                let mut conn = self.connection(FAILED).await?;
+                sqlx::query(
+                    "INSERT INTO resources (operator, address, record, updated_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (operator, address) DO UPDATE \
+                     SET record = excluded.record, updated_at = excluded.updated_at",
+                )
+                .bind(operator)
+                .bind(address)
+                .bind(sqlx::types::Json(record))
+                .bind(updated_at)
+                .execute(&mut *conn)
+                .await
+                .map_err(self.failed(FAILED))?;
+                Ok(())
             }
 
             async fn remove_record(
@@ -393,82 +449,31 @@ macro_rules! shared_queries {
                 operator: &str,
                 address: &str,
             ) -> $crate::error::Result<()> {
-                delete_record(&self.pool, operator, address)
+                const FAILED: &str = "removing a resource record";
+                let mut conn = self.connection(FAILED).await?;
+                sqlx::query("DELETE FROM resources WHERE operator = $1 AND address = $2")
+                    .bind(operator)
+                    .bind(address)
+                    .execute(&mut *conn)
                     .await
-                    .map_err($crate::error::query_failed("removing a resource record"))
-            }
-
-            async fn begin_intent(
-                &self,
-                intent: &$crate::backend::NewIntentRow<'_>,
-            ) -> $crate::error::Result<i64> {
-                sqlx::query_scalar(
-                    "INSERT INTO journal \
-                     (operator, address, provider, operation, idempotency_key, inputs, at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                )
-                .bind(intent.operator)
-                .bind(&intent.address)
-                .bind(intent.provider)
-                .bind(&intent.operation)
-                .bind(intent.idempotency_key)
-                .bind(sqlx::types::Json(&intent.inputs))
-                .bind(intent.at)
-                .fetch_one(&self.pool)
-                .await
-                .map_err($crate::error::query_failed("recording an intent"))
-            }
-
-            async fn finish_intent(
-                &self,
-                operator: &str,
-                id: i64,
-                outcome: &serde_json::Value,
-                finished_at: fediversity_engine::clock::Millis,
-                change: &$crate::backend::RecordChangeRow,
-            ) -> $crate::error::Result<bool> {
-                const FAILED: &str = "recording an intent's outcome";
-                let mut tx = self.begin_write().await.map_err($crate::error::query_failed(FAILED))?;
-                let address: Option<String> = sqlx::query_scalar(
-                    "UPDATE journal SET outcome = $3, finished_at = $4 \
-                     WHERE operator = $1 AND id = $2 AND finished_at IS NULL RETURNING address",
-                )
-                .bind(operator)
-                .bind(id)
-                .bind(sqlx::types::Json(outcome))
-                .bind(finished_at)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err($crate::error::query_failed(FAILED))?;
-                let Some(address) = address else {
-                    return Ok(false);
-                };
-                match change {
-                    $crate::backend::RecordChangeRow::Upsert { record, updated_at } => {
-                        upsert_record(&mut *tx, operator, &address, record, *updated_at).await
-                    }
-                    $crate::backend::RecordChangeRow::Remove => {
-                        delete_record(&mut *tx, operator, &address).await
-                    }
-                    $crate::backend::RecordChangeRow::Unchanged => Ok(()),
-                }
-                .map_err($crate::error::query_failed(FAILED))?;
-                tx.commit().await.map_err($crate::error::query_failed(FAILED))?;
-                Ok(true)
+                    .map_err(self.failed(FAILED))?;
+                Ok(())
             }
 
             async fn open_intents(
                 &self,
                 operator: &str,
             ) -> $crate::error::Result<Vec<$crate::backend::IntentRow>> {
+                const FAILED: &str = "reading open intents";
+                let mut conn = self.connection(FAILED).await?;
                 sqlx::query_as(
                     "SELECT id, address, provider, operation, idempotency_key, inputs, at \
                      FROM journal WHERE operator = $1 AND finished_at IS NULL ORDER BY id",
                 )
                 .bind(operator)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed("reading open intents"))
+                .map_err(self.failed(FAILED))
             }
 
             async fn try_lease(
@@ -478,6 +483,8 @@ macro_rules! shared_queries {
                 now: fediversity_engine::clock::Millis,
                 expires_at: fediversity_engine::clock::Millis,
             ) -> $crate::error::Result<Option<fediversity_engine::clock::Millis>> {
+                const FAILED: &str = "taking a lease";
+                let mut conn = self.connection(FAILED).await?;
                 // One statement, so the check and the take are atomic on both databases: the
                 // row is inserted, or updated only if the lease lapsed or is the holder's own.
                 sqlx::query_scalar(
@@ -491,20 +498,22 @@ macro_rules! shared_queries {
                 .bind(holder)
                 .bind(now)
                 .bind(expires_at)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await
-                .map_err($crate::error::query_failed("taking a lease"))
+                .map_err(self.failed(FAILED))
             }
 
             async fn lease_holder(
                 &self,
                 operator: &str,
             ) -> $crate::error::Result<Option<(String, fediversity_engine::clock::Millis)>> {
+                const FAILED: &str = "reading a lease";
+                let mut conn = self.connection(FAILED).await?;
                 sqlx::query_as("SELECT holder, expires_at FROM leases WHERE operator = $1")
                     .bind(operator)
-                    .fetch_optional(&self.pool)
+                    .fetch_optional(&mut *conn)
                     .await
-                    .map_err($crate::error::query_failed("reading a lease"))
+                    .map_err(self.failed(FAILED))
             }
 
             async fn release_lease(
@@ -512,17 +521,15 @@ macro_rules! shared_queries {
                 operator: &str,
                 holder: &str,
             ) -> $crate::error::Result<()> {
+                const FAILED: &str = "releasing a lease";
+                let mut conn = self.connection(FAILED).await?;
                 sqlx::query("DELETE FROM leases WHERE operator = $1 AND holder = $2")
                     .bind(operator)
                     .bind(holder)
-                    .execute(&self.pool)
+                    .execute(&mut *conn)
                     .await
-                    .map_err($crate::error::query_failed("releasing a lease"))?;
+                    .map_err(self.failed(FAILED))?;
                 Ok(())
-            }
-
-            async fn close(&self) {
-                self.pool.close().await;
             }
         }
     };

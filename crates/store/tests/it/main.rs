@@ -17,6 +17,7 @@ mod harness;
 mod jobs;
 mod panel;
 mod secrets;
+mod sqlite_schema;
 mod state;
 
 /// Declares each `module::test` of the suite once per backend.
@@ -52,6 +53,8 @@ on_both_backends!(
     state::open_intents_are_the_unfinished_ones_oldest_first,
     state::leases_are_taken_refused_renewed_and_taken_over,
     state::of_two_concurrent_acquirers_exactly_one_wins,
+    state::concurrent_intents_each_get_their_own_id,
+    state::concurrent_outcomes_finish_each_intent_once,
     panel::configurations_keep_every_version,
     panel::deployments_go_from_queued_to_finished,
     panel::events_are_appended_in_order_and_read_since_a_seq,

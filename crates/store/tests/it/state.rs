@@ -1,6 +1,6 @@
 //! The engine's state through `StateStore`: records, the journal and leases.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use fediversity_engine::value::secret;
 use fediversity_store::Store;
 use serde_json::json;
 use tokio::sync::Barrier;
+use tokio::task::JoinSet;
 
 use crate::harness::{TestDb, addr, intent, op, record};
 
@@ -445,4 +446,101 @@ pub async fn of_two_concurrent_acquirers_exactly_one_wins(db: TestDb) {
             "round {round}"
         );
     }
+}
+
+/// Many runs recording intents at once (SQLite writes them a batch to a statement): every
+/// caller gets the id of its own intent.
+pub async fn concurrent_intents_each_get_their_own_id(db: TestDb) {
+    let store = db.store().await;
+    let operators = [op("uni"), op("newsroom"), op("lab")];
+    let mut tasks = JoinSet::new();
+    for operator in &operators {
+        for n in 0..60 {
+            let (store, operator) = (store.clone(), operator.clone());
+            tasks.spawn(async move {
+                // Intents alike two by two but for their inputs: still told apart.
+                let address = format!("vm.n{}", n / 2);
+                let inputs = json!({"n": n, "token": secret(format!("{operator}-{n}"))});
+                let wanted = intent(&operator, &address, inputs, n / 2);
+                let id = store.begin_intent(&wanted).await.unwrap();
+                (id, wanted)
+            });
+        }
+    }
+    let begun: Vec<_> = tasks.join_all().await;
+    let ids: BTreeSet<i64> = begun.iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), begun.len(), "an id was handed out twice");
+    for operator in &operators {
+        let open: HashMap<i64, _> = store
+            .open_intents(operator)
+            .await
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(open.len(), 60);
+        for (id, wanted) in begun.iter().filter(|(_, i)| &i.operator == operator) {
+            assert_eq!(open.get(id), Some(wanted), "intent {id}");
+        }
+    }
+}
+
+/// Outcomes for many intents at once, each raced by a second outcome from its own operator and
+/// one from another operator: exactly one counts, the others are errors that change nothing.
+pub async fn concurrent_outcomes_finish_each_intent_once(db: TestDb) {
+    let store = db.store().await;
+    let (uni, intruder) = (op("uni"), op("intruder"));
+    let mut ids = Vec::new();
+    for n in 0..60 {
+        let address = format!("vm.n{n}");
+        let id = store
+            .begin_intent(&intent(&uni, &address, json!({}), n))
+            .await
+            .unwrap();
+        ids.push((id, address));
+    }
+    let mut tasks = JoinSet::new();
+    for (n, (id, address)) in (0_i64..).zip(&ids) {
+        let made = record(json!({}), json!({"n": n}), n);
+        let attempts = [
+            (uni.clone(), StateChange::Upsert(made.clone())),
+            (uni.clone(), StateChange::Remove),
+            (intruder.clone(), StateChange::Upsert(made)),
+        ];
+        for (operator, change) in attempts {
+            let (store, id, address) = (store.clone(), *id, address.clone());
+            tasks.spawn(async move {
+                let done = store
+                    .finish_intent(&operator, id, &Outcome::Succeeded, &change)
+                    .await
+                    .is_ok();
+                (address, operator, change, done)
+            });
+        }
+    }
+    let attempts = tasks.join_all().await;
+    let state = store.load_state(&uni).await.unwrap();
+    for (_, address) in &ids {
+        let won: Vec<_> = attempts
+            .iter()
+            .filter(|(a, _, _, done)| a == address && *done)
+            .collect();
+        assert_eq!(won.len(), 1, "{address}: {won:?}");
+        let (_, operator, change, _) = won[0];
+        assert_eq!(operator, &uni, "{address}");
+        match change {
+            StateChange::Upsert(made) => {
+                assert_eq!(state.resources.get(&addr(address)), Some(made))
+            }
+            _ => assert!(!state.resources.contains_key(&addr(address)), "{address}"),
+        }
+    }
+    assert!(store.open_intents(&uni).await.unwrap().is_empty());
+    assert!(
+        store
+            .load_state(&intruder)
+            .await
+            .unwrap()
+            .resources
+            .is_empty()
+    );
 }
