@@ -468,13 +468,30 @@ pub(crate) fn redact(url: &str) -> String {
         return url.to_owned();
     };
     let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_owned();
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-        None => url.to_owned(),
-    }
+    format!("{scheme}://{authority}{}", redact_query(tail))
+}
+
+/// A URL's path and query with the value of any `password` parameter hidden (libpq and sqlx
+/// accept the password there too).
+fn redact_query(tail: &str) -> String {
+    let Some((path, query)) = tail.split_once('?') else {
+        return tail.to_owned();
+    };
+    let parameters: Vec<String> = query
+        .split('&')
+        .map(|parameter| match parameter.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+            _ => parameter.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", parameters.join("&"))
 }
 
 #[cfg(test)]
@@ -488,6 +505,10 @@ mod tests {
             "postgres://fedi:***@db.example:5432/fedi"
         );
         assert_eq!(redact("postgres://fedi@db/fedi"), "postgres://fedi@db/fedi");
+        assert_eq!(
+            redact("postgres://fedi@db/fedi?sslmode=require&password=s3cr3t"),
+            "postgres://fedi@db/fedi?sslmode=require&password=***"
+        );
         assert_eq!(
             redact("postgres://fedi:p@ss@db/fedi?application_name=a@b"),
             "postgres://fedi:***@db/fedi?application_name=a@b"
