@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 use clap::Args;
+use fediversity_model::graph::DesiredGraph;
 use fediversity_model::{Infra, OperatorConfig, parse_infra, parse_operator_config};
 
 /// Documents larger than this are refused rather than read into memory.
@@ -70,6 +71,32 @@ pub fn read_operator_config(path: &Path) -> Result<OperatorConfig> {
             "{} is not a valid operator configuration: {problems}",
             display_name(path)
         )
+    })
+}
+
+/// An operator configuration read from `file`, and the resource graph it needs on the
+/// infrastructure `infra` names (with that infrastructure's name, for messages).
+pub struct Configured {
+    pub config: OperatorConfig,
+    pub graph: DesiredGraph,
+    pub infra_name: String,
+}
+
+/// Reads `file`, loads the infrastructure and runs the configurator: every problem of either
+/// step is reported with the file's name.
+pub fn configured(file: &Path, infra: &InfraOpts) -> Result<Configured> {
+    let config = read_operator_config(file)?;
+    let (infra, infra_name) = infra.load()?;
+    let graph = fediversity_configurator::configure(&config, &infra).map_err(|problems| {
+        anyhow!(
+            "{} cannot be deployed on {infra_name}: {problems}",
+            display_name(file)
+        )
+    })?;
+    Ok(Configured {
+        config,
+        graph,
+        infra_name,
     })
 }
 

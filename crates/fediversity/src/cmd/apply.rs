@@ -3,11 +3,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::app::{self, DeployOpts, StoreOpts};
-use crate::input::{InfraOpts, display_name, read_operator_config};
+use crate::input::{Configured, InfraOpts, configured};
 use crate::render;
 
 #[derive(Args)]
@@ -24,14 +24,7 @@ pub struct Opts {
 }
 
 pub async fn run(opts: Opts) -> Result<()> {
-    let config = read_operator_config(&opts.file)?;
-    let (infra, infra_name) = opts.infra.load()?;
-    let graph = fediversity_configurator::configure(&config, &infra).map_err(|problems| {
-        anyhow!(
-            "{} cannot be deployed on {infra_name}: {problems}",
-            display_name(&opts.file)
-        )
-    })?;
+    let Configured { config, graph, .. } = configured(&opts.file, &opts.infra)?;
     let providers = app::providers(&opts.store, &graph)?;
     let store = opts.store.open().await?;
     let config_json = serde_json::to_value(&config)?;

@@ -3,10 +3,10 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow};
+use anyhow::Result;
 use clap::Args;
 
-use crate::input::{InfraOpts, display_name, read_operator_config};
+use crate::input::{Configured, InfraOpts, configured};
 use crate::render;
 
 #[derive(Args)]
@@ -22,14 +22,11 @@ pub struct Opts {
 }
 
 pub fn run(opts: Opts) -> Result<()> {
-    let config = read_operator_config(&opts.file)?;
-    let (infra, infra_name) = opts.infra.load()?;
-    let graph = fediversity_configurator::configure(&config, &infra).map_err(|problems| {
-        anyhow!(
-            "{} cannot be deployed on {infra_name}: {problems}",
-            display_name(&opts.file)
-        )
-    })?;
+    let Configured {
+        config,
+        graph,
+        infra_name,
+    } = configured(&opts.file, &opts.infra)?;
     let mut out = anstream::stdout().lock();
     if opts.json {
         serde_json::to_writer_pretty(&mut out, &graph)?;
