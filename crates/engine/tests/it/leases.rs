@@ -139,3 +139,128 @@ async fn a_dead_runs_lease_expires() {
         "the run released its lease"
     );
 }
+
+/// A store whose lease is taken over by an intruder as soon as the run first renews it.
+struct Intruded {
+    inner: MemoryStore,
+    acquisitions: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl StateStore for Intruded {
+    async fn load_state(
+        &self,
+        o: &fediversity_model::names::OperatorId,
+    ) -> fediversity_engine::store::StoreResult<fediversity_engine::state::RecordedState> {
+        self.inner.load_state(o).await
+    }
+    async fn begin_intent(
+        &self,
+        i: &fediversity_engine::store::Intent,
+    ) -> fediversity_engine::store::StoreResult<i64> {
+        self.inner.begin_intent(i).await
+    }
+    async fn finish_intent(
+        &self,
+        o: &fediversity_model::names::OperatorId,
+        id: i64,
+        outcome: &fediversity_engine::store::Outcome,
+        change: &fediversity_engine::store::StateChange,
+    ) -> fediversity_engine::store::StoreResult<()> {
+        self.inner.finish_intent(o, id, outcome, change).await
+    }
+    async fn open_intents(
+        &self,
+        o: &fediversity_model::names::OperatorId,
+    ) -> fediversity_engine::store::StoreResult<Vec<(i64, fediversity_engine::store::Intent)>> {
+        self.inner.open_intents(o).await
+    }
+    async fn put_record(
+        &self,
+        o: &fediversity_model::names::OperatorId,
+        a: &fediversity_model::graph::ResourceAddress,
+        r: &fediversity_engine::state::ResourceRecord,
+    ) -> fediversity_engine::store::StoreResult<()> {
+        self.inner.put_record(o, a, r).await
+    }
+    async fn remove_record(
+        &self,
+        o: &fediversity_model::names::OperatorId,
+        a: &fediversity_model::graph::ResourceAddress,
+    ) -> fediversity_engine::store::StoreResult<()> {
+        self.inner.remove_record(o, a).await
+    }
+    async fn acquire_lease(
+        &self,
+        o: &fediversity_model::names::OperatorId,
+        holder: &str,
+        now: i64,
+        ttl: Duration,
+    ) -> fediversity_engine::store::StoreResult<LeaseOutcome> {
+        if self
+            .acquisitions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            == 0
+        {
+            return self.inner.acquire_lease(o, holder, now, ttl).await;
+        }
+        Ok(LeaseOutcome::Held {
+            holder: "intruder".to_owned(),
+            expires_at: now + 60_000,
+        })
+    }
+    async fn release_lease(
+        &self,
+        o: &fediversity_model::names::OperatorId,
+        holder: &str,
+    ) -> fediversity_engine::store::StoreResult<()> {
+        self.inner.release_lease(o, holder).await
+    }
+}
+
+#[tokio::test]
+async fn a_run_that_loses_its_lease_starts_no_new_change() {
+    let fake = Fake::slow(Duration::from_millis(60), 1);
+    let store = Arc::new(Intruded {
+        inner: MemoryStore::default(),
+        acquisitions: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let mut options = crate::fake::options("run one");
+    options.lease_ttl = Duration::from_millis(30);
+    let providers = std::collections::BTreeMap::from([(
+        "fake".to_owned(),
+        fake.clone() as Arc<dyn fediversity_engine::Provider>,
+    )]);
+    let engine = fediversity_engine::Engine::new(providers, store, Arc::new(SystemClock), options);
+    let chain = graph(
+        vec![
+            ("vm.a", resource(json!({"n": 1}))),
+            ("vm.b", resource(json!({"after": "${vm.a.id}"}))),
+            ("vm.c", resource(json!({"after": "${vm.b.id}"}))),
+            ("vm.d", resource(json!({"after": "${vm.c.id}"}))),
+        ],
+        &[],
+    );
+    let report = engine
+        .apply(
+            &chain,
+            Arc::new(Discard),
+            fediversity_engine::Approval::Automatic,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!report.succeeded(), "{report:?}");
+    assert!(
+        report
+            .failed
+            .values()
+            .any(|e| e.contains("lost the operator's lease")),
+        "{report:?}"
+    );
+    assert!(
+        fake.calls() < 4,
+        "no new call after the lease was lost: {} calls",
+        fake.calls()
+    );
+}
