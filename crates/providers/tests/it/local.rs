@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use fediversity_engine::Provider;
-use fediversity_engine::provider::{Deletion, ErrorKind, Outputs};
+use fediversity_engine::provider::{CallContext, Deletion, ErrorKind, Outputs};
 use fediversity_engine::value::mask;
 use fediversity_model::Retention;
 use fediversity_providers::{LocalProvider, SshKeyProvider};
@@ -29,6 +29,16 @@ fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {
     let mut value = read_json(path);
     edit(&mut value);
     fs::write(path, serde_json::to_string_pretty(&value).unwrap()).unwrap();
+}
+
+/// Deletes for good, and checks the provider says it removed the resource (deleting what is
+/// already gone counts as removing it).
+async fn remove(local: &LocalProvider, c: &CallContext, inputs: &Value, made: &Outputs) {
+    let deletion = local
+        .delete(c, inputs, made, Retention::Delete)
+        .await
+        .unwrap();
+    assert_eq!(deletion, Deletion::Removed);
 }
 
 fn text(outputs: &Outputs, name: &str) -> String {
@@ -128,13 +138,7 @@ async fn vms_are_kept_stopped_or_removed() {
     assert_eq!(local.create(&c, &inputs).await.unwrap(), made);
     assert_eq!(read_json(&vm_dir.join("vm.json"))["state"], "running");
 
-    assert_eq!(
-        local
-            .delete(&c, &inputs, &made, Retention::Delete)
-            .await
-            .unwrap(),
-        Deletion::Removed
-    );
+    remove(&local, &c, &inputs, &made).await;
     assert!(!vm_dir.exists());
     assert!(
         local
@@ -143,13 +147,7 @@ async fn vms_are_kept_stopped_or_removed() {
             .unwrap()
             .is_none()
     );
-    assert_eq!(
-        local
-            .delete(&c, &inputs, &made, Retention::Delete)
-            .await
-            .unwrap(),
-        Deletion::Removed
-    );
+    remove(&local, &c, &inputs, &made).await;
     let addresses = read_json(&dir.path().join("addresses.json"));
     assert!(
         addresses["ipv4"].as_object().unwrap().is_empty(),
@@ -218,25 +216,16 @@ async fn dns_record_sets_share_a_zone_file() {
         "the other set is untouched"
     );
 
-    local
-        .delete(&social, &two, &made, Retention::Delete)
-        .await
-        .unwrap();
+    remove(&local, &social, &two, &made).await;
     assert!(local.read(&social, &two, None).await.unwrap().is_none());
     assert!(
         fs::read_to_string(&zone)
             .unwrap()
             .contains("video.example.org.")
     );
-    local
-        .delete(&video, &video_inputs, &made, Retention::Delete)
-        .await
-        .unwrap();
+    remove(&local, &video, &video_inputs, &made).await;
     assert!(!zone.exists(), "an empty zone file is removed");
-    local
-        .delete(&video, &video_inputs, &made, Retention::Delete)
-        .await
-        .unwrap();
+    remove(&local, &video, &video_inputs, &made).await;
 
     let error = local
         .create(
@@ -350,21 +339,9 @@ async fn buckets_are_directories_kept_or_removed() {
             .is_none()
     );
     local.create(&c, &bigger).await.unwrap();
-    assert_eq!(
-        local
-            .delete(&c, &bigger, &updated, Retention::Delete)
-            .await
-            .unwrap(),
-        Deletion::Removed
-    );
+    remove(&local, &c, &bigger, &updated).await;
     assert!(!bucket.exists());
-    assert_eq!(
-        local
-            .delete(&c, &bigger, &updated, Retention::Delete)
-            .await
-            .unwrap(),
-        Deletion::Removed
-    );
+    remove(&local, &c, &bigger, &updated).await;
 
     let address = "bucket.x".parse().unwrap();
     assert_eq!(local.replace_on(&address), ["alias"]);
@@ -414,22 +391,10 @@ async fn s3_keys_hold_a_secret_and_their_grants() {
         error.message
     );
 
-    assert_eq!(
-        local
-            .delete(&c, &read_only, &updated, Retention::Delete)
-            .await
-            .unwrap(),
-        Deletion::Removed
-    );
+    remove(&local, &c, &read_only, &updated).await;
     assert!(!file.exists());
     assert!(local.read(&c, &read_only, None).await.unwrap().is_none());
-    assert_eq!(
-        local
-            .delete(&c, &read_only, &updated, Retention::Delete)
-            .await
-            .unwrap(),
-        Deletion::Removed
-    );
+    remove(&local, &c, &read_only, &updated).await;
 }
 
 #[tokio::test]
@@ -561,23 +526,11 @@ async fn nixos_hosts_write_the_spec_and_secrets_into_the_vm() {
     let error = local.create(&c, &nowhere).await.unwrap_err();
     assert!(error.message.contains("no sandbox VM"), "{}", error.message);
 
-    assert_eq!(
-        local
-            .delete(&c, &fewer, &made, Retention::Delete)
-            .await
-            .unwrap(),
-        Deletion::Removed
-    );
+    remove(&local, &c, &fewer, &made).await;
     assert!(!vm_dir.join("host-spec.json").exists() && !vm_dir.join("secrets").exists());
     assert!(vm_dir.join("vm.json").exists(), "the VM stays");
     assert!(local.read(&c, &fewer, None).await.unwrap().is_none());
-    assert_eq!(
-        local
-            .delete(&c, &fewer, &made, Retention::Delete)
-            .await
-            .unwrap(),
-        Deletion::Removed
-    );
+    remove(&local, &c, &fewer, &made).await;
 }
 
 #[tokio::test]
@@ -628,10 +581,7 @@ async fn s3_clusters_write_a_garage_layout() {
         "{}",
         error.message
     );
-    local
-        .delete(&c, &two, &made, Retention::Delete)
-        .await
-        .unwrap();
+    remove(&local, &c, &two, &made).await;
     assert!(local.read(&c, &two, None).await.unwrap().is_none());
 }
 
