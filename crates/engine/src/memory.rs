@@ -119,18 +119,6 @@ impl StateStore for MemoryStore {
         })
     }
 
-    async fn remove_record(
-        &self,
-        operator: &OperatorId,
-        address: &ResourceAddress,
-    ) -> StoreResult<()> {
-        self.with(|inner| {
-            if let Some(records) = inner.states.get_mut(operator) {
-                records.remove(address);
-            }
-        })
-    }
-
     async fn acquire_lease(
         &self,
         operator: &OperatorId,

@@ -132,13 +132,6 @@ pub trait StateStore: Send + Sync {
         record: &ResourceRecord,
     ) -> StoreResult<()>;
 
-    /// Removes a record outside any provider call (refresh found the resource gone).
-    async fn remove_record(
-        &self,
-        operator: &OperatorId,
-        address: &ResourceAddress,
-    ) -> StoreResult<()>;
-
     /// Takes `operator`'s lease for `holder` if it is free, expired, or already `holder`'s.
     async fn acquire_lease(
         &self,

@@ -111,19 +111,6 @@ impl StateStore for Store {
             .await?)
     }
 
-    #[instrument(skip(self), fields(operator = %operator, address = %address))]
-    async fn remove_record(
-        &self,
-        operator: &OperatorId,
-        address: &ResourceAddress,
-    ) -> StoreResult<()> {
-        let address = address.to_string();
-        Ok(self
-            .queries()
-            .remove_record(operator.as_str(), &address)
-            .await?)
-    }
-
     #[instrument(skip(self), fields(operator = %operator))]
     async fn acquire_lease(
         &self,

@@ -1,7 +1,6 @@
 //! Apply: order, parallelism, no-op runs, updates, replacements, pruning, retention, failures,
 //! retries, and secrets kept out of events.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use fediversity_engine::store::StateStore;
 use fediversity_model::{Retention, ServiceKind};
 use serde_json::json;
 
-use crate::fake::{Failure, Fake, Harness, TOKEN, data, graph, operator, resource};
+use crate::fake::{Failure, Fake, Harness, TOKEN, data, graph, operator, resource, with_input};
 
 fn chain() -> fediversity_model::graph::DesiredGraph {
     graph(
@@ -64,22 +63,10 @@ async fn an_unchanged_configuration_costs_no_provider_call() {
 async fn changes_are_made_in_place_or_by_replacement() {
     let h = Harness::new();
     h.apply(&chain()).await;
-    let mut changed = chain();
-    changed
-        .resources
-        .get_mut(&"dns.a".parse().unwrap())
-        .unwrap()
-        .inputs["value"] = json!(3);
-    changed
-        .resources
-        .get_mut(&"vm.a".parse().unwrap())
-        .unwrap()
-        .inputs["name"] = json!("a2");
+    let changed = with_input(chain(), "dns.a", "value", json!(3));
+    let changed = with_input(changed, "vm.a", "name", json!("a2"));
     let state = h.store.load_state(&operator()).await.unwrap();
-    let providers = BTreeMap::from([(
-        "fake".to_owned(),
-        h.fake.clone() as std::sync::Arc<dyn fediversity_engine::Provider>,
-    )]);
+    let providers = crate::fake::providers(&h.fake);
     let planned = plan(&changed, &state, &providers).unwrap();
     let actions: Vec<(String, Action)> = planned
         .steps
@@ -249,12 +236,7 @@ async fn transient_failures_are_retried() {
 async fn secrets_never_reach_events_or_plans() {
     let h = Harness::new();
     h.apply(&chain()).await;
-    let mut changed = chain();
-    changed
-        .resources
-        .get_mut(&"nixos.a".parse().unwrap())
-        .unwrap()
-        .inputs["other"] = json!("x-${vm.a.token}");
+    let changed = with_input(chain(), "nixos.a", "other", json!("x-${vm.a.token}"));
     h.apply(&changed).await;
     let events = h.events.json();
     assert!(events.contains("(secret)"), "{events}");

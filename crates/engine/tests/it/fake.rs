@@ -292,9 +292,24 @@ pub fn engine_for(
     clock: Arc<dyn Clock>,
     holder: &str,
 ) -> Engine {
-    let providers: Providers =
-        BTreeMap::from([("fake".to_owned(), fake.clone() as Arc<dyn Provider>)]);
-    Engine::new(providers, store.clone(), clock, options(holder))
+    Engine::new(providers(fake), store.clone(), clock, options(holder))
+}
+
+/// The providers of a run on the fake alone.
+pub fn providers(fake: &Arc<Fake>) -> Providers {
+    BTreeMap::from([("fake".to_owned(), fake.clone() as Arc<dyn Provider>)])
+}
+
+/// `graph` with one input of one resource set to `value`.
+pub fn with_input(
+    mut graph: DesiredGraph,
+    address: &str,
+    input: &str,
+    value: Value,
+) -> DesiredGraph {
+    let resource = graph.resources.get_mut(&address.parse().unwrap()).unwrap();
+    resource.inputs[input] = value;
+    graph
 }
 
 impl Harness {

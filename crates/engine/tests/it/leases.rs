@@ -67,10 +67,7 @@ async fn a_second_apply_that_may_wait_runs_after_the_first() {
     let first = engine_for(&fake, &store, Arc::new(SystemClock), "run one");
     let mut options = crate::fake::options("run two");
     options.lease_wait = Duration::from_secs(30);
-    let providers = std::collections::BTreeMap::from([(
-        "fake".to_owned(),
-        fake.clone() as Arc<dyn fediversity_engine::Provider>,
-    )]);
+    let providers = crate::fake::providers(&fake);
     let second =
         fediversity_engine::Engine::new(providers, store.clone(), Arc::new(SystemClock), options);
     let g = slow_graph();
@@ -183,13 +180,6 @@ impl StateStore for Intruded {
     ) -> fediversity_engine::store::StoreResult<()> {
         self.inner.put_record(o, a, r).await
     }
-    async fn remove_record(
-        &self,
-        o: &fediversity_model::names::OperatorId,
-        a: &fediversity_model::graph::ResourceAddress,
-    ) -> fediversity_engine::store::StoreResult<()> {
-        self.inner.remove_record(o, a).await
-    }
     async fn acquire_lease(
         &self,
         o: &fediversity_model::names::OperatorId,
@@ -227,10 +217,7 @@ async fn a_run_that_loses_its_lease_starts_no_new_change() {
     });
     let mut options = crate::fake::options("run one");
     options.lease_ttl = Duration::from_millis(30);
-    let providers = std::collections::BTreeMap::from([(
-        "fake".to_owned(),
-        fake.clone() as Arc<dyn fediversity_engine::Provider>,
-    )]);
+    let providers = crate::fake::providers(&fake);
     let engine = fediversity_engine::Engine::new(providers, store, Arc::new(SystemClock), options);
     let chain = graph(
         vec![

@@ -66,9 +66,7 @@ proptest! {
                 let report = h.apply(desired).await;
                 prop_assert!(report.succeeded(), "{:?}", report);
                 let state = h.store.load_state(&operator()).await.unwrap();
-                let providers = std::collections::BTreeMap::from([
-                    ("fake".to_owned(), h.fake.clone() as std::sync::Arc<dyn fediversity_engine::Provider>),
-                ]);
+                let providers = crate::fake::providers(&h.fake);
                 let again = plan(desired, &state, &providers).unwrap();
                 prop_assert!(again.is_empty(), "{:?}", again.summary());
                 let world: BTreeSet<String> = h.fake.objects().keys().cloned().collect();

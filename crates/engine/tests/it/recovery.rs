@@ -10,7 +10,7 @@ use fediversity_engine::store::{Intent, Operation, Outcome, StateStore};
 use fediversity_model::graph::ResourceAddress;
 use serde_json::{Value, json};
 
-use crate::fake::{Harness, graph, operator, resource};
+use crate::fake::{Harness, graph, operator, resource, with_input};
 
 fn single() -> fediversity_model::graph::DesiredGraph {
     graph(
@@ -167,12 +167,7 @@ async fn refresh_reports_drift_and_apply_repairs_it() {
 async fn an_interrupted_update_that_did_not_happen_is_made_again() {
     let h = Harness::new();
     h.apply(&single()).await;
-    let mut changed = single();
-    changed
-        .resources
-        .get_mut(&"vm.a".parse().unwrap())
-        .unwrap()
-        .inputs["value"] = json!(2);
+    let changed = with_input(single(), "vm.a", "value", json!(2));
     // The dead run recorded its intent to update, and died before the provider acted.
     let intent = Intent {
         operator: operator(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fediversity_engine::Provider;
+use fediversity_engine::ProviderError;
 use fediversity_engine::events::Event;
 use fediversity_engine::provider::{Deletion, ErrorKind};
 use fediversity_model::Retention;
@@ -159,87 +160,86 @@ fn fast(dir: &Path) -> ExternalOptions {
     }
 }
 
+/// Starts the scripted provider `name` (see [`scripted`]) and asks it to create `dns.a`,
+/// which the script makes fail: the provider and the error it gave.
+async fn failed_create(dir: &Path, name: &str, handle: &str) -> (ExternalProvider, ProviderError) {
+    let exe = scripted(dir, name, handle);
+    let provider = ExternalProvider::start(&exe, fast(dir)).await.unwrap();
+    let error = provider
+        .create(&ctx("example-org", "dns.a"), &record(300))
+        .await
+        .unwrap_err();
+    (provider, error)
+}
+
+/// Checks that `error` is of `kind` and mentions every one of `fragments`.
+fn assert_error(error: &ProviderError, kind: ErrorKind, fragments: &[&str]) {
+    assert_eq!(error.kind, kind, "{}", error.message);
+    for fragment in fragments {
+        assert!(
+            error.message.contains(fragment),
+            "`{fragment}` is not in: {}",
+            error.message
+        );
+    }
+}
+
+/// The provider answers again: its process was started anew.
+async fn assert_restarted(provider: &ExternalProvider) {
+    let c = ctx("example-org", "dns.a");
+    assert!(
+        provider
+            .read(&c, &record(300), None)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
 #[tokio::test]
 async fn a_provider_that_exits_fails_the_call_transiently_and_is_restarted() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = scripted(
+    let (provider, error) = failed_create(
         dir.path(),
         "dies.py",
         r#"    if request["method"] == "create":
         print("about to die", file=sys.stderr, flush=True)
         sys.exit(3)
     return {"id": request["id"], "result": None}"#,
-    );
-    let provider = ExternalProvider::start(&exe, fast(dir.path()))
-        .await
-        .unwrap();
-    let c = ctx("example-org", "dns.a");
-    let error = provider.create(&c, &record(300)).await.unwrap_err();
-    assert_eq!(error.kind, ErrorKind::Transient);
-    assert!(
-        error.message.contains("dies.py") && error.message.contains("exited"),
-        "{}",
-        error.message
-    );
-    assert!(
-        error.message.contains("exit status: 3"),
-        "{}",
-        error.message
-    );
-    assert!(
-        error.message.contains("started again on the next call"),
-        "{}",
-        error.message
-    );
-    // The next call starts it again.
-    assert!(
-        provider
-            .read(&c, &record(300), None)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    )
+    .await;
+    let expected = [
+        "dies.py",
+        "exited",
+        "exit status: 3",
+        "started again on the next call",
+    ];
+    assert_error(&error, ErrorKind::Transient, &expected);
+    assert_restarted(&provider).await;
 }
 
 #[tokio::test]
 async fn a_provider_that_hangs_times_out_and_is_restarted() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = scripted(
+    let started = std::time::Instant::now();
+    let (provider, error) = failed_create(
         dir.path(),
         "hangs.py",
         r#"    if request["method"] == "create":
         time.sleep(60)
     return {"id": request["id"], "result": None}"#,
-    );
-    let provider = ExternalProvider::start(&exe, fast(dir.path()))
-        .await
-        .unwrap();
-    let c = ctx("example-org", "dns.a");
-    let started = std::time::Instant::now();
-    let error = provider.create(&c, &record(300)).await.unwrap_err();
+    )
+    .await;
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(error.kind, ErrorKind::Transient);
-    assert!(
-        error
-            .message
-            .contains("did not answer `create` of dns.a within 2 s"),
-        "{}",
-        error.message
-    );
-    assert!(error.message.contains("hangs.py"), "{}", error.message);
-    assert!(
-        provider
-            .read(&c, &record(300), None)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    let expected = ["did not answer `create` of dns.a within 2 s", "hangs.py"];
+    assert_error(&error, ErrorKind::Transient, &expected);
+    assert_restarted(&provider).await;
 }
 
 #[tokio::test]
 async fn a_provider_that_writes_junk_breaks_the_protocol_without_the_junk_being_repeated() {
     let dir = tempfile::tempdir().unwrap();
-    let exe = scripted(
+    let (provider, error) = failed_create(
         dir.path(),
         "junk.py",
         r#"    if request["method"] == "create":
@@ -250,20 +250,15 @@ async fn a_provider_that_writes_junk_breaks_the_protocol_without_the_junk_being_
     if request["method"] == "delete":
         return {"id": request["id"], "result": {"gone": True}}
     return {"id": request["id"], "result": None}"#,
+    )
+    .await;
+    assert_error(
+        &error,
+        ErrorKind::Permanent,
+        &["broke the protocol", "not JSON", "junk.py"],
     );
-    let provider = ExternalProvider::start(&exe, fast(dir.path()))
-        .await
-        .unwrap();
-    let c = ctx("example-org", "dns.a");
-    let error = provider.create(&c, &record(300)).await.unwrap_err();
-    assert_eq!(error.kind, ErrorKind::Permanent);
-    assert!(
-        error.message.contains("broke the protocol") && error.message.contains("not JSON"),
-        "{}",
-        error.message
-    );
-    assert!(error.message.contains("junk.py"), "{}", error.message);
     assert!(!error.message.contains("poison"), "{}", error.message);
+    let c = ctx("example-org", "dns.a");
 
     let outputs = Default::default();
     let error = provider
@@ -280,14 +275,8 @@ async fn a_provider_that_writes_junk_breaks_the_protocol_without_the_junk_being_
         .delete(&c, &record(300), &outputs, Retention::Delete)
         .await
         .unwrap_err();
-    assert_eq!(error.kind, ErrorKind::Permanent);
-    assert!(
-        error
-            .message
-            .contains("answered `delete` of dns.a with a result of the wrong shape"),
-        "{}",
-        error.message
-    );
+    let expected = ["answered `delete` of dns.a with a result of the wrong shape"];
+    assert_error(&error, ErrorKind::Permanent, &expected);
 }
 
 #[tokio::test]

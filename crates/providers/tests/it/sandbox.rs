@@ -41,6 +41,22 @@ fn secret_values(root: &Path) -> BTreeMap<String, String> {
     found
 }
 
+/// Applies `graph` without asking, its events unwatched.
+async fn apply(
+    engine: &fediversity_engine::Engine,
+    graph: &fediversity_model::graph::DesiredGraph,
+) -> fediversity_engine::report::Report {
+    engine
+        .apply(
+            graph,
+            Arc::new(Events::default()),
+            fediversity_engine::Approval::Automatic,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_whole_sandbox_deployment_applies_refreshes_and_is_removed() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,15 +131,7 @@ async fn a_whole_sandbox_deployment_applies_refreshes_and_is_removed() {
     }
 
     // Applying again does nothing.
-    let again = engine
-        .apply(
-            &graph,
-            Arc::new(Events::default()),
-            fediversity_engine::Approval::Automatic,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let again = apply(&engine, &graph).await;
     assert!(again.done.is_empty(), "{again:#?}");
     assert_eq!(again.provider_calls, 0);
 
@@ -148,15 +156,7 @@ async fn a_whole_sandbox_deployment_applies_refreshes_and_is_removed() {
             "a secret shows in the drift report"
         );
     }
-    let repaired = engine
-        .apply(
-            &graph,
-            Arc::new(Events::default()),
-            fediversity_engine::Approval::Automatic,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let repaired = apply(&engine, &graph).await;
     assert!(repaired.succeeded(), "{repaired:#?}");
     assert!(
         fs::read_to_string(vm.join("vm.json"))
@@ -174,15 +174,7 @@ async fn a_whole_sandbox_deployment_applies_refreshes_and_is_removed() {
         resources: BTreeMap::new(),
         ..graph.clone()
     };
-    let removed = engine
-        .apply(
-            &nothing,
-            Arc::new(Events::default()),
-            fediversity_engine::Approval::Automatic,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let removed = apply(&engine, &nothing).await;
     assert!(removed.succeeded(), "{removed:#?}");
     let kept: Vec<String> = removed.kept.keys().map(ToString::to_string).collect();
     let expected: Vec<String> = graph
@@ -231,15 +223,7 @@ async fn a_whole_sandbox_deployment_applies_refreshes_and_is_removed() {
 
     // Turned on again, the kept VM, bucket and keys are used again: the kept data stays
     // readable.
-    let back = engine
-        .apply(
-            &graph,
-            Arc::new(Events::default()),
-            fediversity_engine::Approval::Automatic,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let back = apply(&engine, &graph).await;
     assert!(back.succeeded(), "{back:#?}");
     let key_base = vm.join("secrets/secret-key-base");
     assert_eq!(

@@ -230,8 +230,6 @@ pub(crate) trait Queries: Send + Sync {
         record: &Value,
         updated_at: Millis,
     ) -> Result<()>;
-    /// Removes a record.
-    async fn remove_record(&self, operator: &str, address: &str) -> Result<()>;
 
     /// Records an intent; returns its id.
     async fn begin_intent(&self, intent: NewIntentRow) -> Result<i64>;

@@ -75,6 +75,19 @@ impl PostgresBackend {
             source,
         };
         let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+        // One connection first: an unreachable server or a refused login then fails at once
+        // with the driver's own reason, where the pool would retry until its timeout and say
+        // only that it timed out.
+        let probe = tokio::time::timeout(ACQUIRE_TIMEOUT, PgConnection::connect_with(&options))
+            .await
+            .map_err(|_| {
+                connect_error(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", ACQUIRE_TIMEOUT.as_secs()),
+                )))
+            })?
+            .map_err(connect_error)?;
+        probe.close().await.ok();
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)

@@ -444,22 +444,6 @@ macro_rules! shared_queries {
                 Ok(())
             }
 
-            async fn remove_record(
-                &self,
-                operator: &str,
-                address: &str,
-            ) -> $crate::error::Result<()> {
-                const FAILED: &str = "removing a resource record";
-                let mut conn = self.connection(FAILED).await?;
-                sqlx::query("DELETE FROM resources WHERE operator = $1 AND address = $2")
-                    .bind(operator)
-                    .bind(address)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(self.failed(FAILED))?;
-                Ok(())
-            }
-
             async fn open_intents(
                 &self,
                 operator: &str,

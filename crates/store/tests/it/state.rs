@@ -59,8 +59,12 @@ pub async fn state_round_trips_with_secrets(db: TestDb) {
         .put_record(&uni, &addr("vm.web"), &changed)
         .await
         .unwrap();
+    let removal = store
+        .begin_intent(&intent(&uni, "bucket.media", json!({}), 3_000))
+        .await
+        .unwrap();
     store
-        .remove_record(&uni, &addr("bucket.media"))
+        .finish_intent(&uni, removal, &Outcome::Succeeded, &StateChange::Remove)
         .await
         .unwrap();
     let state = store.load_state(&uni).await.unwrap();
@@ -125,7 +129,6 @@ pub async fn operators_never_see_each_others_rows(db: TestDb) {
         error.0.contains("not an open intent of operator `bravo`"),
         "{error}"
     );
-    store.remove_record(&b, &addr("vm.web")).await.unwrap();
     assert!(store.create_deployment(&b, version, 6).await.is_err());
     assert!(store.start_deployment(&b, deployment, 6).await.is_err());
     assert!(
