@@ -1,0 +1,89 @@
+# Pixelfed on a host whose spec names it: NixOS's services.pixelfed with local PostgreSQL and
+# Redis, nginx with ACME, media on Garage (../lib/pixelfed.nix holds the settings and the S3
+# quirks), and the operator's admin account created once.
+{
+  config,
+  lib,
+  pkgs,
+  ...
+}:
+let
+  fedi = import ../lib;
+  inherit (config.fediversity) spec;
+  m = fedi.services.pixelfed spec;
+  cfg = config.services.pixelfed;
+  # The same derivation the upstream module runs artisan from.
+  app = cfg.package.override { inherit (cfg) dataDir runtimeDir; };
+  php = config.services.phpfpm.pools.pixelfed.phpPackage;
+  adminUnit = "fediversity-pixelfed-admin";
+in
+{
+  config = lib.mkIf (spec.service == "pixelfed") {
+    services.pixelfed = {
+      enable = true;
+      domain = spec.fqdn;
+      database = {
+        createLocally = true;
+        type = "pgsql";
+      };
+      redis.createLocally = true;
+      settings = m.env;
+      # Appended to .env by the upstream setup unit, which loads it as a credential.
+      secretFile = fedi.envFilePath "pixelfed";
+      nginx = {
+        enableACME = true;
+        forceSSL = true;
+        # Plain HTTP on loopback only, for the health check (see ../lib/pixelfed.nix).
+        extraConfig = ''
+          listen 127.0.0.1:${toString m.healthPort};
+        '';
+      };
+    };
+
+    fediversity.secretConsumers = [
+      "pixelfed-data-setup"
+      "phpfpm-pixelfed"
+      "pixelfed-horizon"
+      adminUnit
+    ];
+
+    # Creates the admin account once. user:create takes a password only as an argument, so it
+    # gets a throwaway one; the real one is hashed by PHP from the credential file and written
+    # through psql's standard input, so it appears in no process's arguments. The stamp file
+    # makes later starts do nothing, so a password the operator changes stays changed.
+    systemd.services.${adminUnit} = {
+      description = "Fediversity: the operator's Pixelfed admin account, created once";
+      wantedBy = [ "multi-user.target" ];
+      requires = [ "pixelfed-data-setup.service" ];
+      after = [ "pixelfed-data-setup.service" ];
+      path = [
+        php
+        pkgs.coreutils
+        config.services.postgresql.package
+      ];
+      serviceConfig = {
+        Type = "oneshot";
+        RemainAfterExit = true;
+        User = cfg.user;
+        Group = cfg.group;
+        WorkingDirectory = app;
+        LoadCredential = "${m.admin.passwordSecret}:${fedi.spec.secretPath spec m.admin.passwordSecret}";
+      };
+      script = ''
+        stamp=${cfg.dataDir}/.fediversity-admin-created
+        [ -e "$stamp" ] && exit 0
+        exists=$(psql -d ${cfg.database.name} -tAc "SELECT 1 FROM users WHERE username = '${m.admin.username}'")
+        if [ "$exists" != 1 ]; then
+          php artisan user:create --name=${m.admin.username} --username=${m.admin.username} \
+            --email=${lib.escapeShellArg m.admin.email} --password="$(head -c 24 /dev/urandom | base64)" \
+            --is_admin=true --confirm_email=1 >/dev/null
+        fi
+        hash=$(php -r 'echo password_hash(rtrim(file_get_contents(getenv("CREDENTIALS_DIRECTORY") . "/${m.admin.passwordSecret}"), "\r\n"), PASSWORD_BCRYPT);')
+        psql -v ON_ERROR_STOP=1 -d ${cfg.database.name} <<SQL
+        UPDATE users SET password = '$hash' WHERE username = '${m.admin.username}';
+        SQL
+        touch "$stamp"
+      '';
+    };
+  };
+}
