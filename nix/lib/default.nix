@@ -39,17 +39,21 @@ rec {
     hostSpec: secretEnv:
     builtins.mapAttrs (_: v: v // { path = spec.secretPath hostSpec v.secret; }) secretEnv;
 
-  # The names of every secret file the host's modules read, sorted. Each is read through
-  # spec.secretPath, so evaluation fails if the spec does not list it.
+  # The names of every secret file the host's modules read, sorted. Evaluation fails, naming
+  # the file, if the spec's secret_files does not list one (the modules read each through
+  # spec.secretPath, which fails the same way).
   secretsRead =
     hostSpec:
     let
       m = forSpec hostSpec;
+      listed = name: builtins.seq (spec.secretPath hostSpec name) name;
     in
-    uniqueSorted (
-      map (v: v.secret) (builtins.attrValues m.secretEnv)
-      ++ builtins.attrValues m.secretFileOptions
-      ++ (if m.admin == null then [ ] else [ m.admin.passwordSecret ])
+    map listed (
+      uniqueSorted (
+        map (v: v.secret) (builtins.attrValues m.secretEnv)
+        ++ builtins.attrValues m.secretFileOptions
+        ++ (if m.admin == null then [ ] else [ m.admin.passwordSecret ])
+      )
     );
 
   # /etc/fediversity/health.json: what the nixos provider checks after activation

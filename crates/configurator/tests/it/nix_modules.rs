@@ -6,6 +6,7 @@
 //! whole NixOS system.
 
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -59,7 +60,11 @@ fn golden_graphs() -> Vec<(String, PathBuf)> {
         })
         .collect();
     graphs.sort();
-    assert!(!graphs.is_empty(), "no golden graphs in {}", golden_dir().display());
+    assert!(
+        !graphs.is_empty(),
+        "no golden graphs in {}",
+        golden_dir().display()
+    );
     graphs
 }
 
@@ -126,7 +131,10 @@ fn every_nix_file_parses() {
         "modules/peertube.nix",
         "modules/garage.nix",
     ] {
-        assert!(names.contains(expected), "nix/{expected} is missing: {names:?}");
+        assert!(
+            names.contains(expected),
+            "nix/{expected} is missing: {names:?}"
+        );
     }
     for file in &files {
         let out = nix_instantiate(&["--parse", &file.display().to_string()]);
@@ -204,8 +212,7 @@ fn check_service_quirks(what: &str, spec: &Value, mapping: &Value) {
             if spec["identity"].get("ldap").is_some() {
                 assert_eq!(env["LDAP_ENABLED"], "true", "{what}");
                 assert_eq!(
-                    mapping["secretEnv"]["LDAP_PASSWORD"]["secret"],
-                    "identity-bind-password",
+                    mapping["secretEnv"]["LDAP_PASSWORD"]["secret"], "identity-bind-password",
                     "{what}"
                 );
             }
@@ -215,29 +222,43 @@ fn check_service_quirks(what: &str, spec: &Value, mapping: &Value) {
             assert_eq!(env["PF_ENABLE_CLOUD"], "true", "{what}");
             assert_eq!(env["FILESYSTEM_CLOUD"], "s3", "{what}");
             assert_eq!(env["AWS_URL"], buckets["media"]["public_url"], "{what}");
-            assert_eq!(mapping["secretEnv"]["APP_KEY"]["prefix"], "base64:", "{what}");
+            assert_eq!(
+                mapping["secretEnv"]["APP_KEY"]["prefix"], "base64:",
+                "{what}"
+            );
         }
         "peertube" => {
             let storage = &mapping["settings"]["object_storage"];
             assert_eq!(storage["enabled"], true, "{what}");
-            assert_eq!(storage["upload_acl"]["public"], Value::Null, "{what}: no ACLs");
-            for (section, purpose) in [("streaming_playlists", "playlists"), ("web_videos", "videos")]
-            {
+            assert_eq!(
+                storage["upload_acl"]["public"],
+                Value::Null,
+                "{what}: no ACLs"
+            );
+            for (section, purpose) in [
+                ("streaming_playlists", "playlists"),
+                ("web_videos", "videos"),
+            ] {
                 assert_eq!(
                     storage[section]["base_url"], buckets[purpose]["public_url"],
                     "{what}: {section}"
                 );
-                assert_eq!(storage[section]["bucket_name"], buckets[purpose]["name"], "{what}");
+                assert_eq!(
+                    storage[section]["bucket_name"], buckets[purpose]["name"],
+                    "{what}"
+                );
             }
             assert_eq!(
-                mapping["secretEnv"]["PT_INITIAL_ROOT_PASSWORD"]["secret"],
-                "admin-password",
+                mapping["secretEnv"]["PT_INITIAL_ROOT_PASSWORD"]["secret"], "admin-password",
                 "{what}"
             );
         }
         "garage" => {
             let settings = &mapping["settings"];
-            assert_eq!(settings["replication_factor"], spec["replication_factor"], "{what}");
+            assert_eq!(
+                settings["replication_factor"], spec["replication_factor"],
+                "{what}"
+            );
             let node = usize::try_from(spec["node"].as_u64().unwrap()).unwrap();
             let own = spec["peers"][node - 1].as_str().unwrap();
             assert_eq!(settings["rpc_public_addr"], format!("{own}:3901"), "{what}");
@@ -247,8 +268,7 @@ fn check_service_quirks(what: &str, spec: &Value, mapping: &Value) {
                 "{what}"
             );
             assert_eq!(
-                mapping["secretEnv"]["GARAGE_RPC_SECRET"]["secret"],
-                "garage-rpc-secret",
+                mapping["secretEnv"]["GARAGE_RPC_SECRET"]["secret"], "garage-rpc-secret",
                 "{what}"
             );
         }
@@ -265,8 +285,12 @@ fn every_golden_host_gets_the_quirks_and_only_its_own_secrets() {
             let what = format!("{stem} {host}");
             let d = &described[&host];
             let mapping = &d["mapping"];
-            let listed: BTreeSet<String> =
-                spec["secret_files"].as_object().unwrap().keys().cloned().collect();
+            let listed: BTreeSet<String> = spec["secret_files"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
             let read: BTreeSet<String> = d["secrets_read"]
                 .as_array()
                 .unwrap()
@@ -304,13 +328,115 @@ fn every_golden_host_gets_the_quirks_and_only_its_own_secrets() {
     assert!(hosts >= 10, "only {hosts} golden hosts were checked");
 }
 
+/// The host spec of `host` in the all-services graph.
+fn all_services_spec(host: &str) -> Value {
+    let path = golden_dir().join("all-services.example.graph.json");
+    host_specs(&path)
+        .into_iter()
+        .find(|(name, _)| name == host)
+        .map(|(_, spec)| spec)
+        .unwrap()
+}
+
+/// Evaluates `lib.describe` on `spec`, written to a file under `dir`: the JSON, or the error.
+fn describe_spec(dir: &Path, spec: &Value) -> Result<Value, String> {
+    let file = dir.join("spec.json");
+    std::fs::write(&file, serde_json::to_string(spec).unwrap()).unwrap();
+    let expr = format!(
+        "let lib = import {nix}; in lib.describe (lib.spec.read {spec})",
+        nix = nix_string(&nix_dir().join("lib").display().to_string()),
+        spec = nix_string(&file.display().to_string()),
+    );
+    let out = nix_instantiate(&["--eval", "--strict", "--json", "-E", &expr]);
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Adds a mail relay with a login, and the secret file its password comes in.
+fn with_mail(mut spec: Value) -> Value {
+    spec["mail"] = serde_json::json!({
+        "host": "smtp.example.org", "port": 465, "from": "noreply@example.org",
+        "username": "fediversity", "tls": "tls"
+    });
+    spec["secret_files"]["smtp-password"] = "/var/lib/fediversity/secrets/smtp-password".into();
+    spec
+}
+
+#[test]
+fn mail_and_oidc_settings_read_their_secrets_and_missing_ones_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut mastodon = with_mail(all_services_spec("mastodon"));
+    mastodon["identity"] = serde_json::json!({
+        "oidc": {"issuer": "https://id.example.org", "client_id": "fedi", "groups_claim": "groups"}
+    });
+    let files = mastodon["secret_files"].as_object_mut().unwrap();
+    files.remove("identity-bind-password");
+    files.insert(
+        "identity-client-secret".into(),
+        "/var/lib/fediversity/secrets/identity-client-secret".into(),
+    );
+    let d = describe_spec(tmp.path(), &mastodon).unwrap();
+    let (env, secret_env) = (&d["mapping"]["env"], &d["mapping"]["secretEnv"]);
+    assert_eq!(env["OIDC_ISSUER"], "https://id.example.org");
+    assert_eq!(
+        env["OIDC_REDIRECT_URI"],
+        "https://social.example.org/auth/auth/openid_connect/callback"
+    );
+    assert_eq!(
+        secret_env["OIDC_CLIENT_SECRET"]["secret"],
+        "identity-client-secret"
+    );
+    assert!(env.get("LDAP_ENABLED").is_none(), "{env}");
+    assert_eq!(env["SMTP_SERVER"], "smtp.example.org");
+    assert_eq!(env["SMTP_TLS"], "true");
+    assert_eq!(env["SMTP_LOGIN"], "fediversity");
+    assert_eq!(secret_env["SMTP_PASSWORD"]["secret"], "smtp-password");
+
+    let pixelfed = describe_spec(tmp.path(), &with_mail(all_services_spec("pixelfed"))).unwrap();
+    assert_eq!(pixelfed["mapping"]["env"]["MAIL_ENCRYPTION"], "ssl");
+    assert_eq!(
+        pixelfed["mapping"]["secretEnv"]["MAIL_PASSWORD"]["secret"],
+        "smtp-password"
+    );
+    let peertube = describe_spec(tmp.path(), &with_mail(all_services_spec("peertube"))).unwrap();
+    assert_eq!(peertube["mapping"]["settings"]["smtp"]["tls"], true);
+    assert_eq!(
+        peertube["mapping"]["secretFileOptions"]["smtpPasswordFile"],
+        "smtp-password"
+    );
+
+    // A module needing a secret file the spec does not list refuses to evaluate, and says which.
+    let mut missing = with_mail(all_services_spec("pixelfed"));
+    missing["secret_files"]
+        .as_object_mut()
+        .unwrap()
+        .remove("smtp-password");
+    let error = describe_spec(tmp.path(), &missing).unwrap_err();
+    assert!(error.contains("`smtp-password`"), "{error}");
+
+    // LDAP without TLS would send the bind password in clear.
+    let mut plain = all_services_spec("mastodon");
+    plain["identity"]["ldap"]["url"] = "ldap://ldap.example.org".into();
+    let error = describe_spec(tmp.path(), &plain).unwrap_err();
+    assert!(error.contains("ldaps:// or start_tls"), "{error}");
+    plain["identity"]["ldap"]["start_tls"] = true.into();
+    let d = describe_spec(tmp.path(), &plain).unwrap();
+    assert_eq!(d["mapping"]["env"]["LDAP_METHOD"], "start_tls");
+    assert_eq!(d["mapping"]["env"]["LDAP_PORT"], "389");
+
+    // A spec of another version is refused rather than half-read.
+    let mut future = all_services_spec("peertube");
+    future["version"] = 2.into();
+    let error = describe_spec(tmp.path(), &future).unwrap_err();
+    assert!(error.contains("version 2"), "{error}");
+}
+
 /// The pixelfed host spec of the all-services graph, with its secret files moved under `dir`.
 fn pixelfed_spec_with_secrets_in(dir: &Path) -> Value {
-    let path = golden_dir().join("all-services.example.graph.json");
-    let (_, mut spec) = host_specs(&path)
-        .into_iter()
-        .find(|(host, _)| host == "pixelfed")
-        .unwrap();
+    let mut spec = all_services_spec("pixelfed");
     for (name, file) in spec["secret_files"].as_object_mut().unwrap() {
         *file = Value::from(dir.join(name).display().to_string());
     }
@@ -352,7 +478,11 @@ fn env_files_carry_secrets_and_refuse_what_they_cannot_carry() {
     let script = tmp.path().join("write-env-files.sh");
 
     let out = run_env_file_script(&spec_file, &run_dir, &script);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let env_file = run_dir.join("pixelfed.env");
     let written = std::fs::read_to_string(&env_file).unwrap();
     assert_eq!(
@@ -362,7 +492,9 @@ fn env_files_carry_secrets_and_refuse_what_they_cannot_carry() {
     let mode = std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{mode:o}");
     assert!(
-        !std::fs::read_to_string(&script).unwrap().contains("value-of-"),
+        !std::fs::read_to_string(&script)
+            .unwrap()
+            .contains("value-of-"),
         "the script holds a secret value"
     );
 
@@ -372,19 +504,29 @@ fn env_files_carry_secrets_and_refuse_what_they_cannot_carry() {
     let out = run_env_file_script(&spec_file, &run_dir, &script);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a quote in a secret was accepted");
-    assert!(stderr.contains("app-key") && stderr.contains("APP_KEY"), "{stderr}");
+    assert!(
+        stderr.contains("app-key") && stderr.contains("APP_KEY"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("poison") && !String::from_utf8_lossy(&out.stdout).contains("poison"));
     assert_eq!(std::fs::read_to_string(&env_file).unwrap(), written);
     let leftovers: Vec<_> = std::fs::read_dir(&run_dir).unwrap().collect();
-    assert_eq!(leftovers.len(), 1, "a half-written file was left: {leftovers:?}");
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "a half-written file was left: {leftovers:?}"
+    );
 }
 
 #[test]
 fn the_modules_evaluate_as_nixos_systems_when_nixpkgs_is_given() {
     let Some(nixpkgs) = std::env::var_os("FEDIVERSITY_NIXPKGS") else {
-        println!(
-            "not evaluated: set FEDIVERSITY_NIXPKGS to a nixpkgs checkout to evaluate the modules as NixOS systems"
-        );
+        // Written past libtest's capture, so that the skip shows in a passing run's output.
+        writeln!(
+            std::io::stderr(),
+            "nix_modules: the NixOS systems were NOT evaluated: set FEDIVERSITY_NIXPKGS to a nixpkgs checkout to evaluate them"
+        )
+        .unwrap();
         return;
     };
     let nixpkgs = PathBuf::from(nixpkgs);
