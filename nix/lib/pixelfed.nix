@@ -5,8 +5,8 @@ let
   s = import ./spec.nix;
   media = spec.s3.buckets.media;
   mail = s.mail spec;
-  # nginx also answers plain HTTP on this loopback port, so that the health check reaches PHP
-  # without a certificate (which may not exist yet on a first deployment).
+  # nginx answers the health check with plain HTTP on this loopback port, so that it reaches
+  # PHP without a certificate (which may not exist yet on a first deployment).
   healthPort = 8090;
 
   s3 = {

@@ -49,9 +49,12 @@ in
       forceSSL = true;
     };
 
-    systemd.services.${initUnit}.serviceConfig.LoadCredential = map loadCredential (
-      builtins.attrValues m.secretFileOptions
-    );
+    systemd.services.${initUnit}.serviceConfig = {
+      LoadCredential = map loadCredential (builtins.attrValues m.secretFileOptions);
+      # Kept active after it ran, so that restarting fediversity-secrets.service (after a
+      # secret changed) runs it again: it is what copies the keys into .secrets_env.
+      RemainAfterExit = true;
+    };
 
     fediversity.secretConsumers = [
       initUnit

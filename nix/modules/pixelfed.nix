@@ -33,12 +33,33 @@ in
       nginx = {
         enableACME = true;
         forceSSL = true;
-        # Plain HTTP on loopback only, for the health check (see ../lib/pixelfed.nix).
-        extraConfig = ''
-          listen 127.0.0.1:${toString m.healthPort};
-        '';
       };
     };
+
+    # Plain HTTP on loopback only, answering the health check alone (see ../lib/pixelfed.nix):
+    # the route runs through Laravel like any request, without needing the certificate.
+    services.nginx.virtualHosts."pixelfed-health" = {
+      listen = [
+        {
+          addr = "127.0.0.1";
+          port = m.healthPort;
+        }
+      ];
+      http2 = false;
+      root = "${app}/public";
+      # Laravel routes by REQUEST_URI, which the rewrite leaves alone. fastcgi.conf is included
+      # here because a location that sets FastCGI parameters inherits none from above.
+      locations."= /api/service/health-check".extraConfig = ''
+        rewrite ^ /index.php break;
+        include ${config.services.nginx.package}/conf/fastcgi.conf;
+        fastcgi_pass unix:${config.services.phpfpm.pools.pixelfed.socket};
+      '';
+      locations."/".return = "404";
+    };
+
+    # Kept active after it ran, so that restarting fediversity-secrets.service (after a secret
+    # changed) runs it again: it is what copies the secrets into Pixelfed's cached `.env`.
+    systemd.services.pixelfed-data-setup.serviceConfig.RemainAfterExit = true;
 
     fediversity.secretConsumers = [
       "pixelfed-data-setup"
