@@ -15,6 +15,7 @@ rec {
   inherit spec services;
 
   envFileScript = import ./env-files.nix;
+  adminOnce = import ./admin-once.nix;
 
   # Where the environment files made from secrets live: tmpfs, root's alone, rewritten at boot.
   runtimeDir = "/run/fediversity";

@@ -8,7 +8,7 @@
 # literally); neither the value nor any part of it is ever printed.
 { dir, envFiles }:
 let
-  quote = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
+  quote = (import ./spec.nix).shellQuote;
   names = builtins.attrNames envFiles;
   line = vars: var: "put ${quote var} ${quote vars.${var}.path} ${quote vars.${var}.prefix} >>\"$tmp\"\n";
   writeFile =

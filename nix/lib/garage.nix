@@ -77,9 +77,7 @@ in
     ];
   };
 
-  ports = [
-    80
-    443
+  ports = s.webPorts ++ [
     listen.rpc
     listen.admin
   ];

@@ -100,7 +100,7 @@ in
   secretEnv = {
     AWS_SECRET_ACCESS_KEY = s.fromSecret "s3-secret-access-key";
   }
-  // (if mail != null && mail.username != null then { SMTP_PASSWORD = s.fromSecret "smtp-password"; } else { })
+  // s.withMailLogin spec { SMTP_PASSWORD = s.fromSecret "smtp-password"; }
   // (if identity ? ldap then { LDAP_PASSWORD = s.fromSecret "identity-bind-password"; } else { })
   // (if identity ? oidc then { OIDC_CLIENT_SECRET = s.fromSecret "identity-client-secret"; } else { });
 
@@ -116,11 +116,7 @@ in
     activeRecordEncryptionKeyDerivationSaltFile = "ar-key-derivation-salt";
   };
 
-  admin = {
-    username = s.adminUsername spec;
-    inherit (spec.admin) email;
-    passwordSecret = "admin-password";
-  };
+  admin = s.admin spec;
 
   health = {
     units = [
@@ -141,8 +137,5 @@ in
     ];
   };
 
-  ports = [
-    80
-    443
-  ];
+  ports = s.webPorts;
 }

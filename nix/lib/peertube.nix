@@ -68,7 +68,7 @@ in
   secretFileOptions = {
     secretsFile = "secret";
   }
-  // (if mail != null && mail.username != null then { smtpPasswordFile = "smtp-password"; } else { });
+  // s.withMailLogin spec { smtpPasswordFile = "smtp-password"; };
 
   admin = {
     # PeerTube always names its first administrator `root`.
@@ -93,8 +93,5 @@ in
     ];
   };
 
-  ports = [
-    80
-    443
-  ];
+  ports = s.webPorts;
 }

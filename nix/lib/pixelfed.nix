@@ -59,15 +59,11 @@ in
     };
     AWS_SECRET_ACCESS_KEY = s.fromSecret "s3-secret-access-key";
   }
-  // (if mail != null && mail.username != null then { MAIL_PASSWORD = s.fromSecret "smtp-password"; } else { });
+  // s.withMailLogin spec { MAIL_PASSWORD = s.fromSecret "smtp-password"; };
 
   secretFileOptions = { };
 
-  admin = {
-    username = s.adminUsername spec;
-    inherit (spec.admin) email;
-    passwordSecret = "admin-password";
-  };
+  admin = s.admin spec;
 
   health = {
     units = [
@@ -87,8 +83,5 @@ in
     ];
   };
 
-  ports = [
-    80
-    443
-  ];
+  ports = s.webPorts;
 }

@@ -98,6 +98,31 @@ rec {
     else
       null;
 
+  # `attrs` when the spec's mail relay takes a login (its password is the secret file
+  # `smtp-password`), nothing otherwise.
+  withMailLogin =
+    spec: attrs:
+    let
+      m = mail spec;
+    in
+    if m != null && m.username != null then attrs else { };
+
+  # The operator's admin account on a service that takes the spec's username.
+  admin = spec: {
+    username = adminUsername spec;
+    inherit (spec.admin) email;
+    passwordSecret = "admin-password";
+  };
+
+  # What a web service opens in the firewall: HTTP (ACME challenges, redirects) and HTTPS.
+  webPorts = [
+    80
+    443
+  ];
+
+  # `s` as one shell word.
+  shellQuote = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
+
   # One environment variable whose value is read from a secret file at runtime.
   fromSecret = secret: {
     inherit secret;

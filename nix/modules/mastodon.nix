@@ -66,10 +66,9 @@ in
     ]
     ++ map (i: "mastodon-streaming-${toString i}") (lib.range 1 m.streamingProcesses);
 
-    # Creates the admin account once: tootctl makes it (its generated password is thrown
-    # away, never logged), then Rails sets the password from the admin-password credential,
-    # read from a file so that it appears in no process's arguments. The stamp file makes
-    # later starts do nothing, so a password the operator changes stays changed.
+    # Creates the admin account once (../lib/admin-once.nix): tootctl makes it (its generated
+    # password is thrown away, never logged), then Rails sets the password from the
+    # admin-password credential, read from a file so that it appears in no process's arguments.
     systemd.services.${adminUnit} = {
       description = "Fediversity: the operator's Mastodon admin account, created once";
       wantedBy = [ "mastodon.target" ];
@@ -92,20 +91,19 @@ in
         EnvironmentFile = config.systemd.services.mastodon-web.serviceConfig.EnvironmentFile;
         LoadCredential = loadCredential m.admin.passwordSecret;
       };
-      script = ''
-        stamp=/var/lib/mastodon/.fediversity-admin-created
-        [ -e "$stamp" ] && exit 0
-        exists=$(psql -d ${cfg.database.name} -tAc "SELECT 1 FROM accounts WHERE username = '${m.admin.username}' AND domain IS NULL")
-        if [ "$exists" != 1 ]; then
-          tootctl accounts create ${m.admin.username} --email ${lib.escapeShellArg m.admin.email} --confirmed --role Owner >/dev/null
-        fi
-        ADMIN_USERNAME=${m.admin.username} rails runner '
-          account = Account.find_local(ENV.fetch("ADMIN_USERNAME"))
-          password = File.read(File.join(ENV.fetch("CREDENTIALS_DIRECTORY"), "${m.admin.passwordSecret}")).chomp
-          account.user.update!(password: password, approved: true)
-        '
-        touch "$stamp"
-      '';
+      script = fedi.adminOnce {
+        stamp = "/var/lib/mastodon/.fediversity-admin-created";
+        database = cfg.database.name;
+        existsQuery = "SELECT 1 FROM accounts WHERE username = '${m.admin.username}' AND domain IS NULL";
+        create = "tootctl accounts create ${m.admin.username} --email ${lib.escapeShellArg m.admin.email} --confirmed --role Owner >/dev/null";
+        setPassword = ''
+          ADMIN_USERNAME=${m.admin.username} rails runner '
+            account = Account.find_local(ENV.fetch("ADMIN_USERNAME"))
+            password = File.read(File.join(ENV.fetch("CREDENTIALS_DIRECTORY"), "${m.admin.passwordSecret}")).chomp
+            account.user.update!(password: password, approved: true)
+          '
+        '';
+      };
     };
   };
 }

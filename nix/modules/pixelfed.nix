@@ -68,10 +68,10 @@ in
       adminUnit
     ];
 
-    # Creates the admin account once. user:create takes a password only as an argument, so it
-    # gets a throwaway one; the real one is hashed by PHP from the credential file and written
-    # through psql's standard input, so it appears in no process's arguments. The stamp file
-    # makes later starts do nothing, so a password the operator changes stays changed.
+    # Creates the admin account once (../lib/admin-once.nix). user:create takes a password only
+    # as an argument, so it gets a throwaway one; the real one is hashed by PHP from the
+    # credential file and written through psql's standard input, so it appears in no process's
+    # arguments.
     systemd.services.${adminUnit} = {
       description = "Fediversity: the operator's Pixelfed admin account, created once";
       wantedBy = [ "multi-user.target" ];
@@ -90,21 +90,22 @@ in
         WorkingDirectory = app;
         LoadCredential = "${m.admin.passwordSecret}:${fedi.spec.secretPath spec m.admin.passwordSecret}";
       };
-      script = ''
-        stamp=${cfg.dataDir}/.fediversity-admin-created
-        [ -e "$stamp" ] && exit 0
-        exists=$(psql -d ${cfg.database.name} -tAc "SELECT 1 FROM users WHERE username = '${m.admin.username}'")
-        if [ "$exists" != 1 ]; then
+      script = fedi.adminOnce {
+        stamp = "${cfg.dataDir}/.fediversity-admin-created";
+        database = cfg.database.name;
+        existsQuery = "SELECT 1 FROM users WHERE username = '${m.admin.username}'";
+        create = ''
           php artisan user:create --name=${m.admin.username} --username=${m.admin.username} \
             --email=${lib.escapeShellArg m.admin.email} --password="$(head -c 24 /dev/urandom | base64)" \
             --is_admin=true --confirm_email=1 >/dev/null
-        fi
-        hash=$(php -r 'echo password_hash(rtrim(file_get_contents(getenv("CREDENTIALS_DIRECTORY") . "/${m.admin.passwordSecret}"), "\r\n"), PASSWORD_BCRYPT);')
-        psql -v ON_ERROR_STOP=1 -d ${cfg.database.name} <<SQL
-        UPDATE users SET password = '$hash' WHERE username = '${m.admin.username}';
-        SQL
-        touch "$stamp"
-      '';
+        '';
+        setPassword = ''
+          hash=$(php -r 'echo password_hash(rtrim(file_get_contents(getenv("CREDENTIALS_DIRECTORY") . "/${m.admin.passwordSecret}"), "\r\n"), PASSWORD_BCRYPT);')
+          psql -v ON_ERROR_STOP=1 -d ${cfg.database.name} <<SQL
+          UPDATE users SET password = '$hash' WHERE username = '${m.admin.username}';
+          SQL
+        '';
+      };
     };
   };
 }

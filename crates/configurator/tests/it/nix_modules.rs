@@ -32,15 +32,28 @@ fn nix_instantiate(args: &[&str]) -> Output {
         })
 }
 
-/// Evaluates `expr` strictly and returns its JSON value.
-fn eval_json(expr: &str) -> Value {
-    let out = nix_instantiate(&["--eval", "--strict", "--json", "-E", expr]);
+/// Fails the test with `what` and the command's error output unless it succeeded.
+fn assert_success(out: &Output, what: &str) {
     assert!(
         out.status.success(),
-        "nix-instantiate failed on\n{expr}\n{}",
+        "{what}:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Evaluates `expr` strictly: its JSON value, or Nix's error message.
+fn eval(expr: &str) -> Result<Value, String> {
+    let out = nix_instantiate(&["--eval", "--strict", "--json", "-E", expr]);
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Evaluates `expr` strictly and returns its JSON value.
+fn eval_json(expr: &str) -> Value {
+    eval(expr).unwrap_or_else(|e| panic!("nix-instantiate failed on\n{expr}\n{e}"))
 }
 
 /// A Nix string literal holding `s` (`${` is escaped).
@@ -138,12 +151,7 @@ fn every_nix_file_parses() {
     }
     for file in &files {
         let out = nix_instantiate(&["--parse", &file.display().to_string()]);
-        assert!(
-            out.status.success(),
-            "{} does not parse:\n{}",
-            file.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, &format!("{} does not parse", file.display()));
     }
 }
 
@@ -347,12 +355,7 @@ fn describe_spec(dir: &Path, spec: &Value) -> Result<Value, String> {
         nix = nix_string(&nix_dir().join("lib").display().to_string()),
         spec = nix_string(&file.display().to_string()),
     );
-    let out = nix_instantiate(&["--eval", "--strict", "--json", "-E", &expr]);
-    if out.status.success() {
-        Ok(serde_json::from_slice(&out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
+    eval(&expr)
 }
 
 /// Adds a mail relay with a login, and the secret file its password comes in.
@@ -478,6 +481,7 @@ fn env_files_carry_secrets_and_refuse_what_they_cannot_carry() {
     let script = tmp.path().join("write-env-files.sh");
 
     let out = run_env_file_script(&spec_file, &run_dir, &script);
+    assert_success(&out, "the env-file script failed");
     assert!(
         out.status.success(),
         "{}",
@@ -518,6 +522,77 @@ fn env_files_carry_secrets_and_refuse_what_they_cannot_carry() {
     );
 }
 
+/// Runs the admin-once script in `dir` with a stub `psql` that answers `exists` and logs its
+/// arguments, and `setPassword` set to `set_password`; returns whether it succeeded and the log.
+fn run_admin_once(dir: &Path, exists: &str, set_password: &str) -> (bool, String) {
+    let log = dir.join("log");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let psql = bin.join("psql");
+    std::fs::write(
+        &psql,
+        format!(
+            "#!/bin/sh\necho \"psql $*\" >>'{}'\necho {exists}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&psql, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let expr = format!(
+        "(import {nix}).adminOnce {{ stamp = {stamp}; database = \"db\"; existsQuery = \"SELECT 1 FROM users WHERE username = 'it''s'\"; create = {create}; setPassword = {set}; }}",
+        nix = nix_string(&nix_dir().join("lib").display().to_string()),
+        stamp = nix_string(&dir.join("stamp").display().to_string()),
+        create = nix_string(&format!("echo create >>'{}'", log.display())),
+        set = nix_string(set_password),
+    );
+    let script = eval_json(&expr);
+    // NixOS runs a unit's script with `set -e`, as here.
+    let status = Command::new("bash")
+        .args(["-e", "-c", script.as_str().unwrap()])
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .status()
+        .unwrap();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    (status.success(), log)
+}
+
+#[test]
+fn admin_accounts_are_made_once_and_a_failed_run_is_repeated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let log = dir.join("log");
+    let set_password = format!("echo password >>'{}'", log.display());
+
+    // A password that cannot be set leaves no stamp, so the next start tries again.
+    let (ok, _) = run_admin_once(dir, "", "false");
+    assert!(!ok);
+    assert!(!dir.join("stamp").exists());
+
+    std::fs::remove_file(&log).unwrap();
+    let (ok, first) = run_admin_once(dir, "", &set_password);
+    assert!(ok);
+    assert_eq!(
+        first,
+        "psql -d db -tAc SELECT 1 FROM users WHERE username = 'it''s'\ncreate\npassword\n"
+    );
+    assert!(dir.join("stamp").exists());
+
+    // Once done, nothing runs again: a password the operator changed stays changed.
+    let (ok, again) = run_admin_once(dir, "", &set_password);
+    assert!(ok);
+    assert_eq!(again, first);
+
+    // An account that exists already is not created twice.
+    std::fs::remove_file(dir.join("stamp")).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    let (ok, existing) = run_admin_once(dir, "1", &set_password);
+    assert!(ok);
+    assert_eq!(
+        existing,
+        "psql -d db -tAc SELECT 1 FROM users WHERE username = 'it''s'\npassword\n"
+    );
+}
+
 #[test]
 fn the_modules_evaluate_as_nixos_systems_when_nixpkgs_is_given() {
     let Some(nixpkgs) = std::env::var_os("FEDIVERSITY_NIXPKGS") else {
@@ -547,11 +622,7 @@ fn the_modules_evaluate_as_nixos_systems_when_nixpkgs_is_given() {
             "-A",
             "config.system.build.toplevel",
         ]);
-        assert!(
-            out.status.success(),
-            "{host} does not evaluate as a NixOS system:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, &format!("{host} does not evaluate as a NixOS system"));
         let health = eval_json(&format!(
             "(import {system} {{ nixpkgs = {nixpkgs}; specFile = {spec}; }}).config.environment.etc.\"fediversity/health.json\".text",
             system = nix_string(&system),
