@@ -77,7 +77,9 @@ in
         "mastodon-init-db.service"
         "${initUnit}.service"
       ];
-      inherit (config.systemd.services.mastodon-web) environment;
+      # The web unit's environment (RAILS_ENV, the database, the S3 settings…), less its PATH,
+      # which NixOS derives from each unit's own `path`.
+      environment = builtins.removeAttrs config.systemd.services.mastodon-web.environment [ "PATH" ];
       path = [
         cfg.package
         config.services.postgresql.package
