@@ -35,8 +35,6 @@ rec {
     spec.secret_files.${name}
       or (fail "the ${spec.service} host needs the secret file `${name}`, which its secret_files does not list");
 
-  hasSecret = spec: name: (spec.secret_files or { }) ? ${name};
-
   # `https://host/…` → `host`.
   urlHost =
     url:

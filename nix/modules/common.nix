@@ -39,9 +39,9 @@ in
       type = lib.types.listOf lib.types.str;
       default = [ ];
       description = ''
-        Units (without `.service`) that read this host's environment file. They start after it
-        is written and restart with ${secretsUnit}, which the nixos provider restarts after
-        uploading a changed secret.
+        Units (without `.service`) that read this host's secrets, from its environment file or
+        as credentials. They start after the environment file is written and restart with
+        ${secretsUnit}, which the nixos provider restarts after uploading a changed secret.
       '';
     };
   };
