@@ -1,7 +1,8 @@
 //! The providers' integration tests, one binary: the sandbox provider per kind on real files,
 //! a whole sandbox deployment through the engine, external providers against the Python
-//! example and deliberately broken scripts, the conformance runner, and the protocol's
-//! checked-in example messages against its JSON Schema.
+//! example and deliberately broken scripts, the conformance runner, the protocol's
+//! checked-in example messages against its JSON Schema, and the Garage provider against real
+//! Garage.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,6 +13,7 @@
 
 mod conformance;
 mod external;
+mod garage;
 mod local;
 mod messages;
 mod sandbox;
