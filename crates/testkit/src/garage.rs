@@ -278,7 +278,9 @@ fn find_bin() -> PathBuf {
         );
         return path;
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let pinned = home
         .join(".cache/fediversity/tools")
         .join(format!("garage-{VERSION}"))

@@ -177,7 +177,10 @@ mod tests {
         }))
         .unwrap();
         let update = serde_json::to_value(inputs.update()).unwrap();
-        assert_eq!(update["quotas"], json!({"maxSize": 1024, "maxObjects": null}));
+        assert_eq!(
+            update["quotas"],
+            json!({"maxSize": 1024, "maxObjects": null})
+        );
         assert_eq!(
             update["websiteAccess"],
             json!({"enabled": true, "indexDocument": "index.html"})
@@ -186,13 +189,15 @@ mod tests {
             update["corsRules"][0]["AllowedOrigin"],
             json!(["https://social.example.org"])
         );
-        assert_eq!(update["corsRules"][0]["AllowedMethod"], json!(["GET", "HEAD"]));
+        assert_eq!(
+            update["corsRules"][0]["AllowedMethod"],
+            json!(["GET", "HEAD"])
+        );
     }
 
     #[test]
     fn no_origins_means_no_cors() {
-        let inputs: BucketInputs =
-            serde_json::from_value(json!({"alias": "fedi-a-b"})).unwrap();
+        let inputs: BucketInputs = serde_json::from_value(json!({"alias": "fedi-a-b"})).unwrap();
         let update = serde_json::to_value(inputs.update()).unwrap();
         assert_eq!(update["corsRules"], json!([]));
         assert_eq!(update["websiteAccess"], json!({"enabled": false}));

@@ -56,7 +56,9 @@ pub enum AdminError {
         message: String,
     },
     /// Another 4xx: Garage refused the request.
-    #[error("Garage admin API at {endpoint} refused {operation} (HTTP {status}, {code}): {message}")]
+    #[error(
+        "Garage admin API at {endpoint} refused {operation} (HTTP {status}, {code}): {message}"
+    )]
     Refused {
         /// The admin API's base URL.
         endpoint: String,
@@ -169,7 +171,11 @@ impl AdminClient {
         if !status.is_success() {
             return Err(self.failure(operation, status, &text));
         }
-        let text = if text.trim().is_empty() { "null" } else { &text };
+        let text = if text.trim().is_empty() {
+            "null"
+        } else {
+            &text
+        };
         serde_json::from_str(text).map_err(|e| AdminError::BadAnswer {
             endpoint: self.endpoint.clone(),
             operation,
@@ -435,8 +441,15 @@ mod tests {
     fn failures_are_classified() {
         let c = client();
         let refused = c.failure("ListKeys", StatusCode::FORBIDDEN, "{}");
-        assert!(matches!(refused, AdminError::TokenRefused { status: 403, .. }));
-        let server = c.failure("ListKeys", StatusCode::SERVICE_UNAVAILABLE, "<html>busy</html>");
+        assert!(matches!(
+            refused,
+            AdminError::TokenRefused { status: 403, .. }
+        ));
+        let server = c.failure(
+            "ListKeys",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "<html>busy</html>",
+        );
         assert_eq!(
             ProviderError::from(server).kind,
             fediversity_engine::provider::ErrorKind::Transient
@@ -448,7 +461,10 @@ mod tests {
         );
         assert!(missing.is_not_found());
         let error = ProviderError::from(missing);
-        assert_eq!(error.kind, fediversity_engine::provider::ErrorKind::Permanent);
+        assert_eq!(
+            error.kind,
+            fediversity_engine::provider::ErrorKind::Permanent
+        );
         assert_eq!(
             error.message,
             "Garage admin API at http://garage.test:3903 refused GetBucketInfo (HTTP 404, NoSuchBucket): Bucket not found: x"

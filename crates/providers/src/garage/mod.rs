@@ -62,9 +62,7 @@ pub enum GarageSetupError {
     #[error("[garage] {0} is missing in infra.toml: shared mode needs it")]
     Missing(&'static str),
     /// The admin token file cannot be read, or is empty.
-    #[error(
-        "cannot read Garage's admin token from {path} ([garage] admin_token_file): {reason}"
-    )]
+    #[error("cannot read Garage's admin token from {path} ([garage] admin_token_file): {reason}")]
     TokenFile {
         /// The file.
         path: String,
@@ -346,7 +344,11 @@ mod tests {
         let error = provider(None)
             .target(&address, &ClusterRef::default())
             .unwrap_err();
-        assert!(error.message.contains("[garage] admin_endpoint"), "{}", error.message);
+        assert!(
+            error.message.contains("[garage] admin_endpoint"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]

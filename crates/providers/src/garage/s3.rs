@@ -28,7 +28,11 @@ fn emptying_key_name(alias: &str) -> String {
 }
 
 /// Deletes every object of the bucket, and its unfinished uploads.
-pub(super) async fn empty_bucket(target: &Target, bucket_id: &str, alias: &str) -> ProviderResult<()> {
+pub(super) async fn empty_bucket(
+    target: &Target,
+    bucket_id: &str,
+    alias: &str,
+) -> ProviderResult<()> {
     let endpoint = target.s3_endpoint.as_deref().ok_or_else(|| {
         ProviderError::permanent(format!(
             "bucket `{alias}` holds objects and no S3 endpoint is known to empty it: give the \
@@ -184,7 +188,10 @@ mod tests {
     #[test]
     fn buckets_are_addressed_by_path() {
         let bucket = s3_bucket("http://127.0.0.1:3900", "fedi-a-media", "garage").unwrap();
-        assert_eq!(bucket.base_url().as_str(), "http://127.0.0.1:3900/fedi-a-media/");
+        assert_eq!(
+            bucket.base_url().as_str(),
+            "http://127.0.0.1:3900/fedi-a-media/"
+        );
         assert!(s3_bucket("not a url", "b", "garage").is_err());
     }
 }

@@ -47,7 +47,11 @@ impl ClusterInputs {
 
 /// Whether `node` is the node listed as `listed` (an IP address or a socket address).
 fn is_listed(node: &Node, listed: &str) -> bool {
-    let Some(addr) = node.addr.as_deref().and_then(|a| a.parse::<SocketAddr>().ok()) else {
+    let Some(addr) = node
+        .addr
+        .as_deref()
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+    else {
         return false;
     };
     match listed.parse::<SocketAddr>() {
@@ -164,7 +168,11 @@ pub(super) async fn read(
     let role = inputs.role();
     let mut assigned = Vec::new();
     let mut any_role = false;
-    for (listed, node) in inputs.nodes.iter().zip(listed_nodes(target, &status, &inputs)?) {
+    for (listed, node) in inputs
+        .nodes
+        .iter()
+        .zip(listed_nodes(target, &status, &inputs)?)
+    {
         if let Some(r) = &node.role {
             any_role = true;
             if *r == role {
@@ -211,6 +219,12 @@ mod tests {
         assert!(is_listed(&node("127.0.0.1:4001"), "127.0.0.1:4001"));
         assert!(!is_listed(&node("127.0.0.1:4002"), "127.0.0.1:4001"));
         assert!(is_listed(&node("[fd00::5]:3901"), "fd00::5"));
-        assert!(!is_listed(&Node { addr: None, ..node("x") }, "10.0.0.5"));
+        assert!(!is_listed(
+            &Node {
+                addr: None,
+                ..node("x")
+            },
+            "10.0.0.5"
+        ));
     }
 }

@@ -166,9 +166,7 @@ pub(super) async fn read(
             owner: b.permissions.owner,
         })
         .collect();
-    grants.sort_by(|a, b| {
-        (position(&a.bucket), &a.bucket).cmp(&(position(&b.bucket), &b.bucket))
-    });
+    grants.sort_by(|a, b| (position(&a.bucket), &a.bucket).cmp(&(position(&b.bucket), &b.bucket)));
     let observed = Map::from_iter([
         ("name".to_owned(), json!(inputs.name)),
         ("grants".to_owned(), json!(grants)),

@@ -67,7 +67,11 @@ async fn admin_call(node: &GarageNode, method: &str, operation: &str, query: &st
         "GET" => reqwest::Client::new().get(url),
         _ => reqwest::Client::new().post(url).json(&json!({})),
     };
-    let response = request.bearer_auth(node.admin_token()).send().await.unwrap();
+    let response = request
+        .bearer_auth(node.admin_token())
+        .send()
+        .await
+        .unwrap();
     let status = response.status();
     let text = response.text().await.unwrap();
     assert!(status.is_success(), "{operation}: {status} {text}");
@@ -120,7 +124,13 @@ impl S3User {
         let url = bucket
             .put_object(Some(&self.credentials), object)
             .sign(Duration::from_secs(60));
-        let response = self.http.put(url).body(body.to_owned()).send().await.unwrap();
+        let response = self
+            .http
+            .put(url)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
         response.status().as_u16()
     }
 
@@ -153,7 +163,11 @@ async fn buckets_and_keys_are_made_adopted_updated_and_read() {
     let made = provider.create(&bucket_ctx, &inputs).await.unwrap();
     assert_eq!(made.values["alias"], alias);
     // A run that crashed after making it finds it by its alias, and making it again adopts it.
-    let found = provider.read(&bucket_ctx, &inputs, None).await.unwrap().unwrap();
+    let found = provider
+        .read(&bucket_ctx, &inputs, None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.outputs, made);
     assert_eq!(found.inputs, inputs, "what Garage has is what was asked");
     let again = provider.create(&bucket_ctx, &inputs).await.unwrap();
@@ -163,15 +177,29 @@ async fn buckets_and_keys_are_made_adopted_updated_and_read() {
     let bigger = bucket_inputs(alias, 2 << 30);
     let updated = provider.update(&bucket_ctx, &bigger, &made).await.unwrap();
     assert_eq!(updated, made);
-    let info = admin_call(&garage, "GET", "GetBucketInfo", &format!("id={}", id_of(&made))).await;
+    let info = admin_call(
+        &garage,
+        "GET",
+        "GetBucketInfo",
+        &format!("id={}", id_of(&made)),
+    )
+    .await;
     assert_eq!(info["quotas"]["maxSize"], 2u64 << 30);
     assert_eq!(info["websiteAccess"], true);
     assert_eq!(
         info["corsRules"][0]["AllowedOrigin"],
         json!(["https://social.example.org"])
     );
-    let refreshed = provider.read(&bucket_ctx, &inputs, Some(&made)).await.unwrap().unwrap();
-    assert_eq!(refreshed.inputs["quota_bytes"], 2u64 << 30, "the change shows as drift from the old inputs");
+    let refreshed = provider
+        .read(&bucket_ctx, &inputs, Some(&made))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        refreshed.inputs["quota_bytes"],
+        2u64 << 30,
+        "the change shows as drift from the old inputs"
+    );
 
     // The key: read and write on exactly its bucket, its secret found again after a crash.
     let key_ctx = ctx("alpha", "s3key.mastodon");
@@ -182,13 +210,23 @@ async fn buckets_and_keys_are_made_adopted_updated_and_read() {
         !format!("{made_key:?}").contains(made_key.values["secret_access_key"].as_str().unwrap())
     );
     let found_key = provider.read(&key_ctx, &key, None).await.unwrap().unwrap();
-    assert_eq!(found_key.outputs, made_key, "the secret is recovered from Garage");
+    assert_eq!(
+        found_key.outputs, made_key,
+        "the secret is recovered from Garage"
+    );
     assert_eq!(found_key.inputs, key);
     assert_eq!(provider.create(&key_ctx, &key).await.unwrap(), made_key);
-    assert_eq!(key_names(&garage).await, ["fedi-alpha-mastodon"], "one key, not two");
+    assert_eq!(
+        key_names(&garage).await,
+        ["fedi-alpha-mastodon"],
+        "one key, not two"
+    );
 
     // A permission granted behind the platform's back is drift, and the next apply removes it.
-    let key_id = made_key.values["access_key_id"].as_str().unwrap().to_owned();
+    let key_id = made_key.values["access_key_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     reqwest::Client::new()
         .post(format!("{}/v2/AllowBucketKey", garage.admin_endpoint()))
         .bearer_auth(garage.admin_token())
@@ -198,10 +236,18 @@ async fn buckets_and_keys_are_made_adopted_updated_and_read() {
         .unwrap()
         .error_for_status()
         .unwrap();
-    let drifted = provider.read(&key_ctx, &key, Some(&made_key)).await.unwrap().unwrap();
+    let drifted = provider
+        .read(&key_ctx, &key, Some(&made_key))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(drifted.inputs["grants"][0]["owner"], true);
     provider.update(&key_ctx, &key, &made_key).await.unwrap();
-    let repaired = provider.read(&key_ctx, &key, Some(&made_key)).await.unwrap().unwrap();
+    let repaired = provider
+        .read(&key_ctx, &key, Some(&made_key))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(repaired.inputs, key);
 }
 
@@ -213,12 +259,30 @@ async fn a_bucket_deleted_behind_the_platforms_back_reads_as_gone_and_is_made_ag
     let inputs = bucket_inputs("fedi-alpha-pixelfed-media", 1 << 30);
     let made = provider.create(&bucket_ctx, &inputs).await.unwrap();
 
-    admin_call(&garage, "POST", "DeleteBucket", &format!("id={}", id_of(&made))).await;
-    assert_eq!(provider.read(&bucket_ctx, &inputs, Some(&made)).await.unwrap(), None);
+    admin_call(
+        &garage,
+        "POST",
+        "DeleteBucket",
+        &format!("id={}", id_of(&made)),
+    )
+    .await;
+    assert_eq!(
+        provider
+            .read(&bucket_ctx, &inputs, Some(&made))
+            .await
+            .unwrap(),
+        None
+    );
 
     let remade = provider.create(&bucket_ctx, &inputs).await.unwrap();
     assert_ne!(id_of(&remade), id_of(&made), "a new bucket");
-    assert!(provider.read(&bucket_ctx, &inputs, Some(&remade)).await.unwrap().is_some());
+    assert!(
+        provider
+            .read(&bucket_ctx, &inputs, Some(&remade))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test]
@@ -230,7 +294,10 @@ async fn operators_are_isolated_and_a_kept_bucket_outlives_its_revoked_key() {
     for operator in ["alpha", "beta"] {
         let alias = format!("fedi-{operator}-mastodon-media");
         let bucket = provider
-            .create(&ctx(operator, "bucket.mastodon-media"), &bucket_inputs(&alias, 1 << 30))
+            .create(
+                &ctx(operator, "bucket.mastodon-media"),
+                &bucket_inputs(&alias, 1 << 30),
+            )
             .await
             .unwrap();
         let key = provider
@@ -248,7 +315,10 @@ async fn operators_are_isolated_and_a_kept_bucket_outlives_its_revoked_key() {
     let alpha_bucket = &buckets["alpha"].0;
 
     assert_eq!(alpha.put(alpha_bucket, "media/cat.txt", "meow").await, 200);
-    assert_eq!(alpha.get(alpha_bucket, "media/cat.txt").await, (200, "meow".to_owned()));
+    assert_eq!(
+        alpha.get(alpha_bucket, "media/cat.txt").await,
+        (200, "meow".to_owned())
+    );
     assert_eq!(alpha.list(alpha_bucket).await, 200);
 
     // Operator B's key can neither list, read nor write A's bucket.
@@ -261,7 +331,12 @@ async fn operators_are_isolated_and_a_kept_bucket_outlives_its_revoked_key() {
     let key_inputs_alpha = key_inputs("fedi-alpha-mastodon", &id_of(&buckets["alpha"].1));
     let bucket_inputs_alpha = bucket_inputs(alpha_bucket, 1 << 30);
     let revoked = provider
-        .delete(&ctx("alpha", "s3key.mastodon"), &key_inputs_alpha, &keys["alpha"], Retention::Keep)
+        .delete(
+            &ctx("alpha", "s3key.mastodon"),
+            &key_inputs_alpha,
+            &keys["alpha"],
+            Retention::Keep,
+        )
         .await
         .unwrap();
     assert_eq!(revoked, Deletion::Removed, "the key itself is never kept");
@@ -278,9 +353,19 @@ async fn operators_are_isolated_and_a_kept_bucket_outlives_its_revoked_key() {
         Deletion::Kept { note } => assert!(note.contains(alpha_bucket.as_str()), "{note}"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(alpha.get(alpha_bucket, "media/cat.txt").await.0, 403, "the revoked key no longer works");
+    assert_eq!(
+        alpha.get(alpha_bucket, "media/cat.txt").await.0,
+        403,
+        "the revoked key no longer works"
+    );
     assert_eq!(alpha.put(alpha_bucket, "media/new.txt", "x").await, 403);
-    let info = admin_call(&garage, "GET", "GetBucketInfo", &format!("globalAlias={alpha_bucket}")).await;
+    let info = admin_call(
+        &garage,
+        "GET",
+        "GetBucketInfo",
+        &format!("globalAlias={alpha_bucket}"),
+    )
+    .await;
     assert_eq!(info["objects"], 1, "the object is kept");
 
     // Turned on again, the kept bucket is adopted and a new key reads the kept object.
@@ -293,9 +378,15 @@ async fn operators_are_isolated_and_a_kept_bucket_outlives_its_revoked_key() {
         .create(&ctx("alpha", "s3key.mastodon"), &key_inputs_alpha)
         .await
         .unwrap();
-    assert_ne!(key.values["access_key_id"], keys["alpha"].values["access_key_id"]);
+    assert_ne!(
+        key.values["access_key_id"],
+        keys["alpha"].values["access_key_id"]
+    );
     let again = S3User::new(&garage, &key);
-    assert_eq!(again.get(alpha_bucket, "media/cat.txt").await, (200, "meow".to_owned()));
+    assert_eq!(
+        again.get(alpha_bucket, "media/cat.txt").await,
+        (200, "meow".to_owned())
+    );
 }
 
 #[tokio::test]
@@ -304,32 +395,66 @@ async fn retention_delete_empties_and_removes_the_bucket() {
     let provider = shared_provider(&garage);
     let alias = "fedi-alpha-peertube-videos";
     let inputs = bucket_inputs(alias, 1 << 30);
-    let bucket = provider.create(&ctx("alpha", "bucket.peertube-videos"), &inputs).await.unwrap();
+    let bucket = provider
+        .create(&ctx("alpha", "bucket.peertube-videos"), &inputs)
+        .await
+        .unwrap();
     let key_inputs = key_inputs("fedi-alpha-peertube", &id_of(&bucket));
-    let key = provider.create(&ctx("alpha", "s3key.peertube"), &key_inputs).await.unwrap();
+    let key = provider
+        .create(&ctx("alpha", "s3key.peertube"), &key_inputs)
+        .await
+        .unwrap();
     let user = S3User::new(&garage, &key);
     for i in 0..5 {
-        assert_eq!(user.put(alias, &format!("videos/{i}.mp4"), "frames").await, 200);
+        assert_eq!(
+            user.put(alias, &format!("videos/{i}.mp4"), "frames").await,
+            200
+        );
     }
 
     let removed = provider
-        .delete(&ctx("alpha", "s3key.peertube"), &key_inputs, &key, Retention::Delete)
+        .delete(
+            &ctx("alpha", "s3key.peertube"),
+            &key_inputs,
+            &key,
+            Retention::Delete,
+        )
         .await
         .unwrap();
     assert_eq!(removed, Deletion::Removed);
     let removed = provider
-        .delete(&ctx("alpha", "bucket.peertube-videos"), &inputs, &bucket, Retention::Delete)
+        .delete(
+            &ctx("alpha", "bucket.peertube-videos"),
+            &inputs,
+            &bucket,
+            Retention::Delete,
+        )
         .await
         .unwrap();
     assert_eq!(removed, Deletion::Removed);
     assert_eq!(
-        provider.read(&ctx("alpha", "bucket.peertube-videos"), &inputs, Some(&bucket)).await.unwrap(),
+        provider
+            .read(
+                &ctx("alpha", "bucket.peertube-videos"),
+                &inputs,
+                Some(&bucket)
+            )
+            .await
+            .unwrap(),
         None
     );
-    assert!(key_names(&garage).await.is_empty(), "the temporary key is gone too");
+    assert!(
+        key_names(&garage).await.is_empty(),
+        "the temporary key is gone too"
+    );
     // Deleting what is gone succeeds.
     let again = provider
-        .delete(&ctx("alpha", "bucket.peertube-videos"), &inputs, &bucket, Retention::Delete)
+        .delete(
+            &ctx("alpha", "bucket.peertube-videos"),
+            &inputs,
+            &bucket,
+            Retention::Delete,
+        )
         .await
         .unwrap();
     assert_eq!(again, Deletion::Removed);
@@ -383,7 +508,8 @@ async fn an_account_is_applied_repaired_and_deleted_keeping_what_retention_says(
     let stored = dir.path().join("example-org/operator-secrets/ldap-bind");
     std::fs::create_dir_all(stored.parent().unwrap()).unwrap();
     std::fs::write(&stored, "bind-password\n").unwrap();
-    let graph = fediversity_configurator::configure(&operator, &infra_with_garage(&garage)).unwrap();
+    let graph =
+        fediversity_configurator::configure(&operator, &infra_with_garage(&garage)).unwrap();
     assert!(
         graph.resources.values().any(|r| r.provider == "garage"),
         "the graph uses the Garage provider"
@@ -401,18 +527,42 @@ async fn an_account_is_applied_repaired_and_deleted_keeping_what_retention_says(
     buckets.sort();
     assert_eq!(buckets.len(), 4, "{buckets:?}");
     for alias in &buckets {
-        admin_call(&garage, "GET", "GetBucketInfo", &format!("globalAlias={alias}")).await;
+        admin_call(
+            &garage,
+            "GET",
+            "GetBucketInfo",
+            &format!("globalAlias={alias}"),
+        )
+        .await;
     }
 
     // Drift: a bucket deleted behind the platform's back is found missing and made again.
-    let info = admin_call(&garage, "GET", "GetBucketInfo", "globalAlias=fedi-example-org-pixelfed-media").await;
-    admin_call(&garage, "POST", "DeleteBucket", &format!("id={}", info["id"].as_str().unwrap())).await;
+    let info = admin_call(
+        &garage,
+        "GET",
+        "GetBucketInfo",
+        "globalAlias=fedi-example-org-pixelfed-media",
+    )
+    .await;
+    admin_call(
+        &garage,
+        "POST",
+        "DeleteBucket",
+        &format!("id={}", info["id"].as_str().unwrap()),
+    )
+    .await;
     let drift = engine.refresh(&graph.operator).await.unwrap();
     let missing: Vec<String> = drift.missing.iter().map(ToString::to_string).collect();
     assert_eq!(missing, ["bucket.pixelfed-media"], "{drift:#?}");
     let repaired = apply(&engine, &graph).await;
     assert!(repaired.succeeded(), "{repaired:#?}");
-    admin_call(&garage, "GET", "GetBucketInfo", "globalAlias=fedi-example-org-pixelfed-media").await;
+    admin_call(
+        &garage,
+        "GET",
+        "GetBucketInfo",
+        "globalAlias=fedi-example-org-pixelfed-media",
+    )
+    .await;
 
     // The account is deleted: every key goes, the buckets of `keep` services stay.
     let nothing = DesiredGraph {
@@ -429,7 +579,11 @@ async fn an_account_is_applied_repaired_and_deleted_keeping_what_retention_says(
         .collect();
     assert_eq!(
         kept_buckets,
-        ["bucket.mastodon-media", "bucket.peertube-playlists", "bucket.peertube-videos"]
+        [
+            "bucket.mastodon-media",
+            "bucket.peertube-playlists",
+            "bucket.peertube-videos"
+        ]
     );
     let address: ResourceAddress = "bucket.mastodon-media".parse().unwrap();
     assert!(
@@ -466,12 +620,25 @@ async fn an_unreachable_garage_is_a_transient_failure_naming_it() {
     let endpoint = format!("http://127.0.0.1:{closed}");
     let provider = shared_provider_at(&garage, &endpoint, garage.admin_token());
     let error = provider
-        .create(&ctx("alpha", "bucket.media"), &bucket_inputs("fedi-alpha-media", 1 << 30))
+        .create(
+            &ctx("alpha", "bucket.media"),
+            &bucket_inputs("fedi-alpha-media", 1 << 30),
+        )
         .await
         .unwrap_err();
     assert_eq!(error.kind, ErrorKind::Transient, "{error:?}");
-    assert!(error.message.starts_with(&format!("Garage admin API at {endpoint}: ")), "{}", error.message);
-    assert!(error.message.to_lowercase().contains("connect"), "{}", error.message);
+    assert!(
+        error
+            .message
+            .starts_with(&format!("Garage admin API at {endpoint}: ")),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.to_lowercase().contains("connect"),
+        "{}",
+        error.message
+    );
 }
 
 #[tokio::test]
@@ -479,12 +646,23 @@ async fn a_wrong_token_is_refused_permanently_without_showing_it() {
     let garage = Garage::start();
     let provider = shared_provider_at(&garage, &garage.admin_endpoint(), "wrong-poison-token");
     let error = provider
-        .create(&ctx("alpha", "bucket.media"), &bucket_inputs("fedi-alpha-media", 1 << 30))
+        .create(
+            &ctx("alpha", "bucket.media"),
+            &bucket_inputs("fedi-alpha-media", 1 << 30),
+        )
         .await
         .unwrap_err();
     assert_eq!(error.kind, ErrorKind::Permanent, "{error:?}");
-    assert!(error.message.contains(&garage.admin_endpoint()), "{}", error.message);
-    assert!(error.message.contains("refused the admin token"), "{}", error.message);
+    assert!(
+        error.message.contains(&garage.admin_endpoint()),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains("refused the admin token"),
+        "{}",
+        error.message
+    );
     assert!(!error.message.contains("wrong-poison-token"));
     assert!(!error.message.contains(garage.admin_token()));
 }
@@ -535,7 +713,13 @@ fn one_bucket_graph(alias: &str) -> DesiredGraph {
 #[tokio::test]
 async fn a_garage_answering_503_fails_the_run_transiently_and_the_next_run_converges() {
     let garage = Garage::start();
-    let admin_port: u16 = garage.admin_endpoint().rsplit(':').next().unwrap().parse().unwrap();
+    let admin_port: u16 = garage
+        .admin_endpoint()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let (endpoint, seen) = flaky_proxy(admin_port, 3).await;
     let dir = tempfile::tempdir().unwrap();
     let retry = RetryPolicy {
@@ -560,7 +744,13 @@ async fn a_garage_answering_503_fails_the_run_transiently_and_the_next_run_conve
     // The third answer is a 503 too, then Garage answers: the retry inside the run succeeds.
     let converged = apply(&engine, &graph).await;
     assert!(converged.succeeded(), "{converged:#?}");
-    admin_call(&garage, "GET", "GetBucketInfo", "globalAlias=fedi-alpha-mastodon-media").await;
+    admin_call(
+        &garage,
+        "GET",
+        "GetBucketInfo",
+        "globalAlias=fedi-alpha-mastodon-media",
+    )
+    .await;
     let again = apply(&engine, &graph).await;
     assert!(again.done.is_empty(), "{again:#?}");
 }
@@ -580,17 +770,28 @@ async fn a_dedicated_cluster_gets_its_layout_and_then_a_replicated_bucket() {
         "replication_factor": 3,
         "nodes": cluster.nodes().iter().map(GarageNode::rpc_addr).collect::<Vec<_>>(),
     });
-    layout.as_object_mut().unwrap().extend(connection.as_object().unwrap().clone());
+    layout
+        .as_object_mut()
+        .unwrap()
+        .extend(connection.as_object().unwrap().clone());
     let cluster_ctx = ctx("alpha", "s3cluster.garage");
 
-    assert_eq!(provider.read(&cluster_ctx, &layout, None).await.unwrap(), None, "no layout yet");
+    assert_eq!(
+        provider.read(&cluster_ctx, &layout, None).await.unwrap(),
+        None,
+        "no layout yet"
+    );
     let made = provider.create(&cluster_ctx, &layout).await.unwrap();
     assert_eq!(made.values["layout_version"], 1);
     let status = admin_call(first, "GET", "GetClusterStatus", "").await;
     for node in status["nodes"].as_array().unwrap() {
         assert_eq!(node["role"]["zone"], garage::ZONE, "{status:#}");
     }
-    let found = provider.read(&cluster_ctx, &layout, Some(&made)).await.unwrap().unwrap();
+    let found = provider
+        .read(&cluster_ctx, &layout, Some(&made))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.inputs["nodes"], layout["nodes"]);
     assert_eq!(
         provider.create(&cluster_ctx, &layout).await.unwrap(),
@@ -600,15 +801,27 @@ async fn a_dedicated_cluster_gets_its_layout_and_then_a_replicated_bucket() {
 
     // A bucket on the operator's own cluster, its inputs naming it.
     let mut bucket = bucket_inputs("fedi-alpha-mastodon-media", 1 << 30);
-    bucket.as_object_mut().unwrap().extend(connection.as_object().unwrap().clone());
+    bucket
+        .as_object_mut()
+        .unwrap()
+        .extend(connection.as_object().unwrap().clone());
     bucket["s3_endpoint"] = json!(first.s3_endpoint());
     let bucket_ctx = ctx("alpha", "bucket.mastodon-media");
     let made_bucket = provider.create(&bucket_ctx, &bucket).await.unwrap();
     let mut key = key_inputs("fedi-alpha-mastodon", &id_of(&made_bucket));
-    key.as_object_mut().unwrap().extend(connection.as_object().unwrap().clone());
-    let made_key = provider.create(&ctx("alpha", "s3key.mastodon"), &key).await.unwrap();
+    key.as_object_mut()
+        .unwrap()
+        .extend(connection.as_object().unwrap().clone());
+    let made_key = provider
+        .create(&ctx("alpha", "s3key.mastodon"), &key)
+        .await
+        .unwrap();
     let user = S3User::new(first, &made_key);
-    assert_eq!(user.put("fedi-alpha-mastodon-media", "a.txt", "replicated").await, 200);
+    assert_eq!(
+        user.put("fedi-alpha-mastodon-media", "a.txt", "replicated")
+            .await,
+        200
+    );
     // Replication factor 3 on three nodes: every node stores every partition, and serves the
     // object.
     let layout_now = admin_call(first, "GET", "GetClusterLayout", "").await;
