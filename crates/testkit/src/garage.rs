@@ -91,15 +91,14 @@ impl GarageNode {
         REGION
     }
 
-    /// Starts a node of a cluster of `replication_factor` nodes; returns once its admin API
-    /// answers.
-    fn start(bin: &Path, replication_factor: usize) -> GarageNode {
+    /// Starts a node of a cluster of `replication_factor` nodes sharing `rpc_secret`; returns
+    /// once its admin API answers.
+    fn start(bin: &Path, replication_factor: usize, rpc_secret: &str) -> GarageNode {
         let dir = tempfile::Builder::new()
             .prefix("fediversity-garage-")
             .tempdir()
             .expect("cannot create a temporary directory for Garage");
         let [rpc_port, s3_port, web_port, admin_port] = free_ports();
-        let rpc_secret = random_hex(32);
         let admin_token = random_hex(24);
         let config = dir.path().join("garage.toml");
         let meta = dir.path().join("meta");
@@ -219,7 +218,7 @@ impl Garage {
     /// # Panics
     /// When the Garage binary is missing or the node does not start.
     pub fn start() -> Garage {
-        let node = GarageNode::start(&find_bin(), 1);
+        let node = GarageNode::start(&find_bin(), 1, &random_hex(32));
         let id = node.node_id();
         let id = id.split('@').next().unwrap_or_default();
         node.cli(&["layout", "assign", "-z", ZONE, "-c", CAPACITY, id]);
@@ -252,7 +251,10 @@ impl GarageCluster {
     pub fn start(count: usize) -> GarageCluster {
         assert!(count >= 1, "a cluster has at least one node");
         let bin = find_bin();
-        let nodes: Vec<GarageNode> = (0..count).map(|_| GarageNode::start(&bin, count)).collect();
+        let rpc_secret = random_hex(32);
+        let nodes: Vec<GarageNode> = (0..count)
+            .map(|_| GarageNode::start(&bin, count, &rpc_secret))
+            .collect();
         if let Some((first, others)) = nodes.split_first() {
             for other in others {
                 first.cli(&["node", "connect", &other.node_id()]);
