@@ -21,10 +21,12 @@
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+use crate::describe;
 
 /// Names the Garage binary, overriding the pinned one.
 pub const BIN_VARIABLE: &str = "FEDIVERSITY_GARAGE";
@@ -349,15 +351,6 @@ fn random_hex(bytes: usize) -> String {
         .and_then(|mut f| f.read_exact(&mut buffer))
         .expect("cannot read /dev/urandom");
     buffer.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "{}\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[cfg(test)]

@@ -11,3 +11,13 @@
 pub mod garage;
 pub mod golden;
 pub mod postgres;
+
+/// A finished command's status and output, for a failure message.
+pub(crate) fn describe(output: &std::process::Output) -> String {
+    format!(
+        "{}\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

@@ -84,8 +84,6 @@ pub struct BucketInfo {
     pub quotas: Quotas,
     #[serde(default)]
     pub objects: i64,
-    #[serde(default)]
-    pub unfinished_uploads: i64,
 }
 
 /// A bucket's limits; `None` is no limit.

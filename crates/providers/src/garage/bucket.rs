@@ -6,12 +6,13 @@
 use fediversity_engine::provider::{CallContext, Deletion, Outputs};
 use fediversity_engine::{ProviderError, ProviderResult};
 use fediversity_model::Retention;
-use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::api::{BucketInfo, BucketUpdate, CorsRule, Quotas, WebsiteAccess};
 use super::{NAME, Target, s3};
 use crate::inputs::parse_inputs;
+use crate::outputs::outputs;
+use crate::s3_inputs::BucketInputs;
 
 /// The page Garage's website endpoint serves for a directory.
 const INDEX_DOCUMENT: &str = "index.html";
@@ -19,58 +20,34 @@ const INDEX_DOCUMENT: &str = "index.html";
 /// How long browsers may cache a CORS preflight answer.
 const CORS_MAX_AGE_SECONDS: i64 = 3600;
 
-/// The inputs of a bucket (the cluster fields already split off).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BucketInputs {
-    /// The bucket's global name: its identity.
-    alias: String,
-    #[serde(default)]
-    quota_bytes: Option<u64>,
-    #[serde(default)]
-    quota_objects: Option<u64>,
-    #[serde(default)]
-    website: bool,
-    #[serde(default)]
-    cors_allowed_origins: Vec<String>,
-}
-
-impl BucketInputs {
-    fn update(&self) -> BucketUpdate {
-        let cors_rules = if self.cors_allowed_origins.is_empty() {
-            Vec::new()
-        } else {
-            vec![CorsRule {
-                allowed_origins: self.cors_allowed_origins.clone(),
-                allowed_methods: vec!["GET".to_owned(), "HEAD".to_owned()],
-                allowed_headers: vec!["*".to_owned()],
-                expose_headers: vec!["ETag".to_owned()],
-                max_age_seconds: Some(CORS_MAX_AGE_SECONDS),
-            }]
-        };
-        BucketUpdate {
-            website_access: WebsiteAccess {
-                enabled: self.website,
-                index_document: self.website.then(|| INDEX_DOCUMENT.to_owned()),
-            },
-            quotas: Quotas {
-                max_size: self.quota_bytes,
-                max_objects: self.quota_objects,
-            },
-            cors_rules,
-        }
+/// The settings of `UpdateBucket` the inputs ask for.
+fn update(inputs: &BucketInputs) -> BucketUpdate {
+    let cors_rules = if inputs.cors_allowed_origins.is_empty() {
+        Vec::new()
+    } else {
+        vec![CorsRule {
+            allowed_origins: inputs.cors_allowed_origins.clone(),
+            allowed_methods: vec!["GET".to_owned(), "HEAD".to_owned()],
+            allowed_headers: vec!["*".to_owned()],
+            expose_headers: vec!["ETag".to_owned()],
+            max_age_seconds: Some(CORS_MAX_AGE_SECONDS),
+        }]
+    };
+    BucketUpdate {
+        website_access: WebsiteAccess {
+            enabled: inputs.website,
+            index_document: inputs.website.then(|| INDEX_DOCUMENT.to_owned()),
+        },
+        quotas: Quotas {
+            max_size: inputs.quota_bytes,
+            max_objects: None,
+        },
+        cors_rules,
     }
 }
 
-fn outputs(bucket: &BucketInfo, alias: &str) -> Outputs {
-    Outputs {
-        values: [
-            ("id".to_owned(), json!(bucket.id)),
-            ("alias".to_owned(), json!(alias)),
-        ]
-        .into(),
-        sensitive: Default::default(),
-    }
+fn bucket_outputs(bucket: &BucketInfo, alias: &str) -> Outputs {
+    outputs([("id", json!(bucket.id)), ("alias", json!(alias))])
 }
 
 /// Makes the bucket, or adopts the one with its alias (made by an earlier, crashed run, or
@@ -95,9 +72,9 @@ pub(super) async fn apply(
             Err(e) => return Err(e.into()),
         },
     };
-    let bucket = admin.update_bucket(&bucket.id, &inputs.update()).await?;
+    let bucket = admin.update_bucket(&bucket.id, &update(&inputs)).await?;
     tracing::info!(bucket = %inputs.alias, id = %bucket.id, "bucket ready");
-    Ok(outputs(&bucket, &inputs.alias))
+    Ok(bucket_outputs(&bucket, &inputs.alias))
 }
 
 /// The bucket as Garage has it, by its alias; `None` when no bucket has the alias (deleted
@@ -121,11 +98,10 @@ pub(super) async fn read(
     let observed = Map::from_iter([
         ("alias".to_owned(), json!(inputs.alias)),
         ("quota_bytes".to_owned(), json!(bucket.quotas.max_size)),
-        ("quota_objects".to_owned(), json!(bucket.quotas.max_objects)),
         ("website".to_owned(), json!(bucket.website_access)),
         ("cors_allowed_origins".to_owned(), json!(origins)),
     ]);
-    Ok(Some((observed, outputs(&bucket, &inputs.alias))))
+    Ok(Some((observed, bucket_outputs(&bucket, &inputs.alias))))
 }
 
 /// `keep`: leaves the bucket and says where it is; `delete`: empties it and removes it.
@@ -153,10 +129,15 @@ pub(super) async fn delete(
             ),
         }),
         Retention::Delete => {
-            if bucket.objects > 0 || bucket.unfinished_uploads > 0 {
-                s3::empty_bucket(target, &bucket.id, &inputs.alias).await?;
+            // Garage's object counters lag behind writes, so they cannot say whether the bucket
+            // is empty: Garage's refusal to delete it can.
+            match admin.delete_bucket(&bucket.id).await {
+                Err(e) if e.code() == Some("BucketNotEmpty") => {
+                    s3::empty_bucket(target, &bucket.id, &inputs.alias).await?;
+                    admin.delete_bucket(&bucket.id).await?;
+                }
+                deleted => deleted?,
             }
-            admin.delete_bucket(&bucket.id).await?;
             tracing::info!(bucket = %inputs.alias, id = %bucket.id, "bucket emptied and deleted");
             Ok(Deletion::Removed)
         }
@@ -176,7 +157,7 @@ mod tests {
             "cors_allowed_origins": ["https://social.example.org"],
         }))
         .unwrap();
-        let update = serde_json::to_value(inputs.update()).unwrap();
+        let update = serde_json::to_value(update(&inputs)).unwrap();
         assert_eq!(
             update["quotas"],
             json!({"maxSize": 1024, "maxObjects": null})
@@ -198,7 +179,7 @@ mod tests {
     #[test]
     fn no_origins_means_no_cors() {
         let inputs: BucketInputs = serde_json::from_value(json!({"alias": "fedi-a-b"})).unwrap();
-        let update = serde_json::to_value(inputs.update()).unwrap();
+        let update = serde_json::to_value(update(&inputs)).unwrap();
         assert_eq!(update["corsRules"], json!([]));
         assert_eq!(update["websiteAccess"], json!({"enabled": false}));
     }

@@ -18,6 +18,7 @@ use serde_json::{Map, Value, json};
 use super::api::{ClusterStatus, Node, Role, RoleChange};
 use super::{NAME, Target};
 use crate::inputs::parse_inputs;
+use crate::outputs::outputs;
 
 /// How long a newly applied layout may take to make the cluster healthy.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(60);
@@ -30,7 +31,8 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 struct ClusterInputs {
     zone: String,
     capacity_bytes: u64,
-    /// Set in each node's configuration file, not in the layout: checked against the nodes.
+    /// Set in each node's configuration file, not in the layout: only checked against the
+    /// number of nodes listed.
     replication_factor: u32,
     nodes: Vec<String>,
 }
@@ -84,11 +86,8 @@ fn listed_nodes<'a>(
         .collect()
 }
 
-fn outputs(version: u64) -> Outputs {
-    Outputs {
-        values: [("layout_version".to_owned(), json!(version))].into(),
-        sensitive: Default::default(),
-    }
+fn layout_outputs(version: u64) -> Outputs {
+    outputs([("layout_version", json!(version))])
 }
 
 /// Gives every listed node its role, applies the layout, and waits until the cluster is
@@ -130,7 +129,7 @@ pub(super) async fn apply(
         tracing::info!(version = layout.version, endpoint = %admin.endpoint(), "Garage layout applied");
     }
     wait_healthy(target).await?;
-    Ok(outputs(layout.version))
+    Ok(layout_outputs(layout.version))
 }
 
 /// Waits until the cluster reports itself healthy, or fails transiently.
@@ -191,7 +190,7 @@ pub(super) async fn read(
         ("capacity_bytes".to_owned(), json!(inputs.capacity_bytes)),
         ("nodes".to_owned(), json!(assigned)),
     ]);
-    Ok(Some((observed, outputs(layout.version))))
+    Ok(Some((observed, layout_outputs(layout.version))))
 }
 
 /// Removing a cluster's layout would make its data unreachable: the layout goes with the

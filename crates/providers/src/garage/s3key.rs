@@ -9,62 +9,35 @@ use std::collections::BTreeMap;
 
 use fediversity_engine::provider::{CallContext, Deletion, Outputs};
 use fediversity_engine::{ProviderError, ProviderResult};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::api::{KeyInfo, PermissionChange, Permissions};
 use super::{NAME, Target};
 use crate::inputs::parse_inputs;
+use crate::outputs::outputs;
+use crate::s3_inputs::{Grant, S3KeyInputs};
 
-/// What a key may do with one bucket.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Grant {
-    /// The bucket's id (the bucket's `id` output).
-    bucket: String,
-    #[serde(default)]
-    read: bool,
-    #[serde(default)]
-    write: bool,
-    #[serde(default)]
-    owner: bool,
-}
-
-impl Grant {
-    fn permissions(&self) -> Permissions {
-        Permissions {
-            read: self.read,
-            write: self.write,
-            owner: self.owner,
-        }
+fn permissions(grant: &Grant) -> Permissions {
+    Permissions {
+        read: grant.read,
+        write: grant.write,
+        owner: grant.owner,
     }
 }
 
-/// The inputs of an S3 key (the cluster fields already split off).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct S3KeyInputs {
-    /// The key's name: its identity.
-    name: String,
-    #[serde(default)]
-    grants: Vec<Grant>,
-}
-
-fn outputs(key: &KeyInfo, address: &str) -> ProviderResult<Outputs> {
+fn key_outputs(key: &KeyInfo, address: &str) -> ProviderResult<Outputs> {
     let secret = key.secret_access_key.as_ref().ok_or_else(|| {
         ProviderError::permanent(format!(
             "{address}: Garage did not give the secret of key {}",
             key.access_key_id
         ))
     })?;
-    Ok(Outputs {
-        values: [
-            ("access_key_id".to_owned(), json!(key.access_key_id)),
-            ("secret_access_key".to_owned(), json!(secret.expose())),
-        ]
-        .into(),
-        sensitive: ["secret_access_key".to_owned()].into(),
-    })
+    let mut outputs = outputs([
+        ("access_key_id", json!(key.access_key_id)),
+        ("secret_access_key", json!(secret.expose())),
+    ]);
+    outputs.sensitive.insert("secret_access_key".to_owned());
+    Ok(outputs)
 }
 
 /// The key named `name`, with its secret, if there is one. Should there be several (made by
@@ -92,14 +65,14 @@ pub(super) async fn apply(
     };
     converge_grants(target, &key, &inputs.grants).await?;
     tracing::info!(key = %inputs.name, access_key_id = %key.access_key_id, "key ready");
-    outputs(&key, &ctx.address.to_string())
+    key_outputs(&key, &ctx.address.to_string())
 }
 
 /// Allows what the grants give and denies whatever else the key may do.
 async fn converge_grants(target: &Target, key: &KeyInfo, grants: &[Grant]) -> ProviderResult<()> {
     let wanted: BTreeMap<&str, Permissions> = grants
         .iter()
-        .map(|g| (g.bucket.as_str(), g.permissions()))
+        .map(|g| (g.bucket.as_str(), permissions(g)))
         .collect();
     for bucket in &key.buckets {
         let extra = bucket
@@ -171,7 +144,10 @@ pub(super) async fn read(
         ("name".to_owned(), json!(inputs.name)),
         ("grants".to_owned(), json!(grants)),
     ]);
-    Ok(Some((observed, outputs(&key, &ctx.address.to_string())?)))
+    Ok(Some((
+        observed,
+        key_outputs(&key, &ctx.address.to_string())?,
+    )))
 }
 
 /// Deletes every key with the resource's name: the service's access ends here.

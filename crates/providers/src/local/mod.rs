@@ -40,6 +40,7 @@ use serde_json::Value;
 
 use crate::files::blocking;
 pub(crate) use crate::inputs::{observed_inputs, parse_inputs};
+pub(crate) use crate::outputs::outputs;
 
 /// The provider name resources use to choose the sandbox.
 pub const NAME: &str = "local";
@@ -179,17 +180,6 @@ impl Provider for LocalProvider {
     ) -> ProviderResult<Deletion> {
         let (kind, at, inputs) = (kind_of(&ctx.address)?, self.place(ctx), inputs.clone());
         blocking(move || kind.delete(&at, &inputs, retention)).await
-    }
-}
-
-/// Outputs from `(name, value)` pairs, none of them sensitive.
-fn outputs<const N: usize>(values: [(&str, Value); N]) -> Outputs {
-    Outputs {
-        values: values
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value))
-            .collect(),
-        sensitive: Default::default(),
     }
 }
 

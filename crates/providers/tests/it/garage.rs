@@ -13,7 +13,7 @@ use fediversity_engine::clock::SystemClock;
 use fediversity_engine::memory::MemoryStore;
 use fediversity_engine::provider::{Deletion, ErrorKind, Outputs, Provider};
 use fediversity_engine::retry::RetryPolicy;
-use fediversity_engine::{Approval, Engine, EngineOptions};
+use fediversity_engine::{Engine, EngineOptions};
 use fediversity_model::Retention;
 use fediversity_model::graph::{DesiredGraph, ResourceAddress};
 use fediversity_providers::{GarageCluster, GarageProvider, SecretString, sandbox_providers};
@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::{Events, ctx, workspace};
+use crate::{apply, ctx, workspace};
 
 /// The provider with `node` as the shared cluster.
 fn shared_provider(node: &GarageNode) -> GarageProvider {
@@ -54,6 +54,20 @@ fn key_inputs(name: &str, bucket_id: &str) -> Value {
         "name": name,
         "grants": [{"bucket": bucket_id, "read": true, "write": true, "owner": false}],
     })
+}
+
+/// Deletes operator alpha's resource at `address`.
+async fn delete(
+    provider: &GarageProvider,
+    address: &str,
+    inputs: &Value,
+    recorded: &Outputs,
+    retention: Retention,
+) -> Deletion {
+    provider
+        .delete(&ctx("alpha", address), inputs, recorded, retention)
+        .await
+        .unwrap()
 }
 
 fn id_of(outputs: &Outputs) -> String {
@@ -330,25 +344,23 @@ async fn operators_are_isolated_and_a_kept_bucket_outlives_its_revoked_key() {
     // Turning mastodon off with `keep`: the key is revoked, the bucket and its object stay.
     let key_inputs_alpha = key_inputs("fedi-alpha-mastodon", &id_of(&buckets["alpha"].1));
     let bucket_inputs_alpha = bucket_inputs(alpha_bucket, 1 << 30);
-    let revoked = provider
-        .delete(
-            &ctx("alpha", "s3key.mastodon"),
-            &key_inputs_alpha,
-            &keys["alpha"],
-            Retention::Keep,
-        )
-        .await
-        .unwrap();
+    let revoked = delete(
+        &provider,
+        "s3key.mastodon",
+        &key_inputs_alpha,
+        &keys["alpha"],
+        Retention::Keep,
+    )
+    .await;
     assert_eq!(revoked, Deletion::Removed, "the key itself is never kept");
-    let kept = provider
-        .delete(
-            &ctx("alpha", "bucket.mastodon-media"),
-            &bucket_inputs_alpha,
-            &buckets["alpha"].1,
-            Retention::Keep,
-        )
-        .await
-        .unwrap();
+    let kept = delete(
+        &provider,
+        "bucket.mastodon-media",
+        &bucket_inputs_alpha,
+        &buckets["alpha"].1,
+        Retention::Keep,
+    )
+    .await;
     match kept {
         Deletion::Kept { note } => assert!(note.contains(alpha_bucket.as_str()), "{note}"),
         other => panic!("{other:?}"),
@@ -412,25 +424,23 @@ async fn retention_delete_empties_and_removes_the_bucket() {
         );
     }
 
-    let removed = provider
-        .delete(
-            &ctx("alpha", "s3key.peertube"),
-            &key_inputs,
-            &key,
-            Retention::Delete,
-        )
-        .await
-        .unwrap();
+    let removed = delete(
+        &provider,
+        "s3key.peertube",
+        &key_inputs,
+        &key,
+        Retention::Delete,
+    )
+    .await;
     assert_eq!(removed, Deletion::Removed);
-    let removed = provider
-        .delete(
-            &ctx("alpha", "bucket.peertube-videos"),
-            &inputs,
-            &bucket,
-            Retention::Delete,
-        )
-        .await
-        .unwrap();
+    let removed = delete(
+        &provider,
+        "bucket.peertube-videos",
+        &inputs,
+        &bucket,
+        Retention::Delete,
+    )
+    .await;
     assert_eq!(removed, Deletion::Removed);
     assert_eq!(
         provider
@@ -448,15 +458,14 @@ async fn retention_delete_empties_and_removes_the_bucket() {
         "the temporary key is gone too"
     );
     // Deleting what is gone succeeds.
-    let again = provider
-        .delete(
-            &ctx("alpha", "bucket.peertube-videos"),
-            &inputs,
-            &bucket,
-            Retention::Delete,
-        )
-        .await
-        .unwrap();
+    let again = delete(
+        &provider,
+        "bucket.peertube-videos",
+        &inputs,
+        &bucket,
+        Retention::Delete,
+    )
+    .await;
     assert_eq!(again, Deletion::Removed);
 }
 
@@ -486,14 +495,6 @@ fn engine_with(provider: GarageProvider, root: &Path, retry: RetryPolicy) -> Eng
             ..EngineOptions::default()
         },
     )
-}
-
-async fn apply(engine: &Engine, graph: &DesiredGraph) -> fediversity_engine::report::Report {
-    engine
-        .apply(graph, Arc::new(Events::default()), Approval::Automatic)
-        .await
-        .unwrap()
-        .unwrap()
 }
 
 #[tokio::test]

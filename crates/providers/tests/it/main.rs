@@ -57,6 +57,22 @@ impl EventSink for Events {
     }
 }
 
+/// Applies `graph` without asking, its events unwatched.
+pub async fn apply(
+    engine: &fediversity_engine::Engine,
+    graph: &fediversity_model::graph::DesiredGraph,
+) -> fediversity_engine::report::Report {
+    engine
+        .apply(
+            graph,
+            Arc::new(Events::default()),
+            fediversity_engine::Approval::Automatic,
+        )
+        .await
+        .unwrap()
+        .unwrap()
+}
+
 /// A call context for `address` of `operator`, with its progress going to `events`.
 pub fn ctx_with(operator: &str, address: &str, events: Arc<Events>) -> CallContext {
     let address: ResourceAddress = address.parse().unwrap();
