@@ -782,6 +782,26 @@ async fn a_dedicated_cluster_gets_its_layout_and_then_a_replicated_bucket() {
         None,
         "no layout yet"
     );
+    // A bucket cannot be made before the layout: the cluster says it is unavailable, and the
+    // provider says so, transiently, before asking for anything.
+    let mut bucket = bucket_inputs("fedi-alpha-mastodon-media", 1 << 30);
+    bucket
+        .as_object_mut()
+        .unwrap()
+        .extend(connection.as_object().unwrap().clone());
+    bucket["s3_endpoint"] = json!(first.s3_endpoint());
+    let bucket_ctx = ctx("alpha", "bucket.mastodon-media");
+    let early = provider.create(&bucket_ctx, &bucket).await.unwrap_err();
+    assert_eq!(early.kind, ErrorKind::Transient, "{early:?}");
+    assert!(
+        early.message.starts_with(&format!(
+            "Garage cluster at {} is unavailable",
+            first.admin_endpoint()
+        )),
+        "{}",
+        early.message
+    );
+
     let made = provider.create(&cluster_ctx, &layout).await.unwrap();
     assert_eq!(made.values["layout_version"], 1);
     let status = admin_call(first, "GET", "GetClusterStatus", "").await;
@@ -800,14 +820,7 @@ async fn a_dedicated_cluster_gets_its_layout_and_then_a_replicated_bucket() {
         "applying again changes nothing"
     );
 
-    // A bucket on the operator's own cluster, its inputs naming it.
-    let mut bucket = bucket_inputs("fedi-alpha-mastodon-media", 1 << 30);
-    bucket
-        .as_object_mut()
-        .unwrap()
-        .extend(connection.as_object().unwrap().clone());
-    bucket["s3_endpoint"] = json!(first.s3_endpoint());
-    let bucket_ctx = ctx("alpha", "bucket.mastodon-media");
+    // Then the bucket is made on the operator's own cluster, its inputs naming it.
     let made_bucket = provider.create(&bucket_ctx, &bucket).await.unwrap();
     let mut key = key_inputs("fedi-alpha-mastodon", &id_of(&made_bucket));
     key.as_object_mut()
