@@ -377,18 +377,49 @@ mod tests {
         assert!(provider(None).target(&address, &half).is_err());
     }
 
-    #[test]
-    fn an_unreadable_token_file_is_named() {
-        let infra: GarageInfra = toml::from_str(
+    fn shared_infra(token_file: &std::path::Path) -> GarageInfra {
+        toml::from_str(&format!(
             r#"
             admin_endpoint = "http://garage.example.net:3903"
-            admin_token_file = "/nonexistent/garage-token"
+            admin_token_file = "{}"
             s3_endpoint = "https://s3.example.net"
             web_root_domain = "web.example.net"
             "#,
-        )
-        .unwrap();
-        let error = GarageProvider::from_infra(&infra).unwrap_err().to_string();
-        assert!(error.contains("/nonexistent/garage-token"), "{error}");
+            token_file.display()
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_shared_cluster_comes_from_infra_with_its_token_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("garage-token");
+        std::fs::write(&file, "  the-token\n").unwrap();
+        let provider = GarageProvider::from_infra(&shared_infra(&file)).unwrap();
+        let shared = provider.shared.as_ref().unwrap();
+        assert_eq!(shared.admin_token.expose(), "the-token");
+        assert_eq!(shared.s3_endpoint, "https://s3.example.net");
+        assert_eq!(provider.region, "garage");
+        assert!(!format!("{provider:?}").contains("the-token"));
+    }
+
+    #[test]
+    fn an_unreadable_or_empty_token_file_is_named() {
+        let missing = GarageProvider::from_infra(&shared_infra(std::path::Path::new(
+            "/nonexistent/garage-token",
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(missing.contains("/nonexistent/garage-token"), "{missing}");
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty-token");
+        std::fs::write(&empty, "\n").unwrap();
+        let error = GarageProvider::from_infra(&shared_infra(&empty))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("empty-token") && error.contains("empty"),
+            "{error}"
+        );
     }
 }
