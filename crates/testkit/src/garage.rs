@@ -43,6 +43,9 @@ pub const ZONE: &str = "dc1";
 /// What each node offers in a layout the testkit assigns.
 const CAPACITY: &str = "1G";
 
+/// How many times to try other ports when a concurrent process took one of those chosen.
+const START_ATTEMPTS: u32 = 3;
+
 /// How long a node may take to answer, and a layout to become healthy.
 const READY_WITHIN: Duration = Duration::from_secs(60);
 
@@ -94,8 +97,26 @@ impl GarageNode {
     }
 
     /// Starts a node of a cluster of `replication_factor` nodes sharing `rpc_secret`; returns
-    /// once its admin API answers.
+    /// once its admin API answers. A port taken by another process between choosing it and
+    /// Garage binding it (tests run in parallel) means another try on other ports.
     fn start(bin: &Path, replication_factor: usize, rpc_secret: &str) -> GarageNode {
+        for _ in 1..START_ATTEMPTS {
+            let mut node = GarageNode::spawn(bin, replication_factor, rpc_secret);
+            match node.wait_for(|status| status.is_some(), "answer on its admin port") {
+                Ok(()) => return node,
+                Err(log) if log.contains("Address already in use") => continue,
+                Err(log) => panic!("Garage stopped as it started; its log:\n{log}"),
+            }
+        }
+        let mut node = GarageNode::spawn(bin, replication_factor, rpc_secret);
+        if let Err(log) = node.wait_for(|status| status.is_some(), "answer on its admin port") {
+            panic!("Garage stopped as it started; its log:\n{log}");
+        }
+        node
+    }
+
+    /// Writes the node's configuration and starts it under its supervisor.
+    fn spawn(bin: &Path, replication_factor: usize, rpc_secret: &str) -> GarageNode {
         let dir = tempfile::Builder::new()
             .prefix("fediversity-garage-")
             .tempdir()
@@ -138,7 +159,7 @@ admin_token = "{admin_token}"
         .expect("cannot write Garage's configuration");
         let mut supervisor = supervise(bin, &config, &dir.path().join("garage.log"));
         let stdin = supervisor.stdin.take();
-        let node = GarageNode {
+        GarageNode {
             bin: bin.to_owned(),
             config,
             rpc_port,
@@ -149,15 +170,21 @@ admin_token = "{admin_token}"
             supervisor_stdin: stdin,
             supervisor: Some(supervisor),
             dir,
-        };
-        node.wait_for(|status| status.is_some(), "answer on its admin port");
-        node
+        }
     }
 
-    /// Waits until `/health` (no token needed) gives a status `ready` accepts.
-    fn wait_for(&self, ready: impl Fn(Option<u16>) -> bool, what: &str) {
+    /// Waits until `/health` (no token needed) gives a status `ready` accepts. `Err` with the
+    /// node's log when the node stopped meanwhile.
+    fn wait_for(&mut self, ready: impl Fn(Option<u16>) -> bool, what: &str) -> Result<(), String> {
         let deadline = Instant::now() + READY_WITHIN;
         while !ready(health_status(self.admin_port)) {
+            let stopped = self
+                .supervisor
+                .as_mut()
+                .is_none_or(|child| !matches!(child.try_wait(), Ok(None)));
+            if stopped {
+                return Err(self.log());
+            }
             if Instant::now() >= deadline {
                 panic!(
                     "Garage did not {what} within {}s; its log:\n{}",
@@ -167,6 +194,7 @@ admin_token = "{admin_token}"
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+        Ok(())
     }
 
     /// What the node has logged so far.
@@ -220,12 +248,14 @@ impl Garage {
     /// # Panics
     /// When the Garage binary is missing or the node does not start.
     pub fn start() -> Garage {
-        let node = GarageNode::start(&find_bin(), 1, &random_hex(32));
+        let mut node = GarageNode::start(&find_bin(), 1, &random_hex(32));
         let id = node.node_id();
         let id = id.split('@').next().unwrap_or_default();
         node.cli(&["layout", "assign", "-z", ZONE, "-c", CAPACITY, id]);
         node.cli(&["layout", "apply", "--version", "1"]);
-        node.wait_for(|status| status == Some(200), "become healthy");
+        if let Err(log) = node.wait_for(|status| status == Some(200), "become healthy") {
+            panic!("Garage stopped before it became healthy; its log:\n{log}");
+        }
         Garage { node }
     }
 }
@@ -299,10 +329,15 @@ fn find_bin() -> PathBuf {
     pinned
 }
 
-/// Spawns the shell that runs the node and kills it once its standard input closes.
+/// Spawns the shell that runs the node, kills it once the shell's standard input closes, and
+/// itself ends when the node does (so that a node that failed to start is noticed).
 fn supervise(bin: &Path, config: &Path, log: &Path) -> Child {
-    const SCRIPT: &str =
-        r#""$@" >"$LOG" 2>&1 & pid=$!; cat >/dev/null; kill "$pid" 2>/dev/null; wait "$pid""#;
+    // Background commands read /dev/null, so the pipe is kept as descriptor 3 for `cat`.
+    const SCRIPT: &str = r#"exec 3<&0
+"$@" >"$LOG" 2>&1 3<&- &
+pid=$!
+(cat <&3 >/dev/null; kill "$pid" 2>/dev/null) &
+wait "$pid""#;
     Command::new("sh")
         .args(["-c", SCRIPT, "supervisor"])
         .arg(bin)
