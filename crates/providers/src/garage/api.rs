@@ -76,8 +76,6 @@ pub struct RoleChange {
 pub struct BucketInfo {
     pub id: String,
     #[serde(default)]
-    pub global_aliases: Vec<String>,
-    #[serde(default)]
     pub website_access: bool,
     #[serde(default)]
     pub cors_rules: Option<Vec<CorsRule>>,

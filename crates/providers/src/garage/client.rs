@@ -287,11 +287,6 @@ impl AdminClient {
         found(self.get("GetBucketInfo", &[("globalAlias", alias)]).await)
     }
 
-    /// `GetBucketInfo` by id; `None` when there is no such bucket.
-    pub async fn bucket_by_id(&self, id: &str) -> AdminResult<Option<BucketInfo>> {
-        found(self.get("GetBucketInfo", &[("id", id)]).await)
-    }
-
     /// `CreateBucket` with a global alias.
     pub async fn create_bucket(&self, alias: &str) -> AdminResult<BucketInfo> {
         self.post(

@@ -20,12 +20,12 @@
 //! that changes something first checks the cluster's health, so an unavailable cluster is a
 //! transient failure naming the endpoint rather than a half-made resource.
 //!
-//! Modules: [`client`] speaks the admin API (and classifies its failures), `api` holds its wire
+//! Modules: `client` speaks the admin API (and classifies its failures), `api` holds its wire
 //! types, `s3` empties a bucket through the S3 API, and one module per kind.
 
 mod api;
 mod bucket;
-pub mod client;
+mod client;
 mod s3;
 mod s3cluster;
 mod s3key;

@@ -82,7 +82,7 @@ pub(super) async fn empty_bucket(
 
 /// The bucket `alias` at `endpoint`, addressed by path (`endpoint/alias/…`), which works with
 /// any Garage configuration.
-pub(crate) fn s3_bucket(endpoint: &str, alias: &str, region: &str) -> ProviderResult<Bucket> {
+fn s3_bucket(endpoint: &str, alias: &str, region: &str) -> ProviderResult<Bucket> {
     let bad = |why: String| {
         ProviderError::permanent(format!("the S3 endpoint `{endpoint}` is not usable: {why}"))
     };
