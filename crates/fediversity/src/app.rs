@@ -13,6 +13,7 @@ use fediversity_engine::clock::{Clock, SystemClock};
 use fediversity_engine::events::{Event, EventSink};
 use fediversity_engine::report::Report;
 use fediversity_engine::{Approval, Engine, EngineOptions, Plan, Providers};
+use fediversity_model::Infra;
 use fediversity_model::graph::DesiredGraph;
 use fediversity_model::names::OperatorId;
 use fediversity_store::{DeploymentId, DeploymentOutcome, EventRecord, SealingKey, Store};
@@ -103,22 +104,32 @@ pub async fn known_operator(store: &Store, operator: &OperatorId) -> Result<()> 
     }
 }
 
-/// The providers `graph` needs. Today these are the sandbox's; a graph that names a real
-/// provider (because infra.toml has its section) is refused before anything starts.
-pub fn providers(store: &StoreOpts, graph: &DesiredGraph) -> Result<Providers> {
-    let providers = fediversity_providers::sandbox_providers(&store.sandbox_dir()?);
-    let missing: Vec<&str> = graph
+/// The providers for `infra`, with their sandbox under the data directory.
+pub fn providers(store: &StoreOpts, infra: &Infra) -> Result<Providers> {
+    Ok(fediversity_providers::infra_providers(
+        infra,
+        &store.sandbox_dir()?,
+    )?)
+}
+
+/// The providers `graph` needs on `infra`; a graph naming a provider this build lacks is
+/// refused before anything starts.
+pub fn providers_for(store: &StoreOpts, infra: &Infra, graph: &DesiredGraph) -> Result<Providers> {
+    let providers = providers(store, infra)?;
+    let missing: std::collections::BTreeSet<&str> = graph
         .resources
         .values()
         .map(|r| r.provider.as_str())
         .filter(|p| !providers.contains_key(*p))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
         .collect();
-    if let Some(first) = missing.first() {
+    if !missing.is_empty() {
         bail!(
-            "this build cannot deploy to `{first}` yet ({} named in infra.toml): remove those sections to deploy into the local sandbox",
-            missing.join(", ")
+            "this build cannot deploy to {} yet (named in infra.toml): remove those sections to deploy into the local sandbox",
+            missing
+                .into_iter()
+                .map(|p| format!("`{p}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
     }
     Ok(providers)

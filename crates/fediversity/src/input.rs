@@ -79,6 +79,7 @@ pub fn read_operator_config(path: &Path) -> Result<OperatorConfig> {
 pub struct Configured {
     pub config: OperatorConfig,
     pub graph: DesiredGraph,
+    pub infra: Infra,
     pub infra_name: String,
 }
 
@@ -96,6 +97,7 @@ pub fn configured(file: &Path, infra: &InfraOpts) -> Result<Configured> {
     Ok(Configured {
         config,
         graph,
+        infra,
         infra_name,
     })
 }

@@ -13,7 +13,8 @@
 //!   (`garage`);
 //! - [`external`] — any executable speaking the JSON-lines provider protocol
 //!   (`docs/provider-protocol.md`), with a conformance runner for provider authors;
-//! - [`registry`] — the set of providers a run uses (the sandbox's, for now).
+//! - [`registry`] — the set of providers a run uses: the sandbox's, plus the real ones
+//!   `infra.toml` has a section for.
 //!
 //! It must not know about the panel, nor about the store's tables: everything a provider needs
 //! arrives in the call (inputs with references resolved and secrets revealed, the recorded
@@ -39,7 +40,7 @@ pub use error::{Error, Result};
 pub use external::{ExternalOptions, ExternalProvider, conformance};
 pub use garage::{GarageCluster, GarageProvider};
 pub use local::LocalProvider;
-pub use registry::sandbox_providers;
+pub use registry::{SetupError, infra_providers, sandbox_providers};
 pub use secret::{DirectoryOperatorSecrets, OperatorSecrets, SecretProvider};
 pub use sensitive::SecretString;
 pub use sshkey::SshKeyProvider;

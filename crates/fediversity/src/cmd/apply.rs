@@ -24,8 +24,13 @@ pub struct Opts {
 }
 
 pub async fn run(opts: Opts) -> Result<()> {
-    let Configured { config, graph, .. } = configured(&opts.file, &opts.infra)?;
-    let providers = app::providers(&opts.store, &graph)?;
+    let Configured {
+        config,
+        graph,
+        infra,
+        ..
+    } = configured(&opts.file, &opts.infra)?;
+    let providers = app::providers_for(&opts.store, &infra, &graph)?;
     let store = opts.store.open().await?;
     let config_json = serde_json::to_value(&config)?;
     let report = app::deploy(store, providers, &graph, Some(&config_json), &opts.deploy).await?;

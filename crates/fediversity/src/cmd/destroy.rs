@@ -10,12 +10,15 @@ use fediversity_model::names::OperatorId;
 use fediversity_model::{OperatorConfig, Retention, ServiceKind};
 
 use crate::app::{self, DeployOpts, StoreOpts};
+use crate::input::InfraOpts;
 
 #[derive(Args)]
 pub struct Opts {
     /// The operator whose resources are removed.
     #[arg(long, value_parser = parse_operator)]
     operator: OperatorId,
+    #[command(flatten)]
+    infra: InfraOpts,
     #[command(flatten)]
     store: StoreOpts,
     #[command(flatten)]
@@ -35,7 +38,8 @@ pub async fn run(opts: Opts) -> Result<()> {
         retention: last_retention(&store, &opts.operator).await?,
         resources: BTreeMap::new(),
     };
-    let providers = fediversity_providers::sandbox_providers(&opts.store.sandbox_dir()?);
+    let (infra, _) = opts.infra.load()?;
+    let providers = crate::app::providers(&opts.store, &infra)?;
     let report = app::deploy(store, providers, &desired, None, &opts.deploy).await?;
     super::apply::finish(report, opts.deploy.json)
 }

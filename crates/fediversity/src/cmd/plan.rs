@@ -26,6 +26,7 @@ pub fn run(opts: Opts) -> Result<()> {
         config,
         graph,
         infra_name,
+        ..
     } = configured(&opts.file, &opts.infra)?;
     let mut out = anstream::stdout().lock();
     if opts.json {

@@ -11,12 +11,15 @@ use fediversity_model::names::OperatorId;
 
 use crate::app::StoreOpts;
 use crate::cmd::destroy::parse_operator;
+use crate::input::InfraOpts;
 
 #[derive(Args)]
 pub struct Opts {
     /// The operator whose resources are read.
     #[arg(long, value_parser = parse_operator)]
     operator: OperatorId,
+    #[command(flatten)]
+    infra: InfraOpts,
     #[command(flatten)]
     store: StoreOpts,
     /// Print the drift report as JSON.
@@ -27,7 +30,8 @@ pub struct Opts {
 pub async fn run(opts: Opts) -> Result<()> {
     let store = opts.store.open().await?;
     crate::app::known_operator(&store, &opts.operator).await?;
-    let providers = fediversity_providers::sandbox_providers(&opts.store.sandbox_dir()?);
+    let (infra, _) = opts.infra.load()?;
+    let providers = crate::app::providers(&opts.store, &infra)?;
     let engine = Engine::new(
         providers,
         store,

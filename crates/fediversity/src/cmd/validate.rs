@@ -22,6 +22,7 @@ pub fn run(opts: Opts) -> Result<()> {
         config,
         graph,
         infra_name,
+        ..
     } = configured(&opts.file, &opts.infra)?;
     anstream::println!(
         "{} is valid: operator `{}` needs {} resources on {infra_name}",
