@@ -192,10 +192,7 @@ impl DnsProvider {
     /// permanent and say which key, a server failure is transient.
     fn refused(&self, what: &str, response: &Message) -> ProviderError {
         let rcode = response.metadata.response_code;
-        let tsig_error = response
-            .signature
-            .as_ref()
-            .and_then(|s| s.data.error);
+        let tsig_error = response.signature.as_ref().and_then(|s| s.data.error);
         let code = match &tsig_error {
             Some(error) => format!("{} (TSIG error {})", mnemonic(rcode), tsig_mnemonic(*error)),
             None => mnemonic(rcode),
