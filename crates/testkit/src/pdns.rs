@@ -32,6 +32,8 @@ use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use tempfile::TempDir;
 
+use crate::postgres::run_checked;
+
 /// The TSIG key's name, as the server knows it.
 pub const KEY_NAME: &str = "fediversity-test-key";
 
@@ -357,21 +359,6 @@ kill "$pid" 2>/dev/null; wait "$pid"; rm -rf "$DIR""#;
         .stderr(Stdio::null())
         .spawn()
         .expect("cannot start the shell that runs PowerDNS")
-}
-
-/// Runs `command`, panicking with its output when it fails.
-fn run_checked(command: &mut Command, what: &str) -> Output {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed: {}\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 #[cfg(test)]

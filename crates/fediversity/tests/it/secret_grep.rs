@@ -7,7 +7,7 @@
 //! S3 keys' secrets, every value the state holds as a secret (the deployment key's private
 //! half among them) and the platform key itself.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use fediversity_engine::store::StateStore;
 use fediversity_engine::value::SECRET_KEY;
@@ -16,6 +16,7 @@ use fediversity_store::{SealingKey, Store};
 use serde_json::Value;
 
 use crate::cli::{Fediversity, Outcome, TempDir, fediversity, workspace_root};
+use crate::deploy::walk;
 
 const OPERATOR: &str = "uni-utrecht";
 const STORED_SECRET: &str = "operator-stored-ldap-poison-7f3a";
@@ -26,23 +27,10 @@ fn fed<const N: usize>(data: &TempDir, args: [&str; N]) -> Fediversity {
         .env("FEDIVERSITY_LOG", "trace")
 }
 
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(files(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
-}
-
 /// Every secret file the sandbox holds: hosts' secrets, the operator's, the S3 keys'.
 fn sandbox_secrets(sandbox: &Path) -> Vec<String> {
     let mut values = Vec::new();
-    for path in files(sandbox) {
+    for path in walk(sandbox) {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let parent = path.parent().unwrap();
         let public = path.to_string_lossy().ends_with("public-key");
@@ -208,7 +196,7 @@ async fn no_secret_value_is_printed_logged_or_stored_in_the_clear() {
     let mut haystack = printed;
     haystack.push_str(&stored_history(&store, &operator).await);
     store.close().await;
-    for path in files(data.path()) {
+    for path in walk(data.path()) {
         let outside_sandbox = !path.starts_with(data.path().join("sandbox"));
         if outside_sandbox && !path.ends_with("platform.key") {
             haystack.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));

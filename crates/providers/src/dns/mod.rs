@@ -492,6 +492,11 @@ mod tests {
             ),
             ("hosting.test", "ngo.hosting.test", "ngo.hosting.test"),
             ("example.org", "example.org", "social.example.org"),
+            (
+                "hosting.test",
+                "ngo.hosting.test",
+                "*.s3-web.ngo.hosting.test",
+            ),
         ] {
             assert!(
                 p.record_set(&address, &inputs(zone, delegation, name))
@@ -547,6 +552,32 @@ mod tests {
             assert_eq!(
                 error.kind,
                 fediversity_engine::provider::ErrorKind::Permanent
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_a_transient_failure_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = listener.local_addr().unwrap();
+        drop(listener);
+        let mut p = provider(dir.path());
+        p.server = closed;
+        let ctx = crate::secret::tests::ctx("dns.a");
+        let inputs = inputs("hosting.test", "ngo.hosting.test", "ngo.hosting.test");
+        for error in [
+            p.create(&ctx, &inputs).await.unwrap_err(),
+            p.read(&ctx, &inputs, None).await.unwrap_err(),
+        ] {
+            assert_eq!(
+                error.kind,
+                fediversity_engine::provider::ErrorKind::Transient
+            );
+            assert!(
+                error.message.contains(&closed.to_string()),
+                "{}",
+                error.message
             );
         }
     }

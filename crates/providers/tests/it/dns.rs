@@ -64,6 +64,14 @@ async fn records_of_every_type_are_made_changed_and_removed() {
             vec!["192.0.2.10", "192.0.2.11"],
         ),
         (
+            "dns.s3-web-a",
+            "*.s3-web.ngo.hosting.test",
+            "A",
+            vec!["192.0.2.40"],
+            RecordType::A,
+            vec!["192.0.2.40"],
+        ),
+        (
             "dns.social-aaaa",
             "social.ngo.hosting.test",
             "AAAA",
