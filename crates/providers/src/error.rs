@@ -46,6 +46,16 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// The `dns` provider's zone is not a name DNS can carry.
+    #[error(
+        "cannot use the DNS zone `{zone}`: it is not {reason} (check [dns] zone in infra.toml)"
+    )]
+    DnsZone {
+        /// The zone as written.
+        zone: String,
+        /// What it should be.
+        reason: String,
+    },
     /// The protocol's JSON Schema shipped with this build does not compile: a bug of this build.
     #[error("internal error: the provider protocol schema does not compile: {0}")]
     Schema(String),

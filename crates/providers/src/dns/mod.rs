@@ -93,7 +93,10 @@ impl DnsProvider {
         };
         let signer = TSigner::new(key, algorithm, key_name, FUDGE)
             .map_err(|e| key_error(format!("cannot sign with it: {e}")))?;
-        let provider_zone = host(&infra.zone.to_string()).map_err(|e| key_error(e.to_string()))?;
+        let provider_zone = host(&infra.zone.to_string()).map_err(|reason| Error::DnsZone {
+            zone: infra.zone.to_string(),
+            reason,
+        })?;
         Ok(Self {
             server: infra.server,
             provider_zone,
