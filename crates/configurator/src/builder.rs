@@ -209,8 +209,11 @@ impl<'a> Builder<'a> {
         };
         for (record_type, output) in families {
             let values: Vec<String> = vms.iter().map(|vm| vm.output(output)).collect();
+            // The operator's domain bounds what the record may touch: the dns provider refuses
+            // any name outside it before sending, whatever the zone.
             let inputs = json!({
                 "zone": self.zone_for(fqdn),
+                "delegation": self.config.domain,
                 "name": fqdn,
                 "type": record_type.to_ascii_uppercase(),
                 "ttl": self.infra.dns.as_ref().map_or(300, |dns| dns.ttl),

@@ -57,9 +57,11 @@ fn build(builder: &mut Builder<'_>) -> Result<(), Problem> {
     }
     let deploy_key = builder.deploy_key()?;
     let identity = services::identity(builder)?;
+    let mail = services::mail(builder)?;
     let s3 = storage::target(builder, &deploy_key)?;
     for (kind, service) in enabled {
-        services::add_service(builder, kind, service, &deploy_key, &s3, identity.as_ref())?;
+        let (identity, mail) = (identity.as_ref(), mail.as_ref());
+        services::add_service(builder, kind, service, &deploy_key, &s3, identity, mail)?;
     }
     Ok(())
 }

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 
 use fediversity_model::graph::ResourceAddress;
+use fediversity_model::infra::SmtpInfra;
 use fediversity_model::operator::IdentityProvider;
 use fediversity_model::{Infra, OperatorConfig, Problem, ServiceConfig, ServiceKind};
 use serde_json::{Value, json};
 
-use crate::builder::{Builder, Host};
+use crate::builder::{Builder, Host, merge};
 use crate::storage::S3Target;
 
 /// The fixed needs of one service.
@@ -150,6 +151,59 @@ fn without_secret_refs(mut spec: Value) -> Value {
     spec
 }
 
+/// The hosting provider's SMTP relay, as every host spec gets it: the `mail` section's shared
+/// fields and the secret holding the relay's password, if it needs one. `None` without an
+/// `[smtp]` section: the services then send no mail (the sandbox has none).
+pub struct Mail {
+    relay: SmtpInfra,
+    password: Option<ResourceAddress>,
+}
+
+/// The secret file the relay's password reaches the hosts as.
+const SMTP_PASSWORD_FILE: &str = "smtp-password";
+
+pub fn mail(builder: &mut Builder<'_>) -> Result<Option<Mail>, Problem> {
+    let Some(relay) = builder.infra().smtp.clone() else {
+        return Ok(None);
+    };
+    let password = match &relay.password_file {
+        Some(file) => {
+            Some(builder.generated_secret(SMTP_PASSWORD_FILE, None, json!({ "file": file }))?)
+        }
+        None => None,
+    };
+    Ok(Some(Mail { relay, password }))
+}
+
+impl Mail {
+    /// The `mail` section of `kind`'s host spec; the password, if any, is added to `secrets`.
+    fn spec(
+        &self,
+        config: &OperatorConfig,
+        kind: ServiceKind,
+        fqdn: &str,
+        secrets: &mut BTreeMap<String, String>,
+    ) -> Value {
+        let from = match &self.relay.from_domain {
+            Some(domain) => format!("{}-{kind}@{domain}", config.operator.id),
+            None => format!("noreply@{fqdn}"),
+        };
+        let mut spec = json!({
+            "host": self.relay.host,
+            "port": self.relay.port,
+            "tls": self.relay.tls,
+            "from": from,
+        });
+        if let (Some(username), Some(fields)) = (&self.relay.username, spec.as_object_mut()) {
+            fields.insert("username".into(), json!(username));
+        }
+        if let Some(password) = &self.password {
+            secrets.insert(SMTP_PASSWORD_FILE.to_owned(), password.output("value"));
+        }
+        spec
+    }
+}
+
 /// One enabled service: admin password, application secrets, VM, DNS, buckets, key and host.
 pub fn add_service(
     builder: &mut Builder<'_>,
@@ -158,6 +212,7 @@ pub fn add_service(
     deploy_key: &ResourceAddress,
     s3: &S3Target,
     identity: Option<&Identity>,
+    mail: Option<&Mail>,
 ) -> Result<(), Problem> {
     let config = builder.config();
     let profile = profile(kind);
@@ -221,6 +276,10 @@ pub fn add_service(
             identity.secret_file.to_owned(),
             identity.secret.output("value"),
         );
+    }
+    if let Some(mail) = mail {
+        let section = mail.spec(config, kind, &fqdn, &mut secrets);
+        merge(&mut spec, json!({ "mail": section }));
     }
     let host = Host {
         name: kind.as_str(),

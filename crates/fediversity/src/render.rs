@@ -187,9 +187,10 @@ fn describe_secret(inputs: &Value) -> String {
         Some("hex") => format!("random key, {} hex digits", number("length")),
         Some("base64") => format!("random key, {} bytes in base64", number("bytes")),
         Some("vapid-keypair") => "Web Push (VAPID) key pair".to_owned(),
-        _ => match inputs["operator_secret"].as_str() {
-            Some(name) => format!("the operator's stored secret `{name}`"),
-            None => "secret".to_owned(),
+        _ => match (inputs["operator_secret"].as_str(), inputs["file"].as_str()) {
+            (Some(name), _) => format!("the operator's stored secret `{name}`"),
+            (None, Some(file)) => format!("the hosting provider's secret file {file}"),
+            (None, None) => "secret".to_owned(),
         },
     }
 }

@@ -44,6 +44,10 @@ pub struct Infra {
     /// Where NixOS systems are built. Without it, host specs are written to the sandbox.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nix: Option<NixInfra>,
+    /// The SMTP relay services send their mail through (sign-up confirmations, password
+    /// resets, notifications). Without it, services send no mail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpInfra>,
 }
 
 /// One size class: what a service VM of this size gets.
@@ -249,6 +253,47 @@ pub enum TsigAlgorithm {
     HmacSha512,
 }
 
+/// The hosting provider's SMTP relay.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpInfra {
+    /// The relay's host name, e.g. `smtp.example.net`.
+    pub host: Domain,
+    /// The relay's port: usually 587 with `starttls`, 465 with `tls`.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// How the connection is encrypted.
+    #[serde(default)]
+    pub tls: SmtpTls,
+    /// The user name services log in with; leave it out for a relay that trusts the services'
+    /// addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub username: Option<String>,
+    /// A file holding the password (required with `username`). It reaches the hosts as a
+    /// secret file, never in a host spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// The domain services send from, as `<operator>-<service>@<from_domain>`: one the relay may
+    /// send for (SPF, DKIM). Without it, each service sends from `noreply@<its own domain>`,
+    /// which the operator's DNS must then allow the relay to send for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_domain: Option<Domain>,
+}
+
+/// How the connection to the SMTP relay is encrypted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which must succeed (the default; port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: only for a relay on a trusted local network.
+    None,
+}
+
 /// Where and how NixOS systems are built.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -303,6 +348,7 @@ impl Infra {
             garage: None,
             dns: None,
             nix: None,
+            smtp: None,
         }
     }
 
@@ -335,6 +381,15 @@ impl Infra {
         }
         if let Some(garage) = &self.garage {
             problems.extend(self.garage_problems(garage));
+        }
+        if let Some(smtp) = &self.smtp
+            && smtp.username.is_some() != smtp.password_file.is_some()
+        {
+            problems.push(Problem::new(
+                "smtp",
+                "give `username` and `password_file` together, or neither for a relay that \
+                 needs no login",
+            ));
         }
         problems
     }
@@ -483,7 +538,7 @@ pub fn annotated_example() -> Result<String, String> {
 
 impl Infra {
     /// A realistic infrastructure: a three-node Proxmox VE cluster on Linstor storage, a shared
-    /// Garage cluster, a DNS server taking TSIG-signed updates, and a local flake. Addresses are
+    /// Garage cluster, a DNS server taking TSIG-signed updates, a local flake and an SMTP relay. Addresses are
     /// from the documentation ranges (RFC 5737, RFC 3849).
     pub fn example() -> Result<Self, String> {
         let operator_limits = ResourceLimits {
@@ -552,6 +607,14 @@ impl Infra {
             nix: Some(NixInfra {
                 flake: "/var/lib/fediversity/nix".to_owned(),
                 build_on: BuildOn::Deployer,
+            }),
+            smtp: Some(SmtpInfra {
+                host: Domain::try_from("smtp.example.net")?,
+                port: 587,
+                tls: SmtpTls::Starttls,
+                username: Some("fediversity".to_owned()),
+                password_file: Some("/etc/fediversity/smtp-password".into()),
+                from_domain: Some(Domain::try_from("mail.example.net")?),
             }),
         })
     }

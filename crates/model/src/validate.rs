@@ -744,6 +744,29 @@ mod tests {
     }
 
     #[test]
+    fn an_smtp_login_needs_both_its_halves() {
+        let infra = toml::to_string(&Infra::example().unwrap()).unwrap();
+        assert!(parse_infra(&infra).is_ok());
+        let without_password =
+            infra.replace("password_file = \"/etc/fediversity/smtp-password\"\n", "");
+        assert_ne!(without_password, infra);
+        let found: Vec<String> = parse_infra(&without_password)
+            .unwrap_err()
+            .as_slice()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "smtp: give `username` and `password_file` together, or neither for a relay that needs no login"
+            ]
+        );
+        let open_relay = without_password.replace("username = \"fediversity\"\n", "");
+        assert!(parse_infra(&open_relay).is_ok());
+    }
+
+    #[test]
     fn malformed_json_says_where() {
         let found = problems("{\"version\": 1,");
         assert_eq!(found.len(), 1);

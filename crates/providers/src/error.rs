@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-/// Why an external provider could not be started or tested.
+/// Why a provider could not be set up (an external one started or tested, the `dns` one given
+/// its key).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The executable does not exist or cannot be run.
@@ -23,6 +24,36 @@ pub enum Error {
         /// The executable.
         path: PathBuf,
         /// What went wrong, without anything the provider printed.
+        reason: String,
+    },
+    /// The `dns` provider's TSIG secret file cannot be used.
+    #[error(
+        "cannot use the TSIG secret file {}: {reason} (check [dns] tsig_secret_file in infra.toml: \
+         it holds the key's secret in base64, as `tsig-keygen` or `pdnsutil generate-tsig-key` print it)",
+        path.display()
+    )]
+    TsigSecret {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it, never its content.
+        reason: String,
+    },
+    /// The `dns` provider's TSIG key cannot be used.
+    #[error("cannot use the TSIG key `{name}`: {reason} (check [dns] tsig_key_name in infra.toml)")]
+    TsigKey {
+        /// The key's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The `dns` provider's zone is not a name DNS can carry.
+    #[error(
+        "cannot use the DNS zone `{zone}`: it is not {reason} (check [dns] zone in infra.toml)"
+    )]
+    DnsZone {
+        /// The zone as written.
+        zone: String,
+        /// What it should be.
         reason: String,
     },
     /// The protocol's JSON Schema shipped with this build does not compile: a bug of this build.

@@ -7,6 +7,8 @@
 //! - [`local`] — the sandbox (`local`): VMs as directories, DNS as zone files, buckets as
 //!   directories, S3 keys as files, NixOS hosts as a host spec written into the VM's directory,
 //!   so that `fediversity apply` works on any machine;
+//! - [`dns`] — record sets on the hosting provider's authoritative DNS server, by RFC 2136
+//!   updates signed with TSIG (`dns`);
 //! - [`secret`] — generated secrets and secrets the operator stored (`secret`);
 //! - [`sshkey`] — Ed25519 deployment keys (`sshkey`);
 //! - [`garage`] — buckets, access keys and cluster layouts on Garage, through its admin API v2
@@ -22,6 +24,7 @@
 //! with secret outputs named in `sensitive` so the engine can seal and mask them. No provider
 //! logs, prints or puts into an error message a secret value.
 
+pub mod dns;
 pub mod error;
 pub mod external;
 mod files;
@@ -36,6 +39,7 @@ pub mod secret;
 pub mod sensitive;
 pub mod sshkey;
 
+pub use dns::DnsProvider;
 pub use error::{Error, Result};
 pub use external::{ExternalOptions, ExternalProvider, conformance};
 pub use garage::{GarageCluster, GarageProvider};

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use fediversity_engine::Providers;
 use fediversity_model::Infra;
 
+use crate::dns::{self, DnsProvider};
 use crate::garage::{self, GarageProvider, GarageSetupError};
 use crate::local::LocalProvider;
 use crate::secret::{DirectoryOperatorSecrets, SecretProvider};
@@ -33,6 +34,9 @@ pub enum SetupError {
     /// The `[garage]` section.
     #[error(transparent)]
     Garage(#[from] GarageSetupError),
+    /// A section whose provider reports setup problems in the crate's own error: `[dns]`.
+    #[error(transparent)]
+    Provider(#[from] crate::Error),
 }
 
 /// The providers for `infra`: the sandbox's under `sandbox_root` (the sandbox also serves every
@@ -42,6 +46,10 @@ pub fn infra_providers(infra: &Infra, sandbox_root: &Path) -> Result<Providers, 
     if let Some(section) = &infra.garage {
         let garage = GarageProvider::from_infra(section)?;
         providers.insert(garage::NAME.to_owned(), Arc::new(garage));
+    }
+    if let Some(section) = &infra.dns {
+        let dns = DnsProvider::from_infra(section)?;
+        providers.insert(dns::NAME.to_owned(), Arc::new(dns));
     }
     Ok(providers)
 }

@@ -7,7 +7,10 @@
 //! - `{"generate": "vapid-keypair"}` — a P-256 key pair for Web Push (VAPID), both halves in
 //!   URL-safe base64 with padding, as Mastodon's own generator writes them: `private_key` is
 //!   the 32-byte scalar, `public_key` the 65-byte uncompressed point;
-//! - `{"operator_secret": "name"}` — a secret the operator stored, from [`OperatorSecrets`].
+//! - `{"operator_secret": "name"}` — a secret the operator stored, from [`OperatorSecrets`];
+//! - `{"file": "/absolute/path"}` — a secret the hosting provider keeps in a file on the
+//!   machine running the platform, named in `infra.toml` (the SMTP relay's password): one line,
+//!   a final newline not part of it.
 //!
 //! Any of them may add `"rotation": <any value>`: changing it makes a new secret.
 //!
@@ -19,7 +22,7 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -125,6 +128,8 @@ struct SecretInputs {
     #[serde(default)]
     operator_secret: Option<String>,
     #[serde(default)]
+    file: Option<PathBuf>,
+    #[serde(default)]
     rotation: Option<Value>,
 }
 
@@ -136,6 +141,7 @@ enum Recipe {
     Base64 { bytes: usize },
     VapidKeypair,
     Operator { name: SecretName },
+    File { path: PathBuf },
 }
 
 impl Recipe {
@@ -157,9 +163,24 @@ impl Recipe {
                 None => Ok(()),
             }
         };
+        let sources = [
+            parsed.generate.is_some(),
+            parsed.operator_secret.is_some(),
+            parsed.file.is_some(),
+        ];
+        let several =
+            || refuse("give one of `generate`, `operator_secret` and `file`, not several");
+        if sources.iter().filter(|given| **given).count() > 1 {
+            return Err(several());
+        }
         let recipe = match (parsed.generate.as_deref(), &parsed.operator_secret) {
-            (Some(_), Some(_)) => {
-                return Err(refuse("give `generate` or `operator_secret`, not both"));
+            (Some(_), Some(_)) => return Err(several()),
+            (None, None) if parsed.file.is_some() => {
+                only(&[])?;
+                match parsed.file.clone() {
+                    Some(path) if path.is_absolute() => Recipe::File { path },
+                    _ => return Err(refuse("`file` must be an absolute path")),
+                }
             }
             (None, Some(name)) => {
                 only(&[])?;
@@ -206,6 +227,7 @@ impl Recipe {
             Recipe::Base64 { bytes } => json!({"generate": "base64", "bytes": bytes}),
             Recipe::VapidKeypair => json!({"generate": "vapid-keypair"}),
             Recipe::Operator { name } => json!({"operator_secret": name.as_str()}),
+            Recipe::File { path } => json!({"file": path}),
         };
         if let (Some(rotation), Some(map)) = (parsed.rotation, parameters.as_object_mut()) {
             map.insert("rotation".to_owned(), rotation);
@@ -259,29 +281,11 @@ impl OperatorSecrets for DirectoryOperatorSecrets {
         name: &SecretName,
     ) -> ProviderResult<Option<SecretString>> {
         let path = self.path(operator, name);
-        match tokio::fs::read_to_string(&path).await {
-            Ok(mut text) => {
-                if text.ends_with('\n') {
-                    text.pop();
-                    if text.ends_with('\r') {
-                        text.pop();
-                    }
-                }
-                if text.is_empty() {
-                    return Err(ProviderError::permanent(format!(
-                        "operator secret `{name}` of operator `{operator}` is stored empty in {}",
-                        path.display()
-                    )));
-                }
-                Ok(Some(SecretString::new(text)))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(crate::files::io_error(
-                "read the operator secret",
-                &path,
-                &e,
-            )),
-        }
+        read_secret_file(
+            &path,
+            &format!("operator secret `{name}` of operator `{operator}`"),
+        )
+        .await
     }
 
     fn how_to_store(&self, operator: &OperatorId, name: &SecretName) -> String {
@@ -291,6 +295,34 @@ impl OperatorSecrets for DirectoryOperatorSecrets {
              and type it followed by Ctrl-D, then apply again",
             path = path.display()
         )
+    }
+}
+
+/// The one-line secret in `path` (a final newline is not part of it), or `None` when the file
+/// does not exist; `what` names the secret in errors.
+async fn read_secret_file(path: &Path, what: &str) -> ProviderResult<Option<SecretString>> {
+    match tokio::fs::read_to_string(path).await {
+        Ok(mut text) => {
+            if text.ends_with('\n') {
+                text.pop();
+                if text.ends_with('\r') {
+                    text.pop();
+                }
+            }
+            if text.is_empty() {
+                return Err(ProviderError::permanent(format!(
+                    "{what} is stored empty in {}",
+                    path.display()
+                )));
+            }
+            Ok(Some(SecretString::new(text)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(crate::files::io_error(
+            &format!("read the {what}"),
+            path,
+            &e,
+        )),
     }
 }
 
@@ -338,14 +370,11 @@ impl SecretProvider {
                     .values
                     .insert("public_key".to_owned(), json!(public));
             }
-            Recipe::Operator { name } => {
-                let value = self.operator_secret(ctx, name).await?.ok_or_else(|| {
-                    ProviderError::permanent(format!(
-                        "operator secret `{name}` of operator `{}` is not stored: {}",
-                        ctx.operator,
-                        self.operator_secrets.how_to_store(&ctx.operator, name)
-                    ))
-                })?;
+            Recipe::Operator { .. } | Recipe::File { .. } => {
+                let value = self
+                    .stored(ctx, recipe)
+                    .await?
+                    .ok_or_else(|| ProviderError::permanent(self.missing(ctx, recipe)))?;
                 sensitive("value", value);
             }
         }
@@ -353,12 +382,36 @@ impl SecretProvider {
         Ok(outputs)
     }
 
-    async fn operator_secret(
+    /// The value of a stored secret (an operator's, or the hosting provider's file), `None`
+    /// when it is not stored or the recipe generates its secret.
+    async fn stored(
         &self,
         ctx: &CallContext,
-        name: &SecretName,
+        recipe: &Recipe,
     ) -> ProviderResult<Option<SecretString>> {
-        self.operator_secrets.get(&ctx.operator, name).await
+        match recipe {
+            Recipe::Operator { name } => self.operator_secrets.get(&ctx.operator, name).await,
+            Recipe::File { path } => read_secret_file(path, "hosting provider's secret file").await,
+            _ => Ok(None),
+        }
+    }
+
+    /// Why a stored secret is missing, and what to do about it.
+    fn missing(&self, ctx: &CallContext, recipe: &Recipe) -> String {
+        match recipe {
+            Recipe::Operator { name } => format!(
+                "operator secret `{name}` of operator `{}` is not stored: {}",
+                ctx.operator,
+                self.operator_secrets.how_to_store(&ctx.operator, name)
+            ),
+            Recipe::File { path } => format!(
+                "{}: the hosting provider's secret file {} does not exist: create it (one \
+                 line, mode 0600) or fix the path in infra.toml",
+                ctx.address,
+                path.display()
+            ),
+            _ => format!("{}: internal error: not a stored secret", ctx.address),
+        }
     }
 }
 
@@ -414,10 +467,10 @@ impl Provider for SecretProvider {
         recorded: Option<&Outputs>,
     ) -> ProviderResult<Option<Observed>> {
         let (recipe, parameters) = Recipe::parse(ctx, inputs)?;
-        if let Recipe::Operator { name } = &recipe {
+        if matches!(recipe, Recipe::Operator { .. } | Recipe::File { .. }) {
             // The stored secret is the truth: a changed one shows as changed outputs, a removed
             // one as a missing resource (whose creation then says how to store it).
-            return Ok(match self.operator_secret(ctx, name).await? {
+            return Ok(match self.stored(ctx, &recipe).await? {
                 Some(value) => {
                     let mut outputs = Outputs::default();
                     outputs
@@ -448,8 +501,8 @@ impl Provider for SecretProvider {
         recorded: &Outputs,
     ) -> ProviderResult<Outputs> {
         let (recipe, parameters) = Recipe::parse(ctx, inputs)?;
-        if !matches!(recipe, Recipe::Operator { .. }) && still_fits(&recipe, &parameters, recorded)
-        {
+        let stored = matches!(recipe, Recipe::Operator { .. } | Recipe::File { .. });
+        if !stored && still_fits(&recipe, &parameters, recorded) {
             let mut kept = recorded.clone();
             kept.values.insert("parameters".to_owned(), parameters);
             return Ok(kept);
@@ -673,6 +726,36 @@ pub(crate) mod tests {
     }
 
     #[tokio::test]
+    async fn a_hosting_provider_file_is_read_and_a_missing_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = provider(dir.path());
+        let c = ctx("secret.smtp-password");
+        let path = dir.path().join("smtp-password");
+        let inputs = json!({ "file": path });
+        let error = p.create(&c, &inputs).await.unwrap_err();
+        assert_eq!(
+            error.kind,
+            fediversity_engine::provider::ErrorKind::Permanent
+        );
+        assert!(
+            error.message.contains(&path.display().to_string()),
+            "{}",
+            error.message
+        );
+        assert!(p.read(&c, &inputs, None).await.unwrap().is_none());
+        std::fs::write(&path, "relay-password\n").unwrap();
+        let out = p.create(&c, &inputs).await.unwrap();
+        assert_eq!(value(&out, "value"), "relay-password");
+        assert!(out.sensitive.contains("value"));
+        // Changed by the hosting provider: read reports the new value, update takes it.
+        std::fs::write(&path, "rotated-password\n").unwrap();
+        let read = p.read(&c, &inputs, Some(&out)).await.unwrap().unwrap();
+        assert_eq!(value(&read.outputs, "value"), "rotated-password");
+        let updated = p.update(&c, &inputs, &out).await.unwrap();
+        assert_eq!(value(&updated, "value"), "rotated-password");
+    }
+
+    #[tokio::test]
     async fn bad_inputs_are_refused_without_quoting_values() {
         let dir = tempfile::tempdir().unwrap();
         let p = provider(dir.path());
@@ -691,7 +774,16 @@ pub(crate) mod tests {
             ),
             (
                 json!({"generate": "password", "length": 3, "operator_secret": "x"}),
-                "not both",
+                "not several",
+            ),
+            (
+                json!({"operator_secret": "x", "file": "/etc/fediversity/smtp-password"}),
+                "not several",
+            ),
+            (json!({"file": "relative/smtp-password"}), "absolute path"),
+            (
+                json!({"file": "/etc/x", "length": 3}),
+                "`length` does not apply",
             ),
             (json!({"operator_secret": "../etc/passwd"}), "secret"),
             (

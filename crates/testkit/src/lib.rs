@@ -1,15 +1,16 @@
 //! Test support shared by the workspace's test suites (a dev-dependency only: no production
 //! crate depends on it).
 //!
-//! Today it holds golden-file comparison, a throwaway PostgreSQL server ([`postgres`]) and
-//! throwaway Garage nodes and clusters ([`garage`]); the other servers integration tests start
-//! (PowerDNS, slapd, sshd hosts, the Proxmox VE simulator) arrive here with the issues that
-//! need them.
+//! Today it holds golden-file comparison, a throwaway PostgreSQL server ([`postgres`]),
+//! throwaway Garage nodes and clusters ([`garage`]) and a throwaway PowerDNS ([`pdns`]); the
+//! other servers integration tests start (slapd, sshd hosts, the Proxmox VE simulator) arrive
+//! here with the issues that need them.
 
 #![allow(clippy::panic, reason = "test assertions fail by panicking")]
 
 pub mod garage;
 pub mod golden;
+pub mod pdns;
 pub mod postgres;
 
 /// A finished command's status and output, for a failure message.

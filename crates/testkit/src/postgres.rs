@@ -338,8 +338,8 @@ fn supervise(bin: &Path, user: &ServerUser, dir: &Path, data: &Path) -> Child {
         .expect("cannot start the shell that stops PostgreSQL")
 }
 
-/// Runs `command`, panicking with its output when it fails.
-fn run_checked(command: &mut Command, what: &str) -> Output {
+/// Runs `command`, panicking with its output when it fails (shared with [`crate::pdns`]).
+pub(crate) fn run_checked(command: &mut Command, what: &str) -> Output {
     let output = command
         .output()
         .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));

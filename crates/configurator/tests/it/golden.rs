@@ -122,3 +122,42 @@ fn refusals_name_the_field_and_the_numbers() {
         ]
     );
 }
+
+#[test]
+fn mail_settings_reach_every_host_with_the_password_as_a_secret_reference() {
+    let graph = configure(&read_operator("all-services"), &infra("example")).unwrap();
+    let password: fediversity_model::graph::ResourceAddress =
+        "secret.smtp-password".parse().unwrap();
+    assert_eq!(
+        graph.resources[&password].inputs,
+        serde_json::json!({"file": "/etc/fediversity/smtp-password"})
+    );
+    for service in ["mastodon", "pixelfed", "peertube"] {
+        let host = &graph.resources[&format!("nixos.{service}").parse().unwrap()].inputs;
+        let mail = &host["spec"]["mail"];
+        assert_eq!(mail["host"], "smtp.example.net", "{service}");
+        assert_eq!(mail["tls"], "starttls");
+        assert_eq!(
+            mail["from"],
+            format!("example-org-{service}@mail.example.net")
+        );
+        assert!(mail.get("password").is_none(), "{mail}");
+        assert_eq!(
+            host["secrets"]["smtp-password"],
+            "${secret.smtp-password.value}"
+        );
+        assert_eq!(
+            host["spec"]["secret_files"]["smtp-password"],
+            "/var/lib/fediversity/secrets/smtp-password"
+        );
+    }
+    let sandbox = configure(&read_operator("all-services"), &infra("sandbox")).unwrap();
+    assert!(!sandbox.resources.contains_key(&password));
+    assert!(
+        sandbox
+            .resources
+            .values()
+            .all(|r| r.inputs["spec"].get("mail").is_none()),
+        "no relay, no mail"
+    );
+}

@@ -9,7 +9,8 @@
 //! - [`infra`]: the example infra.toml and its check;
 //! - [`command_line`]: misuse of the command line, missing files, standard input;
 //! - [`deploy`]: apply, state, refresh and destroy on the sandbox, end to end;
-//! - [`crash`]: the apply killed at every provider call, and the next run converging.
+//! - [`crash`]: the apply killed at every provider call, and the next run converging;
+//! - [`secret_grep`]: a whole operator's life at trace level, searched for every secret value.
 //!
 //! Golden files change only through `scripts/update-golden`; every test that compares with one
 //! has `golden` in its name so that script refreshes it.
@@ -29,4 +30,5 @@ mod infra;
 mod plan;
 mod sandbox;
 mod schema;
+mod secret_grep;
 mod validate;

@@ -22,6 +22,9 @@ const TYPES: [&str; 8] = ["A", "AAAA", "CNAME", "TXT", "MX", "SRV", "NS", "CAA"]
 #[serde(deny_unknown_fields)]
 struct DnsInputs {
     zone: String,
+    /// The operator's own domain: the only names it may touch (older graphs lack it).
+    #[serde(default)]
+    delegation: Option<String>,
     name: String,
     #[serde(rename = "type")]
     record_type: String,
@@ -170,6 +173,15 @@ impl DnsInputs {
             return Err(refuse(format!(
                 "`{}` is not in the zone `{}`",
                 self.name, self.zone
+            )));
+        }
+        if let Some(delegation) = &self.delegation
+            && self.name != *delegation
+            && !self.name.ends_with(&format!(".{delegation}"))
+        {
+            return Err(refuse(format!(
+                "`{}` is outside the operator's delegation `{delegation}`",
+                self.name
             )));
         }
         if self

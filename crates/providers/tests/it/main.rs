@@ -1,4 +1,5 @@
 //! The providers' integration tests, one binary: the sandbox provider per kind on real files,
+//! the `dns` provider against a real PowerDNS,
 //! a whole sandbox deployment through the engine, external providers against the Python
 //! example and deliberately broken scripts, the conformance runner, the protocol's
 //! checked-in example messages against its JSON Schema, and the Garage provider against real
@@ -12,6 +13,7 @@
 )]
 
 mod conformance;
+mod dns;
 mod external;
 mod garage;
 mod local;
