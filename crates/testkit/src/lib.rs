@@ -9,3 +9,4 @@
 
 pub mod golden;
 pub mod postgres;
+pub mod proxmox;
