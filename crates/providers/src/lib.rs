@@ -9,6 +9,8 @@
 //!   so that `fediversity apply` works on any machine;
 //! - [`secret`] — generated secrets and secrets the operator stored (`secret`);
 //! - [`sshkey`] — Ed25519 deployment keys (`sshkey`);
+//! - [`proxmox`] — VMs on a Proxmox VE cluster (`proxmox`), with static addresses from an
+//!   [`AddressPool`];
 //! - [`external`] — any executable speaking the JSON-lines provider protocol
 //!   (`docs/provider-protocol.md`), with a conformance runner for provider authors;
 //! - [`registry`] — the set of providers a run uses (the sandbox's, for now).
@@ -25,6 +27,7 @@ mod files;
 mod inputs;
 mod kept_in_state;
 pub mod local;
+pub mod proxmox;
 pub mod registry;
 pub mod secret;
 pub mod sensitive;
@@ -33,6 +36,7 @@ pub mod sshkey;
 pub use error::{Error, Result};
 pub use external::{ExternalOptions, ExternalProvider, conformance};
 pub use local::LocalProvider;
+pub use proxmox::{AddressPool, MemoryAddressPool, ProxmoxProvider};
 pub use registry::sandbox_providers;
 pub use secret::{DirectoryOperatorSecrets, OperatorSecrets, SecretProvider};
 pub use sensitive::SecretString;
