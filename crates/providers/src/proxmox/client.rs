@@ -106,10 +106,7 @@ impl Client {
         Ok(Self {
             http,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
-            authorization: SecretString::new(format!(
-                "PVEAPIToken={token_id}={}",
-                secret.expose()
-            )),
+            authorization: SecretString::new(format!("PVEAPIToken={token_id}={}", secret.expose())),
             timing,
         })
     }
@@ -169,8 +166,11 @@ impl Client {
     /// The failure of a request that got no answer.
     fn unsent(&self, what: &str, error: &reqwest::Error) -> ApiFailure {
         let cause = chain(error);
-        let message = format!("Proxmox VE at {} did not answer {what}: {cause}", self.endpoint);
-        let error = if is_certificate_error(error) {
+        let message = format!(
+            "Proxmox VE at {} did not answer {what}: {cause}",
+            self.endpoint
+        );
+        let error = if is_certificate_error(error, &cause) {
             ProviderError::permanent(format!(
                 "{message} (the server's certificate is not the one configured: check \
                  [proxmox] ca_file or the pinned fingerprint)"
@@ -234,7 +234,10 @@ impl Client {
         loop {
             let status = self.get(&format!("{path}/status"), Vec::new()).await?;
             if status["status"] == "stopped" {
-                let exit = status["exitstatus"].as_str().unwrap_or("unknown").to_owned();
+                let exit = status["exitstatus"]
+                    .as_str()
+                    .unwrap_or("unknown")
+                    .to_owned();
                 if exit == "OK" || exit.starts_with("WARNINGS") {
                     return Ok(());
                 }
@@ -290,8 +293,12 @@ fn chain(error: &dyn std::error::Error) -> String {
 }
 
 /// Whether the request failed because the server's certificate was refused: that will not
-/// pass by trying again.
-fn is_certificate_error(error: &reqwest::Error) -> bool {
+/// pass by trying again. The rustls error is looked for in the source chain and, where a
+/// layer boxed it out of reach, in the chain's text.
+fn is_certificate_error(error: &reqwest::Error, cause: &str) -> bool {
+    if cause.contains("invalid peer certificate") || cause.contains("not the pinned one") {
+        return true;
+    }
     let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(inner) = source {
         let rustls_error = inner.downcast_ref::<rustls::Error>().or_else(|| {

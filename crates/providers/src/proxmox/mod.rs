@@ -111,7 +111,10 @@ fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, Error> {
 impl ProxmoxProvider {
     /// The provider for the infra's `[proxmox]` section, reading the token secret and the CA
     /// file now; addresses come from `addresses` (the store's pool in production).
-    pub fn from_infra(infra: &ProxmoxInfra, addresses: Arc<dyn AddressPool>) -> Result<Self, Error> {
+    pub fn from_infra(
+        infra: &ProxmoxInfra,
+        addresses: Arc<dyn AddressPool>,
+    ) -> Result<Self, Error> {
         let secret = read_file("API token secret file", &infra.token_secret_file)?;
         let secret = String::from_utf8(secret).map_err(|_| Error::UnreadableFile {
             what: "API token secret file",
@@ -213,7 +216,10 @@ impl ProxmoxProvider {
         let v4 = &self.options.ipv4;
         let mut ipconfig = format!("ip={ipv4}/{},gw={}", v4.prefix_length, v4.gateway);
         if let (Some(ipv6), Some(v6)) = (ipv6, &self.options.ipv6) {
-            ipconfig.push_str(&format!(",ip6={ipv6}/{},gw6={}", v6.prefix_length, v6.gateway));
+            ipconfig.push_str(&format!(
+                ",ip6={ipv6}/{},gw6={}",
+                v6.prefix_length, v6.gateway
+            ));
         }
         let mut tags: BTreeSet<String> = inputs.tags.iter().cloned().collect();
         tags.extend(Self::identity(ctx, inputs).tags);
@@ -230,19 +236,23 @@ impl ProxmoxProvider {
         }
     }
 
-    /// The VM: where the record says, else wherever its identity is found.
+    /// The VM: where the record says when the VM there is still this resource's (VM ids are
+    /// reused), else wherever its identity is found.
     async fn locate(
         &self,
         ctx: &CallContext,
         inputs: &VmInputs,
         recorded: Option<&Outputs>,
     ) -> ProviderResult<Option<Located>> {
+        let identity = Self::identity(ctx, inputs);
         if let Some(at) = recorded.and_then(recorded_location)
-            && vm::status(&self.client, &at).await?.is_some()
+            && vm::status(&self.client, &at)
+                .await?
+                .is_some_and(|status| identity.recognises(&status).is_some())
         {
             return Ok(Some(at));
         }
-        vm::find(&self.client, &Self::identity(ctx, inputs)).await
+        vm::find(&self.client, &identity).await
     }
 
     /// Configures, starts and waits for the VM at `at`, then reports it.
@@ -254,7 +264,8 @@ impl ProxmoxProvider {
     ) -> ProviderResult<Outputs> {
         let addresses = self.addresses(ctx, inputs).await?;
         vm::converge(&self.client, at, &self.desired(ctx, inputs, addresses)).await?;
-        ctx.progress.report("waiting for the VM's guest agent", None);
+        ctx.progress
+            .report("waiting for the VM's guest agent", None);
         let host_key = vm::wait_reachable(&self.client, at).await?;
         Ok(outputs(at, &inputs.name, addresses, Some(host_key)))
     }
@@ -306,7 +317,12 @@ impl Provider for ProxmoxProvider {
         REPLACE_ON
     }
 
-    fn diff(&self, _address: &ResourceAddress, recorded: &Value, desired: &Value) -> Vec<FieldChange> {
+    fn diff(
+        &self,
+        _address: &ResourceAddress,
+        recorded: &Value,
+        desired: &Value,
+    ) -> Vec<FieldChange> {
         diff::changes(recorded, desired)
             .into_iter()
             .map(|change| {
@@ -407,13 +423,16 @@ impl Provider for ProxmoxProvider {
         recorded: &Outputs,
     ) -> ProviderResult<Outputs> {
         let inputs = self.parse(ctx, inputs)?;
-        let at = self.locate(ctx, &inputs, Some(recorded)).await?.ok_or_else(|| {
-            ProviderError::permanent(format!(
-                "the Proxmox VM of {} is gone: run `fediversity refresh` so the next apply \
+        let at = self
+            .locate(ctx, &inputs, Some(recorded))
+            .await?
+            .ok_or_else(|| {
+                ProviderError::permanent(format!(
+                    "the Proxmox VM of {} is gone: run `fediversity refresh` so the next apply \
                  makes it anew",
-                ctx.address
-            ))
-        })?;
+                    ctx.address
+                ))
+            })?;
         self.finish(ctx, &inputs, &at).await
     }
 

@@ -40,8 +40,11 @@ pub trait AddressPool: Send + Sync + fmt::Debug {
 
     /// Frees every address `resource` of `operator` holds, in every pool; freeing nothing
     /// succeeds.
-    async fn release(&self, operator: &OperatorId, resource: &ResourceAddress)
-    -> ProviderResult<()>;
+    async fn release(
+        &self,
+        operator: &OperatorId,
+        resource: &ResourceAddress,
+    ) -> ProviderResult<()>;
 }
 
 fn bits(address: IpAddr) -> u128 {
@@ -180,9 +183,6 @@ mod tests {
             .iter()
             .map(|a| a.parse().unwrap())
             .collect();
-        assert_eq!(
-            lowest_free(&r, &taken).unwrap().to_string(),
-            "2001:db8::3"
-        );
+        assert_eq!(lowest_free(&r, &taken).unwrap().to_string(), "2001:db8::3");
     }
 }

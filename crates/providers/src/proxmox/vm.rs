@@ -31,6 +31,32 @@ pub(crate) struct Identity {
     pub name: String,
 }
 
+/// How a VM was recognised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Recognised {
+    /// It carries the identity's tags.
+    ByTags,
+    /// It carries the clone's name and no resource's tag.
+    ByName,
+}
+
+impl Identity {
+    /// Whether the VM described by `entry` (a `/cluster/resources` entry or a status, both
+    /// with `tags` and `name`) is this identity's, and how.
+    pub(crate) fn recognises(&self, entry: &Value) -> Option<Recognised> {
+        let tags = tag_set(entry["tags"].as_str().unwrap_or_default());
+        if self.tags.is_subset(&tags) {
+            Some(Recognised::ByTags)
+        } else if entry["name"].as_str() == Some(self.name.as_str())
+            && !tags.iter().any(|t| t.starts_with("resource-"))
+        {
+            Some(Recognised::ByName)
+        } else {
+            None
+        }
+    }
+}
+
 /// Tags as Proxmox writes them (`a;b`, also `,` or space separated), as a set.
 pub(crate) fn tag_set(text: &str) -> BTreeSet<String> {
     text.split([';', ',', ' '])
@@ -67,13 +93,10 @@ pub(crate) async fn find(client: &Client, identity: &Identity) -> ProviderResult
     let mut by_tags = Vec::new();
     let mut by_name = Vec::new();
     for entry in qemu {
-        let tags = tag_set(entry["tags"].as_str().unwrap_or_default());
-        if identity.tags.is_subset(&tags) {
-            by_tags.extend(locate(entry));
-        } else if entry["name"].as_str() == Some(identity.name.as_str())
-            && !tags.iter().any(|t| t.starts_with("resource-"))
-        {
-            by_name.extend(locate(entry));
+        match identity.recognises(entry) {
+            Some(Recognised::ByTags) => by_tags.extend(locate(entry)),
+            Some(Recognised::ByName) => by_name.extend(locate(entry)),
+            None => {}
         }
     }
     by_tags.sort_by_key(|l| l.vmid);
@@ -167,7 +190,11 @@ pub(crate) async fn wait_unlocked(client: &Client, at: &Located) -> ProviderResu
 
 /// Runs an asynchronous call and waits for its task; a call answering `null` (an older
 /// Proxmox's synchronous `resize`) is done at once.
-async fn run_task(client: &Client, node: &str, answer: Result<Value, ApiFailure>) -> ProviderResult<()> {
+async fn run_task(
+    client: &Client,
+    node: &str,
+    answer: Result<Value, ApiFailure>,
+) -> ProviderResult<()> {
     match answer? {
         Value::String(upid) => client.wait_task(node, &upid).await,
         _ => Ok(()),
@@ -289,7 +316,11 @@ fn config_changes(config: &BTreeMap<String, Value>, desired: &Desired) -> Params
 
 /// Brings the VM to `desired` and running: configuration, disk size, then a start, or a
 /// reboot when changes are pending on a running VM.
-pub(crate) async fn converge(client: &Client, at: &Located, desired: &Desired) -> ProviderResult<()> {
+pub(crate) async fn converge(
+    client: &Client,
+    at: &Located,
+    desired: &Desired,
+) -> ProviderResult<()> {
     let config = config(client, at, false).await?;
     let changes = config_changes(&config, desired);
     if !changes.is_empty() {
@@ -305,7 +336,10 @@ pub(crate) async fn converge(client: &Client, at: &Located, desired: &Desired) -
         return run_task(client, &at.node, answer).await;
     }
     if has_pending(client, at).await? {
-        tracing::info!(vmid = at.vmid, "rebooting Proxmox VM to apply pending changes");
+        tracing::info!(
+            vmid = at.vmid,
+            "rebooting Proxmox VM to apply pending changes"
+        );
         let answer = client.post(&at.path("/status/reboot"), Vec::new()).await;
         run_task(client, &at.node, answer).await?;
     }
@@ -345,9 +379,11 @@ async fn resize(
 /// Whether any configuration change waits for the next reboot.
 async fn has_pending(client: &Client, at: &Located) -> ProviderResult<bool> {
     let pending = client.get(&at.path("/pending"), Vec::new()).await?;
-    Ok(pending
-        .as_array()
-        .is_some_and(|entries| entries.iter().any(|e| e.get("pending").is_some() || e.get("delete").is_some())))
+    Ok(pending.as_array().is_some_and(|entries| {
+        entries
+            .iter()
+            .any(|e| e.get("pending").is_some() || e.get("delete").is_some())
+    }))
 }
 
 /// The file the guest's SSH host key is read from.
@@ -360,7 +396,9 @@ pub(crate) async fn wait_reachable(client: &Client, at: &Located) -> ProviderRes
     loop {
         match host_key(client, at).await {
             Ok(key) => return Ok(key),
-            Err(e) if e.kind == fediversity_engine::provider::ErrorKind::Permanent => return Err(e),
+            Err(e) if e.kind == fediversity_engine::provider::ErrorKind::Permanent => {
+                return Err(e);
+            }
             Err(e) if tokio::time::Instant::now() >= deadline => {
                 return Err(ProviderError::transient(format!(
                     "Proxmox VM {} on {} did not become reachable through its guest agent \
@@ -384,7 +422,11 @@ pub(crate) async fn host_key(client: &Client, at: &Located) -> ProviderResult<St
             vec![("file", HOST_KEY_FILE.to_owned())],
         )
         .await?;
-    let key = file["content"].as_str().unwrap_or_default().trim().to_owned();
+    let key = file["content"]
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     if key.starts_with("ssh-ed25519 ") {
         Ok(key)
     } else {
@@ -439,7 +481,9 @@ pub(crate) fn percent_decode(text: &str) -> String {
 }
 
 /// The inputs and addresses a VM's configuration shows.
-pub(crate) fn observed(config: &BTreeMap<String, Value>) -> (Value, Option<String>, Option<String>) {
+pub(crate) fn observed(
+    config: &BTreeMap<String, Value>,
+) -> (Value, Option<String>, Option<String>) {
     let mut inputs = serde_json::Map::new();
     if let Some(name) = text(config.get("name")) {
         inputs.insert("name".into(), Value::from(name));
@@ -452,13 +496,17 @@ pub(crate) fn observed(config: &BTreeMap<String, Value>) -> (Value, Option<Strin
     if let Some(gib) = text(config.get("scsi0")).as_deref().and_then(disk_gib) {
         inputs.insert("disk_gib".into(), Value::from(gib));
     }
-    if let Some(bridge) = text(config.get("net0"))
-        .and_then(|n| n.split(',').find_map(|o| o.strip_prefix("bridge=").map(str::to_owned)))
-    {
+    if let Some(bridge) = text(config.get("net0")).and_then(|n| {
+        n.split(',')
+            .find_map(|o| o.strip_prefix("bridge=").map(str::to_owned))
+    }) {
         inputs.insert("bridge".into(), Value::from(bridge));
     }
     let key = text(config.get("sshkeys")).map(|k| percent_decode(&k).trim().to_owned());
-    inputs.insert("ssh_public_key".into(), Value::from(key.unwrap_or_default()));
+    inputs.insert(
+        "ssh_public_key".into(),
+        Value::from(key.unwrap_or_default()),
+    );
     let ipconfig = text(config.get("ipconfig0")).unwrap_or_default();
     let address = |prefix: &str| {
         ipconfig
@@ -477,7 +525,10 @@ mod tests {
     #[test]
     fn net0_keeps_its_mac_when_the_bridge_changes() {
         assert_eq!(
-            net_on_bridge(Some("virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=1"), "vmbr1"),
+            net_on_bridge(
+                Some("virtio=BC:24:11:00:00:01,bridge=vmbr0,firewall=1"),
+                "vmbr1"
+            ),
             "virtio=BC:24:11:00:00:01,firewall=1,bridge=vmbr1"
         );
         assert_eq!(net_on_bridge(None, "vmbr0"), "virtio,bridge=vmbr0");
@@ -486,7 +537,10 @@ mod tests {
     #[test]
     fn disk_sizes_read_in_gib() {
         assert_eq!(disk_gib("local-lvm:vm-100-disk-0,size=32G"), Some(32));
-        assert_eq!(disk_gib("ceph:vm-100-disk-0,iothread=1,size=1T"), Some(1024));
+        assert_eq!(
+            disk_gib("ceph:vm-100-disk-0,iothread=1,size=1T"),
+            Some(1024)
+        );
         assert_eq!(disk_gib("local:vm-100-disk-0"), None);
     }
 
