@@ -29,6 +29,19 @@ impl ApiError {
         }
     }
 
+    /// A `501` for a method and path the simulator does not serve, worded like Proxmox's.
+    pub fn not_implemented(call: &Call<'_>) -> Self {
+        Self {
+            status: 501,
+            message: format!(
+                "Method '{} /{}' not implemented",
+                call.method,
+                call.segments.join("/")
+            ),
+            errors: None,
+        }
+    }
+
     /// A `400` parameter verification failure.
     pub fn parameters(errors: BTreeMap<String, String>) -> Self {
         Self {
@@ -74,15 +87,7 @@ pub(crate) fn handle(state: &mut State, options: &SimOptions, call: &Call<'_>) -
                 .map_err(|_| ApiError::server(format!("invalid VM id {vmid}")))?;
             vm_call(state, options, call, node, vmid, rest)
         }
-        _ => Err(ApiError {
-            status: 501,
-            message: format!(
-                "Method '{} /{}' not implemented",
-                call.method,
-                call.segments.join("/")
-            ),
-            errors: None,
-        }),
+        _ => Err(ApiError::not_implemented(call)),
     }
 }
 
@@ -122,15 +127,7 @@ fn vm_call(
             agent(&vm, options)?;
             file_read(&vm, call.param("file").unwrap_or_default())
         }
-        _ => Err(ApiError {
-            status: 501,
-            message: format!(
-                "Method '{} /{}' not implemented",
-                call.method,
-                call.segments.join("/")
-            ),
-            errors: None,
-        }),
+        _ => Err(ApiError::not_implemented(call)),
     }
 }
 
@@ -467,11 +464,7 @@ fn power(
             return Err(ApiError::server(format!("VM {} not running", vm.vmid)));
         }
         _ => {
-            return Err(ApiError {
-                status: 501,
-                message: format!("Method 'POST /{}' not implemented", call.segments.join("/")),
-                errors: None,
-            });
+            return Err(ApiError::not_implemented(call));
         }
     };
     Ok(json!(task(
