@@ -77,6 +77,16 @@ async fn setup() -> (ProxmoxSim, ProxmoxProvider, Arc<MemoryAddressPool>) {
     (sim, provider, pool)
 }
 
+/// Creates the test's VM (2 cores, 40 GiB); its outputs and VM id.
+async fn create(
+    provider: &ProxmoxProvider,
+    ctx: &fediversity_engine::provider::CallContext,
+) -> (fediversity_engine::provider::Outputs, u32) {
+    let outputs = provider.create(ctx, &inputs(2, 40)).await.unwrap();
+    let vmid = u32::try_from(outputs.values["vmid"].as_u64().unwrap()).unwrap();
+    (outputs, vmid)
+}
+
 fn ctx_for(address: &str) -> fediversity_engine::provider::CallContext {
     ctx(OPERATOR, address)
 }
@@ -134,12 +144,11 @@ fn count(requests: &[RecordedRequest], method: &str, suffix: &str) -> usize {
 async fn a_vm_is_cloned_configured_started_and_found_again() {
     let (sim, provider, pool) = setup().await;
     let ctx = ctx(OPERATOR, ADDRESS);
-    let outputs = provider.create(&ctx, &inputs(2, 40)).await.unwrap();
+    let (outputs, vmid) = create(&provider, &ctx).await;
     let values = &outputs.values;
     assert_eq!(values["ipv4"], "192.0.2.10");
     assert_eq!(values["ipv6"], "2001:db8::10");
     assert_eq!(values["node"], "pve1");
-    let vmid = u32::try_from(values["vmid"].as_u64().unwrap()).unwrap();
     let vm = sim.vm(vmid).unwrap();
     assert_eq!(values["host_key"], vm.host_key.as_str());
     assert!(vm.running && vm.lock.is_none() && vm.pending.is_empty());
@@ -181,8 +190,7 @@ async fn a_vm_is_cloned_configured_started_and_found_again() {
 async fn a_disk_grows_and_new_cores_apply_after_a_reboot() {
     let (sim, provider, _pool) = setup().await;
     let ctx = ctx(OPERATOR, ADDRESS);
-    let outputs = provider.create(&ctx, &inputs(2, 40)).await.unwrap();
-    let vmid = u32::try_from(outputs.values["vmid"].as_u64().unwrap()).unwrap();
+    let (outputs, vmid) = create(&provider, &ctx).await;
 
     let updated = provider
         .update(&ctx, &inputs(4, 60), &outputs)
@@ -304,8 +312,7 @@ async fn a_replacement_destroys_the_old_vm_and_reuses_its_address() {
 async fn keeping_a_vm_stops_it_and_keeps_its_disk_and_address() {
     let (sim, provider, pool) = setup().await;
     let ctx = ctx(OPERATOR, ADDRESS);
-    let outputs = provider.create(&ctx, &inputs(2, 40)).await.unwrap();
-    let vmid = u32::try_from(outputs.values["vmid"].as_u64().unwrap()).unwrap();
+    let (outputs, vmid) = create(&provider, &ctx).await;
     let deletion = provider
         .delete(&ctx, &inputs(2, 40), &outputs, Retention::Keep)
         .await
