@@ -280,6 +280,19 @@ pub(crate) fn disk_gib(disk: &str) -> Option<u64> {
     Some(gib.ceil() as u64)
 }
 
+/// The MiB of a `memory` setting (`4096` or `current=4096,…` on newer Proxmox VE).
+fn memory_mib(setting: &str) -> Option<u64> {
+    setting
+        .split(',')
+        .find_map(|o| {
+            o.strip_prefix("current=")
+                .or(Some(o))
+                .filter(|v| !v.contains('='))
+        })?
+        .parse()
+        .ok()
+}
+
 fn text(value: Option<&Value>) -> Option<String> {
     match value? {
         Value::String(s) => Some(s.clone()),
@@ -302,9 +315,13 @@ fn config_changes(config: &BTreeMap<String, Value>, desired: &Desired) -> Params
         ("ciuser", desired.ciuser.clone()),
         ("sshkeys", percent_encode(desired.ssh_public_key.trim())),
     ];
+    let current_memory = text(config.get("memory")).as_deref().and_then(memory_mib);
     let mut changes: Params = wanted
         .into_iter()
-        .filter(|(key, value)| text(config.get(*key)).as_deref() != Some(value.as_str()))
+        .filter(|(key, value)| match *key {
+            "memory" => current_memory != Some(desired.memory_mib),
+            _ => text(config.get(*key)).as_deref() != Some(value.as_str()),
+        })
         .collect();
     let tags = tag_set(&text(config.get("tags")).unwrap_or_default());
     if tags != desired.tags {
@@ -488,10 +505,11 @@ pub(crate) fn observed(
     if let Some(name) = text(config.get("name")) {
         inputs.insert("name".into(), Value::from(name));
     }
-    for (key, input) in [("cores", "cores"), ("memory", "memory_mib")] {
-        if let Some(n) = text(config.get(key)).and_then(|t| t.parse::<u64>().ok()) {
-            inputs.insert(input.into(), Value::from(n));
-        }
+    if let Some(cores) = text(config.get("cores")).and_then(|t| t.parse::<u64>().ok()) {
+        inputs.insert("cores".into(), Value::from(cores));
+    }
+    if let Some(mib) = text(config.get("memory")).as_deref().and_then(memory_mib) {
+        inputs.insert("memory_mib".into(), Value::from(mib));
     }
     if let Some(gib) = text(config.get("scsi0")).as_deref().and_then(disk_gib) {
         inputs.insert("disk_gib".into(), Value::from(gib));
@@ -542,6 +560,14 @@ mod tests {
             Some(1024)
         );
         assert_eq!(disk_gib("local:vm-100-disk-0"), None);
+    }
+
+    #[test]
+    fn memory_reads_in_both_notations() {
+        assert_eq!(memory_mib("4096"), Some(4096));
+        assert_eq!(memory_mib("current=2048"), Some(2048));
+        assert_eq!(memory_mib("current=2048,other=1"), Some(2048));
+        assert_eq!(memory_mib("lots"), None);
     }
 
     #[test]

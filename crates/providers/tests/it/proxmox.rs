@@ -469,6 +469,38 @@ async fn a_500_is_transient_and_names_the_endpoint() {
 }
 
 #[tokio::test]
+async fn a_dropped_or_slow_answer_is_transient() {
+    let sim = ProxmoxSim::start(SimOptions::default()).await;
+    let mut options = options(&sim, ca_trust(&sim), &sim.options().token_secret.clone());
+    options.timing.request = Duration::from_millis(300);
+    let provider = ProxmoxProvider::new(options, Arc::new(MemoryAddressPool::default())).unwrap();
+    let ctx = ctx(OPERATOR, ADDRESS);
+    for action in [
+        FaultAction::DropBefore,
+        FaultAction::Delay(Duration::from_secs(2)),
+    ] {
+        sim.inject(Fault {
+            method: "GET".to_owned(),
+            path_suffix: "/cluster/resources".to_owned(),
+            action: action.clone(),
+            times: 1,
+        });
+        let error = provider.read(&ctx, &inputs(2, 40), None).await.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Transient, "{action:?}: {error}");
+        assert!(
+            error
+                .message
+                .contains("did not answer GET /cluster/resources"),
+            "{action:?}: {error}"
+        );
+    }
+    assert_eq!(
+        provider.read(&ctx, &inputs(2, 40), None).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
 async fn a_wrong_token_is_a_clear_permanent_error() {
     let sim = ProxmoxSim::start(SimOptions::default()).await;
     let provider = ProxmoxProvider::new(
