@@ -501,6 +501,35 @@ async fn a_dropped_or_slow_answer_is_transient() {
 }
 
 #[tokio::test]
+async fn a_clone_outlasting_its_wait_is_adopted_once_its_lock_is_gone() {
+    let sim = ProxmoxSim::start(SimOptions {
+        clone_time: Duration::from_millis(1500),
+        ..SimOptions::default()
+    })
+    .await;
+    let secret = sim.options().token_secret.clone();
+    let pool: Arc<MemoryAddressPool> = Arc::default();
+    let mut impatient = options(&sim, ca_trust(&sim), &secret);
+    impatient.timing.task = Duration::from_millis(200);
+    let impatient = ProxmoxProvider::new(impatient, pool.clone()).unwrap();
+    let ctx = ctx(OPERATOR, ADDRESS);
+    let error = impatient.create(&ctx, &inputs(2, 40)).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Transient, "{error}");
+    assert!(error.message.contains("did not finish"), "{error}");
+    assert_eq!(sim.vms()[0].lock.as_deref(), Some("clone"));
+
+    let patient = ProxmoxProvider::new(options(&sim, ca_trust(&sim), &secret), pool).unwrap();
+    let outputs = patient.create(&ctx, &inputs(2, 40)).await.unwrap();
+    assert_eq!(
+        count(&sim.requests(), "POST", "/clone"),
+        1,
+        "adopted, not cloned again"
+    );
+    assert_eq!(outputs.values["vmid"], sim.vms()[0].vmid);
+    assert_conforms(&sim.requests());
+}
+
+#[tokio::test]
 async fn a_wrong_token_is_a_clear_permanent_error() {
     let sim = ProxmoxSim::start(SimOptions::default()).await;
     let provider = ProxmoxProvider::new(
