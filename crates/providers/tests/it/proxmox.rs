@@ -466,6 +466,7 @@ async fn a_500_is_transient_and_names_the_endpoint() {
             .contains("GET /cluster/resources: 500 cluster not ready - no quorum?"),
         "{error}"
     );
+    assert_conforms(&sim.requests());
 }
 
 #[tokio::test]
@@ -498,6 +499,7 @@ async fn a_dropped_or_slow_answer_is_transient() {
         provider.read(&ctx, &inputs(2, 40), None).await.unwrap(),
         None
     );
+    assert_conforms(&sim.requests());
 }
 
 #[tokio::test]
@@ -552,6 +554,7 @@ async fn a_wrong_token_is_a_clear_permanent_error() {
         "no secret in messages"
     );
     assert!(sim.vms().is_empty());
+    assert_conforms(&sim.requests());
 }
 
 #[tokio::test]
@@ -589,6 +592,7 @@ async fn only_the_pinned_certificate_is_trusted() {
             .unwrap(),
         None
     );
+    assert_conforms(&sim.requests());
 }
 
 #[tokio::test]
@@ -632,6 +636,7 @@ async fn the_infra_section_reads_its_files_and_names_a_missing_one() {
             .contains("API token secret file /nonexistent/token"),
         "{error}"
     );
+    assert_conforms(&sim.requests());
 }
 
 #[tokio::test]
