@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-/// Why a provider could not be set up (an external one started or tested, the `dns` one given
-/// its key).
+/// Why a provider could not be set up, started or tested (an external one started or tested,
+/// the `dns` one given its key, the `proxmox` one given its token and CA).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The executable does not exist or cannot be run.
@@ -54,6 +54,24 @@ pub enum Error {
         /// The zone as written.
         zone: String,
         /// What it should be.
+        reason: String,
+    },
+    /// A file the provider needs cannot be read.
+    #[error("cannot read the {what} {}: {reason}", path.display())]
+    UnreadableFile {
+        /// What the file is for.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The Proxmox VE client cannot be set up (a CA file that holds no CA, …).
+    #[error("cannot set up the Proxmox VE client for {endpoint}: {reason}")]
+    Proxmox {
+        /// The API's address.
+        endpoint: String,
+        /// What is wrong.
         reason: String,
     },
     /// The protocol's JSON Schema shipped with this build does not compile: a bug of this build.

@@ -13,6 +13,8 @@
 //! - [`sshkey`] — Ed25519 deployment keys (`sshkey`);
 //! - [`garage`] — buckets, access keys and cluster layouts on Garage, through its admin API v2
 //!   (`garage`);
+//! - [`proxmox`] — VMs on a Proxmox VE cluster (`proxmox`), with static addresses from an
+//!   [`AddressPool`];
 //! - [`external`] — any executable speaking the JSON-lines provider protocol
 //!   (`docs/provider-protocol.md`), with a conformance runner for provider authors;
 //! - [`registry`] — the set of providers a run uses: the sandbox's, plus the real ones
@@ -33,17 +35,20 @@ mod inputs;
 mod kept_in_state;
 pub mod local;
 mod outputs;
+pub mod proxmox;
 pub mod registry;
 mod s3_inputs;
 pub mod secret;
 pub mod sensitive;
 pub mod sshkey;
+pub mod tls;
 
 pub use dns::DnsProvider;
 pub use error::{Error, Result};
 pub use external::{ExternalOptions, ExternalProvider, conformance};
 pub use garage::{GarageCluster, GarageProvider};
 pub use local::LocalProvider;
+pub use proxmox::{AddressPool, MemoryAddressPool, ProxmoxProvider};
 pub use registry::{SetupError, infra_providers, sandbox_providers};
 pub use secret::{DirectoryOperatorSecrets, OperatorSecrets, SecretProvider};
 pub use sensitive::SecretString;

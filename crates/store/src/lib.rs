@@ -6,6 +6,7 @@
 //!   the journal of provider calls (intents and outcomes) and the per-operator leases;
 //! - the panel's persistence: operators, every version of their configurations, deployments,
 //!   their event logs and the job queue workers claim from;
+//! - the addresses VMs hold from the infrastructure's pools (one resource per address);
 //! - secrets at rest: every `{"$secret": …}` value is sealed under the platform key
 //!   ([`SealingKey`]) before it is written, and a store opened with another key refuses to
 //!   start.
@@ -20,6 +21,7 @@
 //!
 //! [`OperatorId`]: fediversity_model::names::OperatorId
 
+mod addresses;
 mod backend;
 mod error;
 mod records;

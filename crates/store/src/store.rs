@@ -46,7 +46,7 @@ pub enum Backend {
 /// Cheap to clone: clones share the connection pool.
 #[derive(Clone)]
 pub struct Store {
-    queries: Arc<dyn Queries>,
+    pub(crate) queries: Arc<dyn Queries>,
     backend: Backend,
     sealer: Sealer,
     clock: Arc<dyn Clock>,

@@ -2,9 +2,10 @@
 //! crate depends on it).
 //!
 //! Today it holds golden-file comparison, a throwaway PostgreSQL server ([`postgres`]),
-//! throwaway Garage nodes and clusters ([`garage`]) and a throwaway PowerDNS ([`pdns`]); the
-//! other servers integration tests start (slapd, sshd hosts, the Proxmox VE simulator) arrive
-//! here with the issues that need them.
+//! throwaway Garage nodes and clusters ([`garage`]), a throwaway PowerDNS ([`pdns`]) and a
+//! Proxmox VE API simulator with a checker for Proxmox's own API schema ([`proxmox`]); the
+//! other servers integration tests start (slapd, sshd hosts) arrive here with the issues that
+//! need them.
 
 #![allow(clippy::panic, reason = "test assertions fail by panicking")]
 
@@ -22,3 +23,4 @@ pub(crate) fn describe(output: &std::process::Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+pub mod proxmox;

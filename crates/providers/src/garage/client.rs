@@ -412,12 +412,16 @@ fn quote(text: &str) -> String {
 }
 
 /// The HTTP client every cluster shares: timeouts on every call, so a hung Garage is a
-/// transient failure and never a hung run.
-pub fn http_client() -> reqwest::Result<reqwest::Client> {
+/// transient failure and never a hung run; HTTPS endpoints are checked against the public web
+/// PKI roots.
+pub fn http_client() -> Result<reqwest::Client, String> {
+    let tls = crate::tls::client_config(&crate::tls::Trust::default())?;
     reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
         .build()
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ impl GarageProvider {
         region: impl Into<String>,
         shared: Option<GarageCluster>,
     ) -> Result<Self, GarageSetupError> {
-        let http = client::http_client().map_err(|e| GarageSetupError::Http(e.to_string()))?;
+        let http = client::http_client().map_err(GarageSetupError::Http)?;
         Ok(Self {
             http,
             region: region.into(),

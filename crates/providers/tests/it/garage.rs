@@ -78,8 +78,8 @@ fn id_of(outputs: &Outputs) -> String {
 async fn admin_call(node: &GarageNode, method: &str, operation: &str, query: &str) -> Value {
     let url = format!("{}/v2/{operation}?{query}", node.admin_endpoint());
     let request = match method {
-        "GET" => reqwest::Client::new().get(url),
-        _ => reqwest::Client::new().post(url).json(&json!({})),
+        "GET" => http().get(url),
+        _ => http().post(url).json(&json!({})),
     };
     let response = request
         .bearer_auth(node.admin_token())
@@ -113,7 +113,7 @@ struct S3User {
 impl S3User {
     fn new(node: &GarageNode, key: &Outputs) -> S3User {
         S3User {
-            http: reqwest::Client::new(),
+            http: http(),
             endpoint: node.s3_endpoint(),
             region: node.region().to_owned(),
             credentials: Credentials::new(
@@ -241,7 +241,7 @@ async fn buckets_and_keys_are_made_adopted_updated_and_read() {
         .as_str()
         .unwrap()
         .to_owned();
-    reqwest::Client::new()
+    http()
         .post(format!("{}/v2/AllowBucketKey", garage.admin_endpoint()))
         .bearer_auth(garage.admin_token())
         .json(&json!({"bucketId": id_of(&made), "accessKeyId": key_id, "permissions": {"owner": true}}))
@@ -473,7 +473,8 @@ async fn retention_delete_empties_and_removes_the_bucket() {
 fn infra_with_garage(node: &GarageNode) -> fediversity_model::Infra {
     let text = std::fs::read_to_string(workspace().join("examples/infra.toml")).unwrap();
     let mut infra: toml::Table = toml::from_str(&text).unwrap();
-    for sandboxed in ["proxmox", "dns", "nix"] {
+    // Everything but Garage goes to the sandbox, and no mail relay is needed.
+    for sandboxed in ["proxmox", "dns", "nix", "smtp"] {
         infra.remove(sandboxed);
     }
     let garage = infra["garage"].as_table().cloned().unwrap();
@@ -837,10 +838,19 @@ async fn a_dedicated_cluster_gets_its_layout_and_then_a_replicated_bucket() {
         200
     );
     // Replication factor 3 on three nodes: every node stores every partition, and serves the
-    // object.
-    let layout_now = admin_call(first, "GET", "GetClusterLayout", "").await;
-    for role in layout_now["roles"].as_array().unwrap() {
-        assert_eq!(role["storedPartitions"], 256, "{layout_now:#}");
+    // object. Nodes report what they store as they sync the new layout, so wait for it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let layout_now = admin_call(first, "GET", "GetClusterLayout", "").await;
+        let roles = layout_now["roles"].as_array().unwrap();
+        if roles.iter().all(|role| role["storedPartitions"] == 256) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "every node stores every partition: {layout_now:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for node in cluster.nodes() {
         let reader = S3User::new(node, &made_key);
@@ -854,4 +864,16 @@ async fn a_dedicated_cluster_gets_its_layout_and_then_a_replicated_bucket() {
         .await
         .unwrap();
     assert_eq!(removed, Deletion::Removed);
+}
+
+/// An HTTP client for the tests' own calls, with the TLS set-up the providers use (reqwest is
+/// built without a default TLS provider).
+fn http() -> reqwest::Client {
+    let tls =
+        fediversity_providers::tls::client_config(&fediversity_providers::tls::Trust::default())
+            .unwrap();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .unwrap()
 }

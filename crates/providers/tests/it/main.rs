@@ -2,8 +2,9 @@
 //! the `dns` provider against a real PowerDNS,
 //! a whole sandbox deployment through the engine, external providers against the Python
 //! example and deliberately broken scripts, the conformance runner, the protocol's
-//! checked-in example messages against its JSON Schema, and the Garage provider against real
-//! Garage.
+//! checked-in example messages against its JSON Schema, the Garage provider against real
+//! Garage, the `dns` provider against real PowerDNS, and the `proxmox` provider against the
+//! Proxmox VE simulator and Proxmox's own API schema.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,6 +19,7 @@ mod external;
 mod garage;
 mod local;
 mod messages;
+mod proxmox;
 mod sandbox;
 
 use std::path::{Path, PathBuf};

@@ -253,6 +253,28 @@ pub(crate) trait Queries: Send + Sync {
     /// Gives up the lease if `holder` holds it.
     async fn release_lease(&self, operator: &str, holder: &str) -> Result<()>;
 
+    /// The address `resource` of `operator` holds in `pool`.
+    async fn held_address(
+        &self,
+        pool: &str,
+        operator: &str,
+        resource: &str,
+    ) -> Result<Option<String>>;
+    /// Every address held in `pool`.
+    async fn taken_addresses(&self, pool: &str) -> Result<Vec<String>>;
+    /// Records `address` of `pool` as `resource`'s; false (and nothing written) when the
+    /// address is taken or the resource already holds one in the pool.
+    async fn claim_address(
+        &self,
+        pool: &str,
+        address: &str,
+        operator: &str,
+        resource: &str,
+        now: Millis,
+    ) -> Result<bool>;
+    /// Frees every address `resource` of `operator` holds; returns how many.
+    async fn release_addresses(&self, operator: &str, resource: &str) -> Result<u64>;
+
     /// Closes every connection.
     async fn close(&self);
 }

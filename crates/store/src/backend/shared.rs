@@ -444,6 +444,81 @@ macro_rules! shared_queries {
                 Ok(())
             }
 
+            async fn held_address(
+                &self,
+                pool: &str,
+                operator: &str,
+                resource: &str,
+            ) -> $crate::error::Result<Option<String>> {
+                const FAILED: &str = "reading an address";
+                let mut conn = self.connection(FAILED).await?;
+                sqlx::query_scalar(
+                    "SELECT address FROM addresses \
+                     WHERE pool = $1 AND operator = $2 AND resource = $3",
+                )
+                .bind(pool)
+                .bind(operator)
+                .bind(resource)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(self.failed(FAILED))
+            }
+
+            async fn taken_addresses(&self, pool: &str) -> $crate::error::Result<Vec<String>> {
+                const FAILED: &str = "reading a pool's addresses";
+                let mut conn = self.connection(FAILED).await?;
+                sqlx::query_scalar("SELECT address FROM addresses WHERE pool = $1")
+                    .bind(pool)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(self.failed(FAILED))
+            }
+
+            async fn claim_address(
+                &self,
+                pool: &str,
+                address: &str,
+                operator: &str,
+                resource: &str,
+                now: fediversity_engine::clock::Millis,
+            ) -> $crate::error::Result<bool> {
+                const FAILED: &str = "claiming an address";
+                let mut conn = self.connection(FAILED).await?;
+                // No conflict target: either unique key (the address, or the resource's one
+                // address in the pool) makes the claim a no-op the caller sees.
+                let claimed: Vec<String> = sqlx::query_scalar(
+                    "INSERT INTO addresses (pool, address, operator, resource, allocated_at) \
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING address",
+                )
+                .bind(pool)
+                .bind(address)
+                .bind(operator)
+                .bind(resource)
+                .bind(now)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(self.failed(FAILED))?;
+                Ok(!claimed.is_empty())
+            }
+
+            async fn release_addresses(
+                &self,
+                operator: &str,
+                resource: &str,
+            ) -> $crate::error::Result<u64> {
+                const FAILED: &str = "releasing addresses";
+                let mut conn = self.connection(FAILED).await?;
+                let done = sqlx::query(
+                    "DELETE FROM addresses WHERE operator = $1 AND resource = $2",
+                )
+                .bind(operator)
+                .bind(resource)
+                .execute(&mut *conn)
+                .await
+                .map_err(self.failed(FAILED))?;
+                Ok(done.rows_affected())
+            }
+
             async fn open_intents(
                 &self,
                 operator: &str,

@@ -12,6 +12,7 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+mod addresses;
 mod connect;
 mod harness;
 mod jobs;
@@ -46,6 +47,8 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    addresses::addresses_are_claimed_once_held_and_released,
+    addresses::of_many_concurrent_claims_of_one_address_exactly_one_wins,
     state::state_round_trips_with_secrets,
     state::operators_never_see_each_others_rows,
     state::finish_intent_writes_outcome_and_record_together,
