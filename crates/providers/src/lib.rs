@@ -7,6 +7,8 @@
 //! - [`local`] — the sandbox (`local`): VMs as directories, DNS as zone files, buckets as
 //!   directories, S3 keys as files, NixOS hosts as a host spec written into the VM's directory,
 //!   so that `fediversity apply` works on any machine;
+//! - [`nixos`] — NixOS systems built with Nix and deployed over SSH, with secrets, a health
+//!   check and rollback (`nixos`);
 //! - [`secret`] — generated secrets and secrets the operator stored (`secret`);
 //! - [`sshkey`] — Ed25519 deployment keys (`sshkey`);
 //! - [`external`] — any executable speaking the JSON-lines provider protocol
@@ -25,6 +27,7 @@ mod files;
 mod inputs;
 mod kept_in_state;
 pub mod local;
+pub mod nixos;
 pub mod registry;
 pub mod secret;
 pub mod sensitive;
@@ -33,6 +36,7 @@ pub mod sshkey;
 pub use error::{Error, Result};
 pub use external::{ExternalOptions, ExternalProvider, conformance};
 pub use local::LocalProvider;
+pub use nixos::{NixosConfigError, NixosOptions, NixosProvider};
 pub use registry::sandbox_providers;
 pub use secret::{DirectoryOperatorSecrets, OperatorSecrets, SecretProvider};
 pub use sensitive::SecretString;

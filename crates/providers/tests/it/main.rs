@@ -1,7 +1,8 @@
 //! The providers' integration tests, one binary: the sandbox provider per kind on real files,
 //! a whole sandbox deployment through the engine, external providers against the Python
 //! example and deliberately broken scripts, the conformance runner, and the protocol's
-//! checked-in example messages against its JSON Schema.
+//! checked-in example messages against its JSON Schema, and the `nixos` provider against test
+//! hosts in network namespaces.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,6 +15,7 @@ mod conformance;
 mod external;
 mod local;
 mod messages;
+mod nixos;
 mod sandbox;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,681 @@
+//! The `nixos` provider: puts a NixOS system on a host over SSH, with health-gated rollback.
+//!
+//! One resource is one host. A deployment goes through five phases, each reported as
+//! progress (`build`, `copy`, `secrets`, `activate`, `health`):
+//!
+//! 1. **build** on the deployer: `(builtins.getFlake FLAKE).fediversity.system SPEC`, the host
+//!    spec (JSON, no secrets) given as a parsed attribute set ([`nix`]);
+//! 2. **copy** the closure with `nix copy` over SSH, unless the host already runs exactly
+//!    that system (its profile's current generation is the built path): then nothing is
+//!    copied or switched, and only the secrets and the health check run;
+//! 3. **secrets** written one by one from standard input into a root-only directory
+//!    (`/var/lib/fediversity/secrets`, 0700, files 0600, each replaced atomically; files no
+//!    longer wanted removed), never on a command line, in a log or in an event;
+//! 4. **activate**: a new generation of the system profile, then `switch-to-configuration
+//!    switch` run detached on the host, whose exit status the provider polls, so an SSH drop
+//!    does not stop it;
+//! 5. **health**: each HTTP check the system declares (`etc/fediversity/health.json`) must
+//!    answer 2xx or 3xx on the host's loopback within the health timeout.
+//!
+//! When activation or the health check fails, the host is switched back to the generation it
+//! ran before, and the error reports both the failure and the rollback. Such an error is
+//! permanent: trying the same system again would fail the same way. Everything on the host
+//! goes through one SSH master connection with the VM's recorded host key pinned ([`ssh`]).
+//! The contract a flake must meet is in `docs/nixos-provider.md`.
+
+mod nix;
+mod ssh;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use fediversity_engine::provider::ErrorKind;
+use fediversity_engine::provider::{CallContext, Deletion, Observed, Outputs, Provider};
+use fediversity_engine::{ProviderError, ProviderResult};
+use fediversity_model::Retention;
+use fediversity_model::infra::{BuildOn, NixInfra};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use self::nix::Nix;
+use self::ssh::Session;
+use crate::files::check_component;
+use crate::inputs::parse_inputs;
+use crate::sensitive::SecretString;
+
+/// The provider name resources use.
+pub const NAME: &str = "nixos";
+
+/// How the provider works: bounds, timeouts and where the hosts keep their files.
+#[derive(Clone, Debug)]
+pub struct NixosOptions {
+    /// How many hosts deploy at once. Each deployment mostly waits on the network and the
+    /// host, so this may well exceed the deployer's cores.
+    pub parallelism: usize,
+    /// How long SSH may take to connect and log in.
+    pub connect_timeout: Duration,
+    /// How long building one system may take.
+    pub build_timeout: Duration,
+    /// How long copying one closure may take.
+    pub copy_timeout: Duration,
+    /// How long `switch-to-configuration` may run before the host is rolled back.
+    pub activation_timeout: Duration,
+    /// How long the health checks may take to pass before the host is rolled back.
+    pub health_timeout: Duration,
+    /// How often the activation's status and a failing health check are asked again.
+    pub poll_interval: Duration,
+    /// `--option NAME VALUE` pairs for every `nix` command (e.g. `substituters` empty on a
+    /// deployer without Internet access).
+    pub nix_options: BTreeMap<String, String>,
+    /// For test hosts that share one file system: each host's files (its Nix store, profile
+    /// and secrets) live under `<hosts_root>/<host address>`. `None` on real hosts.
+    pub hosts_root: Option<PathBuf>,
+}
+
+impl Default for NixosOptions {
+    fn default() -> Self {
+        Self {
+            parallelism: 32,
+            connect_timeout: Duration::from_secs(10),
+            build_timeout: Duration::from_secs(3600),
+            copy_timeout: Duration::from_secs(1800),
+            activation_timeout: Duration::from_secs(600),
+            health_timeout: Duration::from_secs(120),
+            poll_interval: Duration::from_millis(100),
+            nix_options: BTreeMap::new(),
+            hosts_root: None,
+        }
+    }
+}
+
+/// Why the provider cannot work on this infrastructure.
+#[derive(Debug, thiserror::Error)]
+pub enum NixosConfigError {
+    /// `[nix] build_on = "target"` is not supported yet.
+    #[error(
+        "[nix] build_on = \"target\" is not supported by this version of the nixos provider: \
+         set build_on = \"deployer\" in infra.toml"
+    )]
+    BuildOnTarget,
+}
+
+/// The `nixos` provider.
+#[derive(Clone, Debug)]
+pub struct NixosProvider {
+    options: NixosOptions,
+    nix: Nix,
+}
+
+impl NixosProvider {
+    /// The provider with `options`.
+    pub fn new(options: NixosOptions) -> Self {
+        let nix = Nix {
+            options: options.nix_options.clone(),
+        };
+        Self { options, nix }
+    }
+
+    /// The provider for the hosting provider's `[nix]` section, with default options.
+    ///
+    /// # Errors
+    /// When the section asks for something this provider cannot do.
+    pub fn from_infra(infra: &NixInfra) -> Result<Self, NixosConfigError> {
+        match infra.build_on {
+            BuildOn::Deployer => Ok(Self::new(NixosOptions::default())),
+            BuildOn::Target => Err(NixosConfigError::BuildOnTarget),
+        }
+    }
+}
+
+/// The inputs of a host, as the configurator makes them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NixosInputs {
+    build_on: BuildOn,
+    /// The flake holding `fediversity.system`.
+    flake: String,
+    /// The host's address.
+    host: String,
+    /// The host's SSH host key, as its VM reported it.
+    host_key: String,
+    /// Secret file name → value.
+    #[serde(default)]
+    secrets: BTreeMap<String, SecretString>,
+    /// The host spec the system is built from.
+    spec: Value,
+    /// The deployment key (OpenSSH PEM).
+    ssh_private_key: SecretString,
+}
+
+impl NixosInputs {
+    fn parse(ctx: &CallContext, inputs: &Value) -> ProviderResult<Self> {
+        let parsed: Self = parse_inputs(&ctx.address, NAME, inputs)?;
+        if parsed.build_on == BuildOn::Target {
+            return Err(ProviderError::permanent(format!(
+                "{}: {}",
+                ctx.address,
+                NixosConfigError::BuildOnTarget
+            )));
+        }
+        for name in parsed.secrets.keys() {
+            check_component("secret file", name)?;
+        }
+        Ok(parsed)
+    }
+}
+
+/// The generation a host's system profile points at.
+#[derive(Clone, Debug, PartialEq)]
+struct Generation {
+    number: u64,
+    system: String,
+}
+
+impl Generation {
+    fn outputs(&self) -> Outputs {
+        let mut outputs = Outputs::default();
+        outputs
+            .values
+            .insert("system".to_owned(), json!(self.system));
+        outputs
+            .values
+            .insert("generation".to_owned(), json!(self.number));
+        outputs
+    }
+}
+
+/// The health checks a system declares in `etc/fediversity/health.json`.
+#[derive(Debug, Deserialize)]
+struct HealthChecks {
+    checks: Vec<HealthCheck>,
+}
+
+/// One HTTP endpoint on the host's loopback that must answer 2xx or 3xx.
+#[derive(Debug, Deserialize)]
+struct HealthCheck {
+    name: String,
+    port: u16,
+    path: String,
+    /// The `Host` header, for a virtual host (default `127.0.0.1`).
+    #[serde(default)]
+    host: Option<String>,
+}
+
+/// A short timeout for one small command on the host.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl NixosProvider {
+    async fn session(&self, inputs: &NixosInputs) -> ProviderResult<Session> {
+        let root = self
+            .options
+            .hosts_root
+            .as_ref()
+            .map(|r| r.join(&inputs.host).display().to_string())
+            .unwrap_or_default();
+        Session::open(
+            &inputs.host,
+            &root,
+            &inputs.host_key,
+            &inputs.ssh_private_key,
+            self.options.connect_timeout,
+        )
+        .await
+    }
+
+    /// Builds, copies, uploads, activates and checks; rolls back on failure.
+    async fn deploy(&self, ctx: &CallContext, inputs: &Value) -> ProviderResult<Outputs> {
+        let inputs = NixosInputs::parse(ctx, inputs)?;
+        let at = &ctx.address;
+        ctx.progress.report(
+            format!("build: building the system from {}", inputs.flake),
+            None,
+        );
+        let system = self
+            .nix
+            .build(&inputs.flake, &inputs.spec, self.options.build_timeout)
+            .await
+            .map_err(|e| in_context(at, e))?;
+        let session = self.session(&inputs).await.map_err(|e| in_context(at, e))?;
+        let host = session.host().to_owned();
+        let previous = current(&session).await.map_err(|e| in_context(at, e))?;
+        if let Some(running) = previous.as_ref().filter(|g| g.system == system) {
+            ctx.progress.report(
+                format!(
+                    "copy: skipped, {host} already runs {system} (generation {})",
+                    running.number
+                ),
+                None,
+            );
+            self.upload_secrets(ctx, &session, &inputs.secrets).await?;
+            self.check_health(ctx, &session, &system)
+                .await
+                .map_err(|failure| {
+                    ProviderError::permanent(format!("{at}: {host} runs {system}, but {failure}"))
+                })?;
+            return Ok(running.outputs());
+        }
+        ctx.progress
+            .report(format!("copy: {system} to {host}"), Some(0.2));
+        self.nix
+            .copy(&session, &system, self.options.copy_timeout)
+            .await
+            .map_err(|e| in_context(at, e))?;
+        self.upload_secrets(ctx, &session, &inputs.secrets).await?;
+        ctx.progress
+            .report(format!("activate: a new generation on {host}"), Some(0.6));
+        let outcome = match self.activate(&session, &system, "new").await {
+            Ok(number) => {
+                ctx.progress.report(
+                    format!("health: checking generation {number} on {host}"),
+                    Some(0.8),
+                );
+                self.check_health(ctx, &session, &system)
+                    .await
+                    .map(|()| Generation { number, system })
+            }
+            Err(failure) => Err(failure),
+        };
+        match outcome {
+            Ok(deployed) => {
+                tracing::info!(%host, system = %deployed.system, generation = deployed.number, "host deployed");
+                Ok(deployed.outputs())
+            }
+            Err(failure) => Err(self
+                .roll_back(ctx, &session, previous.as_ref(), &failure)
+                .await),
+        }
+    }
+
+    /// Writes each secret from standard input, then removes the files no longer wanted.
+    async fn upload_secrets(
+        &self,
+        ctx: &CallContext,
+        session: &Session,
+        secrets: &BTreeMap<String, SecretString>,
+    ) -> ProviderResult<()> {
+        let at = &ctx.address;
+        ctx.progress.report(
+            format!("secrets: {} file(s) to {}", secrets.len(), session.host()),
+            Some(0.5),
+        );
+        for (name, value) in secrets {
+            let ran = session
+                .script("secret", &[name], Some(value), COMMAND_TIMEOUT)
+                .await
+                .map_err(|e| in_context(at, e))?;
+            if !ran.success {
+                return Err(ProviderError::transient(format!(
+                    "{at}: cannot write the secret file `{name}` on {}: {}",
+                    session.host(),
+                    ran.stderr.trim()
+                )));
+            }
+        }
+        let names: Vec<&str> = secrets.keys().map(String::as_str).collect();
+        let ran = session
+            .script("keep-secrets", &names, None, COMMAND_TIMEOUT)
+            .await
+            .map_err(|e| in_context(at, e))?;
+        if ran.success {
+            Ok(())
+        } else {
+            Err(ProviderError::transient(format!(
+                "{at}: cannot remove old secret files on {}: {}",
+                session.host(),
+                ran.stderr.trim()
+            )))
+        }
+    }
+
+    /// Points the profile at `generation` (`new` for a new one) and switches to `system`,
+    /// waiting for the detached activation to end. `Ok` holds the generation number; `Err`
+    /// says why the activation failed or could not be followed.
+    async fn activate(
+        &self,
+        session: &Session,
+        system: &str,
+        generation: &str,
+    ) -> Result<u64, String> {
+        let run = run_id().map_err(|e| e.message)?;
+        let ran = session
+            .script("switch", &[system, generation, &run], None, COMMAND_TIMEOUT)
+            .await
+            .map_err(|e| format!("the activation could not start: {}", e.message))?;
+        let number = match ran.stdout.trim().parse::<u64>() {
+            Ok(number) if ran.success => number,
+            _ => {
+                return Err(format!(
+                    "the activation could not start: {}",
+                    ran.stderr.trim()
+                ));
+            }
+        };
+        let deadline = Instant::now() + self.options.activation_timeout;
+        loop {
+            tokio::time::sleep(self.options.poll_interval).await;
+            match session
+                .script("status", &[&run], None, COMMAND_TIMEOUT)
+                .await
+            {
+                Ok(status) => match activation_status(&status.stdout) {
+                    None => {}
+                    Some(0) => return Ok(number),
+                    Some(code) => {
+                        let log = status
+                            .stdout
+                            .lines()
+                            .skip(1)
+                            .collect::<Vec<_>>()
+                            .join(" / ");
+                        return Err(format!(
+                            "switch-to-configuration of generation {number} exited with status \
+                             {code}: {log}"
+                        ));
+                    }
+                },
+                // A dropped connection: the activation goes on, and the next poll reconnects.
+                Err(e) if e.kind == ErrorKind::Transient => {
+                    tracing::warn!(host = %session.host(), error = %e.message, "polling the activation");
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "the activation could not be followed: {}",
+                        e.message
+                    ));
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the activation of generation {number} did not finish within {:?}",
+                    self.options.activation_timeout
+                ));
+            }
+        }
+    }
+
+    /// Waits until every health check the system declares passes, or says which did not.
+    async fn check_health(
+        &self,
+        ctx: &CallContext,
+        session: &Session,
+        system: &str,
+    ) -> Result<(), String> {
+        let ran = session
+            .script("health-checks", &[system], None, COMMAND_TIMEOUT)
+            .await
+            .map_err(|e| format!("its health checks could not be read: {}", e.message))?;
+        let declared: HealthChecks = serde_json::from_str(&ran.stdout)
+            .map_err(|e| format!("{system}/etc/fediversity/health.json is not valid: {e}"))?;
+        let deadline = Instant::now() + self.options.health_timeout;
+        for check in &declared.checks {
+            ctx.progress.report(
+                format!(
+                    "health: {} (http://127.0.0.1:{}{} on {})",
+                    check.name,
+                    check.port,
+                    check.path,
+                    session.host()
+                ),
+                Some(0.9),
+            );
+            let mut last;
+            loop {
+                last = probe(
+                    session,
+                    check,
+                    self.options.poll_interval.max(Duration::from_secs(2)),
+                )
+                .await;
+                if last.is_ok() || Instant::now() > deadline {
+                    break;
+                }
+                tokio::time::sleep(self.options.poll_interval).await;
+            }
+            last.map_err(|answer| {
+                format!(
+                    "the health check `{}` (http://127.0.0.1:{}{} on the host) did not pass \
+                     within {:?}: {answer}",
+                    check.name, check.port, check.path, self.options.health_timeout
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Switches back to `previous` after `failure`; the error to report either way.
+    async fn roll_back(
+        &self,
+        ctx: &CallContext,
+        session: &Session,
+        previous: Option<&Generation>,
+        failure: &str,
+    ) -> ProviderError {
+        let (at, host) = (&ctx.address, session.host());
+        tracing::warn!(%host, %failure, "deployment failed");
+        let Some(previous) = previous else {
+            return ProviderError::permanent(format!(
+                "{at}: {failure}; {host} had no earlier generation to roll back to"
+            ));
+        };
+        ctx.progress.report(
+            format!(
+                "rollback: {host} back to generation {} ({})",
+                previous.number, previous.system
+            ),
+            None,
+        );
+        let rolled = self
+            .activate(session, &previous.system, &previous.number.to_string())
+            .await;
+        match rolled {
+            Ok(_) => {
+                tracing::warn!(%host, generation = previous.number, "rolled back");
+                ProviderError::permanent(format!(
+                    "{at}: {failure}; rolled {host} back to generation {} ({})",
+                    previous.number, previous.system
+                ))
+            }
+            Err(rollback) => ProviderError::permanent(format!(
+                "{at}: {failure}; rolling {host} back to generation {} failed too: {rollback}",
+                previous.number
+            )),
+        }
+    }
+}
+
+/// The generation the host's system profile points at, if any.
+async fn current(session: &Session) -> ProviderResult<Option<Generation>> {
+    let ran = session
+        .script("current", &[], None, COMMAND_TIMEOUT)
+        .await?;
+    if !ran.success {
+        return Err(ProviderError::transient(format!(
+            "cannot read the system profile on {}: {}",
+            session.host(),
+            ran.stderr.trim()
+        )));
+    }
+    Ok(parse_generation(&ran.stdout))
+}
+
+/// `"<number> <store path>"` as the host script prints it.
+fn parse_generation(line: &str) -> Option<Generation> {
+    let (number, system) = line.trim().split_once(' ')?;
+    Some(Generation {
+        number: number.parse().ok()?,
+        system: system.to_owned(),
+    })
+}
+
+/// The exit status in the host script's `status` answer, `None` while it runs.
+fn activation_status(answer: &str) -> Option<i32> {
+    let first = answer.lines().next().unwrap_or("running").trim();
+    if first == "running" {
+        None
+    } else {
+        Some(first.parse().unwrap_or(-1))
+    }
+}
+
+/// One HTTP request for `check`, through the host; `Err` holds what came back instead.
+async fn probe(session: &Session, check: &HealthCheck, timeout: Duration) -> Result<(), String> {
+    let request = format!(
+        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: fediversity-health\r\nConnection: close\r\n\r\n",
+        check.path,
+        check.host.as_deref().unwrap_or("127.0.0.1")
+    );
+    let answer = session
+        .forward(check.port, request.as_bytes(), timeout)
+        .await
+        .map_err(|e| e.message)?;
+    match http_status(&answer) {
+        Some(code) if (200..400).contains(&code) => Ok(()),
+        Some(code) => Err(format!("HTTP {code}")),
+        None => Err("no HTTP answer".to_owned()),
+    }
+}
+
+/// The status code of an HTTP answer.
+fn http_status(answer: &[u8]) -> Option<u16> {
+    let text = String::from_utf8_lossy(answer);
+    let mut words = text.lines().next()?.split_whitespace();
+    words
+        .next()
+        .filter(|v| v.starts_with("HTTP/"))
+        .and_then(|_| words.next())
+        .and_then(|code| code.parse().ok())
+}
+
+/// A random name for one activation's status and log files.
+fn run_id() -> ProviderResult<String> {
+    let bytes: [u8; 8] = crate::secret::random_array()?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// `error` with the resource's address in front.
+fn in_context(address: &impl std::fmt::Display, error: ProviderError) -> ProviderError {
+    ProviderError {
+        kind: error.kind,
+        message: format!("{address}: {}", error.message),
+    }
+}
+
+#[async_trait]
+impl Provider for NixosProvider {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn concurrency(&self) -> usize {
+        self.options.parallelism.max(1)
+    }
+
+    #[tracing::instrument(name = "nixos.create", skip_all, fields(operator = %ctx.operator, address = %ctx.address))]
+    async fn create(&self, ctx: &CallContext, inputs: &Value) -> ProviderResult<Outputs> {
+        self.deploy(ctx, inputs).await
+    }
+
+    #[tracing::instrument(name = "nixos.read", skip_all, fields(operator = %ctx.operator, address = %ctx.address))]
+    async fn read(
+        &self,
+        ctx: &CallContext,
+        inputs: &Value,
+        _recorded: Option<&Outputs>,
+    ) -> ProviderResult<Option<Observed>> {
+        let parsed = NixosInputs::parse(ctx, inputs)?;
+        let session = self
+            .session(&parsed)
+            .await
+            .map_err(|e| in_context(&ctx.address, e))?;
+        let running = current(&session)
+            .await
+            .map_err(|e| in_context(&ctx.address, e))?;
+        // Logging in with the pinned key proves the host and its key are the recorded ones.
+        Ok(running.map(|generation| Observed {
+            inputs: json!({"host": parsed.host, "host_key": parsed.host_key}),
+            outputs: generation.outputs(),
+        }))
+    }
+
+    #[tracing::instrument(name = "nixos.update", skip_all, fields(operator = %ctx.operator, address = %ctx.address))]
+    async fn update(
+        &self,
+        ctx: &CallContext,
+        inputs: &Value,
+        _recorded: &Outputs,
+    ) -> ProviderResult<Outputs> {
+        self.deploy(ctx, inputs).await
+    }
+
+    /// Removes the host's secrets; the system stays (a host cannot run no system), and the
+    /// VM it runs on is removed on its own.
+    #[tracing::instrument(name = "nixos.delete", skip_all, fields(operator = %ctx.operator, address = %ctx.address))]
+    async fn delete(
+        &self,
+        ctx: &CallContext,
+        inputs: &Value,
+        _recorded: &Outputs,
+        _retention: Retention,
+    ) -> ProviderResult<Deletion> {
+        let parsed = NixosInputs::parse(ctx, inputs)?;
+        let session = self
+            .session(&parsed)
+            .await
+            .map_err(|e| in_context(&ctx.address, e))?;
+        let ran = session
+            .script("remove-secrets", &[], None, COMMAND_TIMEOUT)
+            .await
+            .map_err(|e| in_context(&ctx.address, e))?;
+        if !ran.success {
+            return Err(ProviderError::transient(format!(
+                "{}: cannot remove the secrets on {}: {}",
+                ctx.address,
+                parsed.host,
+                ran.stderr.trim()
+            )));
+        }
+        Ok(Deletion::Removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_and_statuses_parse() {
+        assert_eq!(
+            parse_generation("3 /nix/store/abc-system\n"),
+            Some(Generation {
+                number: 3,
+                system: "/nix/store/abc-system".to_owned()
+            })
+        );
+        assert_eq!(parse_generation(""), None);
+        assert_eq!(activation_status("running\n"), None);
+        assert_eq!(activation_status("0\n"), Some(0));
+        assert_eq!(activation_status("4\nunit x failed\n"), Some(4));
+    }
+
+    #[test]
+    fn http_status_lines_parse() {
+        assert_eq!(http_status(b"HTTP/1.0 200 OK\r\n\r\nok"), Some(200));
+        assert_eq!(http_status(b"HTTP/1.1 404 Not Found\r\n"), Some(404));
+        assert_eq!(http_status(b""), None);
+        assert_eq!(http_status(b"SSH-2.0-OpenSSH"), None);
+    }
+
+    #[test]
+    fn building_on_the_target_is_refused_up_front() {
+        let infra = NixInfra {
+            flake: "/srv/nix".to_owned(),
+            build_on: BuildOn::Target,
+        };
+        assert!(matches!(
+            NixosProvider::from_infra(&infra),
+            Err(NixosConfigError::BuildOnTarget)
+        ));
+    }
+}
