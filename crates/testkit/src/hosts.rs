@@ -114,10 +114,24 @@ impl TestHost {
     pub fn start_sshd(&self) {
         self.stop_sshd();
         let log = self.config.with_extension("log");
+        // Debian's bash reads root's ~/.bashrc for every command run over SSH; the machine's
+        // may be slow (a pyenv set-up costs 250 ms a command here) or noisy. A fresh host has
+        // none, so sshd runs in its own mount namespace with the file hidden.
+        let script = format!(
+            "[ ! -f /root/.bashrc ] || mount --bind /dev/null /root/.bashrc; exec {SSHD} -D -f \"$0\" -E \"$1\""
+        );
         let child = Command::new("ip")
-            .args(["netns", "exec", &self.namespace, SSHD, "-D", "-f"])
+            .args(["netns", "exec", &self.namespace])
+            .args([
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                &script,
+            ])
             .arg(&self.config)
-            .arg("-E")
             .arg(&log)
             .stdin(Stdio::null())
             .spawn()

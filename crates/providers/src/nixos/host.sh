@@ -7,6 +7,7 @@
 # generations. Activation runs detached (setsid, no terminal, output to a log), so it finishes
 # even when the SSH connection drops; its exit status lands atomically in <run>.status, which
 # the provider polls. No secret value is ever an argument: values arrive on standard input.
+# Each command does as much as it can in one SSH session: sessions are what a deployment costs.
 set -eu
 command=$1 root=$2
 shift 2
@@ -14,16 +15,57 @@ profiles="$root/nix/var/nix/profiles"
 state="$root/var/lib/fediversity/deploy"
 secrets="$root/var/lib/fediversity/secrets"
 
-case $command in
-current)
-  # "<generation> <store path>" of the system profile, or nothing on a host never deployed.
-  link=$(readlink "$profiles/system" 2>/dev/null) || exit 0
+# wait_for RUN SECONDS: waits up to SECONDS for the activation RUN to end, then prints
+# "running", or "exit <status>" followed by the end of its log.
+wait_for() {
+  ticks=$(($2 * 20))
+  while [ ! -f "$state/$1.status" ] && [ "$ticks" -gt 0 ]; do
+    sleep 0.05
+    ticks=$((ticks - 1))
+  done
+  if [ -f "$state/$1.status" ]; then
+    echo "exit $(cat "$state/$1.status")"
+    tail -n 20 "$state/$1.log" 2>/dev/null || true
+  else
+    echo running
+  fi
+}
+
+# current: prints the system profile's "<generation> <store path>", nothing on a host never
+# deployed.
+current() {
+  link=$(readlink "$profiles/system" 2>/dev/null) || return 0
   generation=${link#system-}
   echo "${generation%-link} $(readlink "$profiles/$link")"
+}
+
+case $command in
+current)
+  current
+  ;;
+prepare)
+  # prepare ROOT < secrets: writes the secrets (one "<name> <base64 value>" line each) into a
+  # root-only directory, atomically, removes the files not named, and prints what `current`
+  # prints.
+  mkdir -p "$secrets"
+  chmod 700 "$secrets"
+  umask 077
+  keep=" "
+  while read -r name value; do
+    printf '%s' "$value" | base64 -d >"$secrets/.$name.tmp"
+    mv -f "$secrets/.$name.tmp" "$secrets/$name"
+    keep="$keep$name "
+  done
+  for file in "$secrets"/* "$secrets"/.*.tmp; do
+    [ -e "$file" ] || continue
+    case $keep in *" ${file##*/} "*) ;; *) rm -f "$file" ;; esac
+  done
+  current
   ;;
 switch)
-  # switch ROOT SYSTEM GENERATION|new RUN: points the profile at the generation (a new one for
-  # `new`) and starts `switch-to-configuration switch` detached; prints the generation.
+  # switch ROOT SYSTEM GENERATION|new RUN SECONDS: points the profile at the generation (a new
+  # one for `new`), starts `switch-to-configuration switch` detached, prints the generation
+  # and then what wait_for says after up to SECONDS.
   system=$1 generation=$2 run=$3
   activate="$root$system/bin/switch-to-configuration"
   [ -x "$activate" ] || { echo "$system has no bin/switch-to-configuration" >&2; exit 2; }
@@ -40,40 +82,11 @@ switch)
   setsid sh -c '"$1" switch >"$2.log" 2>&1; echo $? >"$2.status.tmp"; mv -f "$2.status.tmp" "$2.status"' \
     fediversity-activation "$activate" "$state/$run" </dev/null >/dev/null 2>&1 &
   echo "$generation"
+  wait_for "$run" "$4"
   ;;
 status)
-  # status ROOT RUN: "running", or the exit status followed by the end of the log.
-  run=$1
-  if [ -f "$state/$run.status" ]; then
-    cat "$state/$run.status"
-    tail -n 20 "$state/$run.log" 2>/dev/null || true
-  else
-    echo running
-  fi
-  ;;
-health-checks)
-  # health-checks ROOT SYSTEM: the system's declared health checks (none when it declares none).
-  cat "$root$1/etc/fediversity/health.json" 2>/dev/null || echo '{"checks":[]}'
-  ;;
-secret)
-  # secret ROOT NAME < value: written atomically, root-only.
-  name=$1
-  mkdir -p "$secrets"
-  chmod 700 "$secrets"
-  (umask 077 && cat >"$secrets/.$name.tmp")
-  mv -f "$secrets/.$name.tmp" "$secrets/$name"
-  ;;
-keep-secrets)
-  # keep-secrets ROOT NAME…: removes every secret file not named.
-  [ -d "$secrets" ] || exit 0
-  for file in "$secrets"/*; do
-    [ -e "$file" ] || continue
-    keep=
-    for name in "$@"; do
-      if [ "$name" = "${file##*/}" ]; then keep=1; fi
-    done
-    [ -n "$keep" ] || rm -f "$file"
-  done
+  # status ROOT RUN SECONDS: what wait_for says after up to SECONDS.
+  wait_for "$1" "$2"
   ;;
 remove-secrets)
   rm -rf "$secrets"

@@ -31,6 +31,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
 use fediversity_engine::provider::ErrorKind;
 use fediversity_engine::provider::{CallContext, Deletion, Observed, Outputs, Provider};
 use fediversity_engine::{ProviderError, ProviderResult};
@@ -40,7 +42,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use self::nix::Nix;
-use self::ssh::Session;
+use self::ssh::{Ran, Session};
 use crate::files::check_component;
 use crate::inputs::parse_inputs;
 use crate::sensitive::SecretString;
@@ -66,6 +68,12 @@ pub struct NixosOptions {
     pub health_timeout: Duration,
     /// How often the activation's status and a failing health check are asked again.
     pub poll_interval: Duration,
+    /// OpenSSH `KexAlgorithms` for every connection; `None` keeps OpenSSH's default, which
+    /// (from OpenSSH 9.0) is a post-quantum hybrid. Before OpenSSH 9.9 that hybrid,
+    /// `sntrup761x25519-sha512`, costs about 80 ms of CPU per handshake on each side;
+    /// `curve25519-sha256` is far cheaper but gives up protection of recorded traffic (which
+    /// carries the secrets) against a future quantum computer.
+    pub ssh_kex_algorithms: Option<String>,
     /// `--option NAME VALUE` pairs for every `nix` command (e.g. `substituters` empty on a
     /// deployer without Internet access).
     pub nix_options: BTreeMap<String, String>,
@@ -84,6 +92,7 @@ impl Default for NixosOptions {
             activation_timeout: Duration::from_secs(600),
             health_timeout: Duration::from_secs(120),
             poll_interval: Duration::from_millis(100),
+            ssh_kex_algorithms: None,
             nix_options: BTreeMap::new(),
             hosts_root: None,
         }
@@ -206,6 +215,10 @@ struct HealthCheck {
 /// A short timeout for one small command on the host.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The longest the host waits for an activation to end within one SSH call: polling costs a
+/// session per call, and most activations end within one.
+const LONG_POLL: Duration = Duration::from_secs(10);
+
 impl NixosProvider {
     async fn session(&self, inputs: &NixosInputs) -> ProviderResult<Session> {
         let root = self
@@ -219,7 +232,10 @@ impl NixosProvider {
             &root,
             &inputs.host_key,
             &inputs.ssh_private_key,
-            self.options.connect_timeout,
+            ssh::Settings {
+                connect_timeout: self.options.connect_timeout,
+                kex_algorithms: self.options.ssh_kex_algorithms.clone(),
+            },
         )
         .await
     }
@@ -237,9 +253,18 @@ impl NixosProvider {
             .build(&inputs.flake, &inputs.spec, self.options.build_timeout)
             .await
             .map_err(|e| in_context(at, e))?;
+        let checks = declared_checks(&system)
+            .await
+            .map_err(|e| in_context(at, e))?;
         let session = self.session(&inputs).await.map_err(|e| in_context(at, e))?;
         let host = session.host().to_owned();
-        let previous = current(&session).await.map_err(|e| in_context(at, e))?;
+        ctx.progress.report(
+            format!("secrets: {} file(s) to {host}", inputs.secrets.len()),
+            Some(0.2),
+        );
+        let previous = prepare(&session, &inputs.secrets)
+            .await
+            .map_err(|e| in_context(at, e))?;
         if let Some(running) = previous.as_ref().filter(|g| g.system == system) {
             ctx.progress.report(
                 format!(
@@ -248,8 +273,7 @@ impl NixosProvider {
                 ),
                 None,
             );
-            self.upload_secrets(ctx, &session, &inputs.secrets).await?;
-            self.check_health(ctx, &session, &system)
+            self.check_health(ctx, &session, &checks)
                 .await
                 .map_err(|failure| {
                     ProviderError::permanent(format!("{at}: {host} runs {system}, but {failure}"))
@@ -257,12 +281,11 @@ impl NixosProvider {
             return Ok(running.outputs());
         }
         ctx.progress
-            .report(format!("copy: {system} to {host}"), Some(0.2));
+            .report(format!("copy: {system} to {host}"), Some(0.3));
         self.nix
             .copy(&session, &system, self.options.copy_timeout)
             .await
             .map_err(|e| in_context(at, e))?;
-        self.upload_secrets(ctx, &session, &inputs.secrets).await?;
         ctx.progress
             .report(format!("activate: a new generation on {host}"), Some(0.6));
         let outcome = match self.activate(&session, &system, "new").await {
@@ -271,7 +294,7 @@ impl NixosProvider {
                     format!("health: checking generation {number} on {host}"),
                     Some(0.8),
                 );
-                self.check_health(ctx, &session, &system)
+                self.check_health(ctx, &session, &checks)
                     .await
                     .map(|()| Generation { number, system })
             }
@@ -288,47 +311,6 @@ impl NixosProvider {
         }
     }
 
-    /// Writes each secret from standard input, then removes the files no longer wanted.
-    async fn upload_secrets(
-        &self,
-        ctx: &CallContext,
-        session: &Session,
-        secrets: &BTreeMap<String, SecretString>,
-    ) -> ProviderResult<()> {
-        let at = &ctx.address;
-        ctx.progress.report(
-            format!("secrets: {} file(s) to {}", secrets.len(), session.host()),
-            Some(0.5),
-        );
-        for (name, value) in secrets {
-            let ran = session
-                .script("secret", &[name], Some(value), COMMAND_TIMEOUT)
-                .await
-                .map_err(|e| in_context(at, e))?;
-            if !ran.success {
-                return Err(ProviderError::transient(format!(
-                    "{at}: cannot write the secret file `{name}` on {}: {}",
-                    session.host(),
-                    ran.stderr.trim()
-                )));
-            }
-        }
-        let names: Vec<&str> = secrets.keys().map(String::as_str).collect();
-        let ran = session
-            .script("keep-secrets", &names, None, COMMAND_TIMEOUT)
-            .await
-            .map_err(|e| in_context(at, e))?;
-        if ran.success {
-            Ok(())
-        } else {
-            Err(ProviderError::transient(format!(
-                "{at}: cannot remove old secret files on {}: {}",
-                session.host(),
-                ran.stderr.trim()
-            )))
-        }
-    }
-
     /// Points the profile at `generation` (`new` for a new one) and switches to `system`,
     /// waiting for the detached activation to end. `Ok` holds the generation number; `Err`
     /// says why the activation failed or could not be followed.
@@ -339,11 +321,19 @@ impl NixosProvider {
         generation: &str,
     ) -> Result<u64, String> {
         let run = run_id().map_err(|e| e.message)?;
+        let deadline = Instant::now() + self.options.activation_timeout;
+        let wait = self.long_poll(deadline);
         let ran = session
-            .script("switch", &[system, generation, &run], None, COMMAND_TIMEOUT)
+            .script(
+                "switch",
+                &[system, generation, &run, &wait],
+                None,
+                self.command_timeout(),
+            )
             .await
             .map_err(|e| format!("the activation could not start: {}", e.message))?;
-        let number = match ran.stdout.trim().parse::<u64>() {
+        let (first, mut status) = ran.stdout.split_once('\n').unwrap_or((&ran.stdout, ""));
+        let number = match first.trim().parse::<u64>() {
             Ok(number) if ran.success => number,
             _ => {
                 return Err(format!(
@@ -352,32 +342,36 @@ impl NixosProvider {
                 ));
             }
         };
-        let deadline = Instant::now() + self.options.activation_timeout;
+        let mut polled;
         loop {
-            tokio::time::sleep(self.options.poll_interval).await;
-            match session
-                .script("status", &[&run], None, COMMAND_TIMEOUT)
+            match activation_status(status) {
+                Some(0) => return Ok(number),
+                Some(code) => {
+                    let log = status.lines().skip(1).collect::<Vec<_>>().join(" / ");
+                    return Err(format!(
+                        "switch-to-configuration of generation {number} exited with status \
+                         {code}: {log}"
+                    ));
+                }
+                None if Instant::now() > deadline => {
+                    return Err(format!(
+                        "the activation of generation {number} did not finish within {:?}",
+                        self.options.activation_timeout
+                    ));
+                }
+                None => {}
+            }
+            let wait = self.long_poll(deadline);
+            polled = match session
+                .script("status", &[&run, &wait], None, self.command_timeout())
                 .await
             {
-                Ok(status) => match activation_status(&status.stdout) {
-                    None => {}
-                    Some(0) => return Ok(number),
-                    Some(code) => {
-                        let log = status
-                            .stdout
-                            .lines()
-                            .skip(1)
-                            .collect::<Vec<_>>()
-                            .join(" / ");
-                        return Err(format!(
-                            "switch-to-configuration of generation {number} exited with status \
-                             {code}: {log}"
-                        ));
-                    }
-                },
+                Ok(answer) => answer.stdout,
                 // A dropped connection: the activation goes on, and the next poll reconnects.
                 Err(e) if e.kind == ErrorKind::Transient => {
                     tracing::warn!(host = %session.host(), error = %e.message, "polling the activation");
+                    tokio::time::sleep(self.options.poll_interval).await;
+                    "running".to_owned()
                 }
                 Err(e) => {
                     return Err(format!(
@@ -385,29 +379,30 @@ impl NixosProvider {
                         e.message
                     ));
                 }
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "the activation of generation {number} did not finish within {:?}",
-                    self.options.activation_timeout
-                ));
-            }
+            };
+            status = &polled;
         }
     }
 
-    /// Waits until every health check the system declares passes, or says which did not.
+    /// How long the host may wait for an activation within one call, in whole seconds: up to
+    /// [`LONG_POLL`], never past `deadline`.
+    fn long_poll(&self, deadline: Instant) -> String {
+        let left = deadline.saturating_duration_since(Instant::now());
+        left.min(LONG_POLL).as_secs().to_string()
+    }
+
+    /// The timeout of one command on the host: a long poll and some slack.
+    fn command_timeout(&self) -> Duration {
+        LONG_POLL + self.options.connect_timeout + Duration::from_secs(10)
+    }
+
+    /// Waits until every health check passes, or says which did not.
     async fn check_health(
         &self,
         ctx: &CallContext,
         session: &Session,
-        system: &str,
+        declared: &HealthChecks,
     ) -> Result<(), String> {
-        let ran = session
-            .script("health-checks", &[system], None, COMMAND_TIMEOUT)
-            .await
-            .map_err(|e| format!("its health checks could not be read: {}", e.message))?;
-        let declared: HealthChecks = serde_json::from_str(&ran.stdout)
-            .map_err(|e| format!("{system}/etc/fediversity/health.json is not valid: {e}"))?;
         let deadline = Instant::now() + self.options.health_timeout;
         for check in &declared.checks {
             ctx.progress.report(
@@ -490,14 +485,66 @@ async fn current(session: &Session) -> ProviderResult<Option<Generation>> {
     let ran = session
         .script("current", &[], None, COMMAND_TIMEOUT)
         .await?;
-    if !ran.success {
-        return Err(ProviderError::transient(format!(
-            "cannot read the system profile on {}: {}",
+    generation_of(session, "read the system profile", &ran)
+}
+
+/// Writes `secrets` on the host (and removes the secret files no longer named); then the
+/// generation its system profile points at, if any. One SSH session.
+async fn prepare(
+    session: &Session,
+    secrets: &BTreeMap<String, SecretString>,
+) -> ProviderResult<Option<Generation>> {
+    let ran = session
+        .script(
+            "prepare",
+            &[],
+            Some(&secrets_stream(secrets)),
+            COMMAND_TIMEOUT,
+        )
+        .await?;
+    generation_of(
+        session,
+        "write the secrets and read the system profile",
+        &ran,
+    )
+}
+
+fn generation_of(session: &Session, what: &str, ran: &Ran) -> ProviderResult<Option<Generation>> {
+    if ran.success {
+        Ok(parse_generation(&ran.stdout))
+    } else {
+        Err(ProviderError::transient(format!(
+            "cannot {what} on {}: {}",
             session.host(),
             ran.stderr.trim()
-        )));
+        )))
     }
-    Ok(parse_generation(&ran.stdout))
+}
+
+/// The secrets as the host script's `prepare` reads them: `<name> <base64 value>` lines.
+fn secrets_stream(secrets: &BTreeMap<String, SecretString>) -> SecretString {
+    let mut stream = String::new();
+    for (name, value) in secrets {
+        stream.push_str(name);
+        stream.push(' ');
+        stream.push_str(&BASE64_STANDARD.encode(value.expose()));
+        stream.push('\n');
+    }
+    SecretString::new(stream)
+}
+
+/// The health checks `system` declares in `etc/fediversity/health.json`, read from the
+/// deployer's store (the system was built there); none when it declares none.
+async fn declared_checks(system: &str) -> ProviderResult<HealthChecks> {
+    let path = format!("{system}/etc/fediversity/health.json");
+    match tokio::fs::read_to_string(&path).await {
+        Ok(text) => serde_json::from_str(&text)
+            .map_err(|e| ProviderError::permanent(format!("{path} is not valid: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(HealthChecks { checks: Vec::new() })
+        }
+        Err(e) => Err(ProviderError::transient(format!("cannot read {path}: {e}"))),
+    }
 }
 
 /// `"<number> <store path>"` as the host script prints it.
@@ -509,14 +556,13 @@ fn parse_generation(line: &str) -> Option<Generation> {
     })
 }
 
-/// The exit status in the host script's `status` answer, `None` while it runs.
+/// The exit status in the host script's answer about an activation (`exit <status>` and the
+/// end of its log), `None` while it runs.
 fn activation_status(answer: &str) -> Option<i32> {
-    let first = answer.lines().next().unwrap_or("running").trim();
-    if first == "running" {
-        None
-    } else {
-        Some(first.parse().unwrap_or(-1))
-    }
+    let first = answer.lines().next().unwrap_or_default().trim();
+    first
+        .strip_prefix("exit ")
+        .map(|code| code.trim().parse().unwrap_or(-1))
 }
 
 /// One HTTP request for `check`, through the host; `Err` holds what came back instead.
@@ -655,8 +701,21 @@ mod tests {
         );
         assert_eq!(parse_generation(""), None);
         assert_eq!(activation_status("running\n"), None);
-        assert_eq!(activation_status("0\n"), Some(0));
-        assert_eq!(activation_status("4\nunit x failed\n"), Some(4));
+        assert_eq!(activation_status(""), None);
+        assert_eq!(activation_status("exit 0\n"), Some(0));
+        assert_eq!(activation_status("exit 4\nunit x failed\n"), Some(4));
+    }
+
+    #[test]
+    fn secrets_travel_as_base64_lines() {
+        let secrets = BTreeMap::from([
+            ("a".to_owned(), SecretString::new("with space\nand newline")),
+            ("b".to_owned(), SecretString::new("")),
+        ]);
+        assert_eq!(
+            secrets_stream(&secrets).expose(),
+            "a d2l0aCBzcGFjZQphbmQgbmV3bGluZQ==\nb \n"
+        );
     }
 
     #[test]

@@ -33,6 +33,15 @@ const PERSIST: &str = "60";
 /// The host-side script (see its own comments).
 const HOST_SCRIPT: &str = include_str!("host.sh");
 
+/// How connections are made.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    /// How long connecting and logging in may take.
+    pub connect_timeout: Duration,
+    /// OpenSSH `KexAlgorithms`, or its default.
+    pub kex_algorithms: Option<String>,
+}
+
 /// An SSH connection to one host.
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -40,7 +49,7 @@ pub(crate) struct Session {
     /// Root's files on the host are under this prefix: empty on a real host.
     root: String,
     dir: TempDir,
-    connect_timeout: Duration,
+    settings: Settings,
 }
 
 /// What a command run on the host said.
@@ -61,7 +70,7 @@ impl Session {
         root: &str,
         host_key: &str,
         private_key: &SecretString,
-        connect_timeout: Duration,
+        settings: Settings,
     ) -> ProviderResult<Session> {
         let (host, root, host_key) = (host.to_owned(), root.to_owned(), host_key.to_owned());
         let key = private_key.clone();
@@ -91,7 +100,7 @@ impl Session {
             host,
             root,
             dir,
-            connect_timeout,
+            settings,
         };
         session.connect().await?;
         Ok(session)
@@ -123,7 +132,7 @@ impl Session {
             ("BatchMode", "yes".to_owned()),
             (
                 "ConnectTimeout",
-                self.connect_timeout.as_secs().max(1).to_string(),
+                self.settings.connect_timeout.as_secs().max(1).to_string(),
             ),
             ("ServerAliveInterval", "5".to_owned()),
             ("ServerAliveCountMax", "3".to_owned()),
@@ -134,6 +143,10 @@ impl Session {
         ] {
             options.push("-o".to_owned());
             options.push(format!("{name}={value}"));
+        }
+        if let Some(kex) = &self.settings.kex_algorithms {
+            options.push("-o".to_owned());
+            options.push(format!("KexAlgorithms={kex}"));
         }
         options
     }
@@ -164,7 +177,7 @@ impl Session {
             .stdout(Stdio::null())
             .stderr(stderr)
             .kill_on_drop(true);
-        let limit = self.connect_timeout + Duration::from_secs(5);
+        let limit = self.settings.connect_timeout + Duration::from_secs(5);
         let status = tokio::time::timeout(limit, command.status())
             .await
             .map_err(|_| {
