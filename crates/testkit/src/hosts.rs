@@ -99,6 +99,15 @@ impl TestHost {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// How many SSH logins the host's sshd has accepted so far.
+    pub fn logins(&self) -> usize {
+        std::fs::read_to_string(self.config.with_extension("log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("Accepted publickey"))
+            .count()
+    }
+
     /// Stops the host's sshd: connections to it are then refused.
     pub fn stop_sshd(&self) {
         if let Some(mut child) = self.sshd.lock().expect("sshd lock").take() {

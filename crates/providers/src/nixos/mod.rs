@@ -1,16 +1,17 @@
 //! The `nixos` provider: puts a NixOS system on a host over SSH, with health-gated rollback.
 //!
 //! One resource is one host. A deployment goes through five phases, each reported as
-//! progress (`build`, `copy`, `secrets`, `activate`, `health`):
+//! progress (`build`, `secrets`, `copy`, `activate`, `health`):
 //!
 //! 1. **build** on the deployer: `(builtins.getFlake FLAKE).fediversity.system SPEC`, the host
 //!    spec (JSON, no secrets) given as a parsed attribute set ([`nix`]);
-//! 2. **copy** the closure with `nix copy` over SSH, unless the host already runs exactly
+//! 2. **secrets** written into a root-only directory (`/var/lib/fediversity/secrets`, 0700,
+//!    files 0600, each replaced atomically; files no longer wanted removed), sent on standard
+//!    input, never on a command line, in a log or in an event; the same SSH session reads the
+//!    generation the host runs;
+//! 3. **copy** the closure with `nix copy` over SSH, unless the host already runs exactly
 //!    that system (its profile's current generation is the built path): then nothing is
-//!    copied or switched, and only the secrets and the health check run;
-//! 3. **secrets** written one by one from standard input into a root-only directory
-//!    (`/var/lib/fediversity/secrets`, 0700, files 0600, each replaced atomically; files no
-//!    longer wanted removed), never on a command line, in a log or in an event;
+//!    copied or switched, and only the health check follows;
 //! 4. **activate**: a new generation of the system profile, then `switch-to-configuration
 //!    switch` run detached on the host, whose exit status the provider polls, so an SSH drop
 //!    does not stop it;
@@ -126,13 +127,14 @@ impl NixosProvider {
         Self { options, nix }
     }
 
-    /// The provider for the hosting provider's `[nix]` section, with default options.
+    /// The provider for the hosting provider's `[nix]` section (`NixosOptions::default()`
+    /// suits a real fleet). The flake itself arrives with each resource's inputs.
     ///
     /// # Errors
     /// When the section asks for something this provider cannot do.
-    pub fn from_infra(infra: &NixInfra) -> Result<Self, NixosConfigError> {
+    pub fn from_infra(infra: &NixInfra, options: NixosOptions) -> Result<Self, NixosConfigError> {
         match infra.build_on {
-            BuildOn::Deployer => Ok(Self::new(NixosOptions::default())),
+            BuildOn::Deployer => Ok(Self::new(options)),
             BuildOn::Target => Err(NixosConfigError::BuildOnTarget),
         }
     }
@@ -385,10 +387,10 @@ impl NixosProvider {
     }
 
     /// How long the host may wait for an activation within one call, in whole seconds: up to
-    /// [`LONG_POLL`], never past `deadline`.
+    /// [`LONG_POLL`], not past `deadline` by more than the one second a call waits at least.
     fn long_poll(&self, deadline: Instant) -> String {
         let left = deadline.saturating_duration_since(Instant::now());
-        left.min(LONG_POLL).as_secs().to_string()
+        left.min(LONG_POLL).as_secs().max(1).to_string()
     }
 
     /// The timeout of one command on the host: a long poll and some slack.
@@ -733,7 +735,7 @@ mod tests {
             build_on: BuildOn::Target,
         };
         assert!(matches!(
-            NixosProvider::from_infra(&infra),
+            NixosProvider::from_infra(&infra, NixosOptions::default()),
             Err(NixosConfigError::BuildOnTarget)
         ));
     }

@@ -94,6 +94,11 @@ async fn first_unchanged_and_changed_deploys() {
         "the closure is in the host's own store"
     );
     assert_eq!((label(host), activations(host)), ("v1".to_owned(), 1));
+    assert_eq!(
+        host.logins(),
+        1,
+        "copy, secrets, activation and health share one connection"
+    );
     let phases: Vec<String> = progress(&events)
         .iter()
         .map(|m| m.split(':').next().unwrap().to_owned())
@@ -128,6 +133,7 @@ async fn first_unchanged_and_changed_deploys() {
     let unchanged_took = started.elapsed();
     assert_eq!(again, first);
     assert_eq!(activations(host), 1, "an unchanged system is not switched");
+    assert_eq!(host.logins(), 2);
     let messages = progress(&events);
     assert!(
         messages.iter().any(|m| m.starts_with("copy: skipped")),
