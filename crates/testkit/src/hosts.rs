@@ -116,6 +116,24 @@ impl TestHost {
         }
     }
 
+    /// Drops every SSH connection to the host, as a network failure or an sshd restart would:
+    /// kills every sshd process in its namespace (the listener and each connection's), then
+    /// starts sshd again. What the connections started in the background lives on.
+    pub fn drop_connections(&self) {
+        let pids = Command::new("ip")
+            .args(["netns", "pids", &self.namespace])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for pid in pids.split_whitespace() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "sshd" {
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        self.start_sshd();
+    }
+
     /// Starts the host's sshd (again) and waits until it listens.
     ///
     /// # Panics

@@ -16,7 +16,8 @@ state="$root/var/lib/fediversity/deploy"
 secrets="$root/var/lib/fediversity/secrets"
 
 # wait_for RUN SECONDS: waits up to SECONDS for the activation RUN to end, then prints
-# "running", or "exit <status>" followed by the end of its log.
+# "exit <status>" followed by the end of its log, "running", or "unknown" when RUN never
+# started (its log does not exist).
 wait_for() {
   ticks=$(($2 * 20))
   while [ ! -f "$state/$1.status" ] && [ "$ticks" -gt 0 ]; do
@@ -26,8 +27,10 @@ wait_for() {
   if [ -f "$state/$1.status" ]; then
     echo "exit $(cat "$state/$1.status")"
     tail -n 20 "$state/$1.log" 2>/dev/null || true
-  else
+  elif [ -f "$state/$1.log" ]; then
     echo running
+  else
+    echo unknown
   fi
 }
 
@@ -79,6 +82,7 @@ switch)
   ln -sfn "system-$generation-link" "$profiles/.system.tmp"
   mv -fT "$profiles/.system.tmp" "$profiles/system"
   rm -f "$state/$run.status"
+  : >"$state/$run.log"
   setsid sh -c '"$1" switch >"$2.log" 2>&1; echo $? >"$2.status.tmp"; mv -f "$2.status.tmp" "$2.status"' \
     fediversity-activation "$activate" "$state/$run" </dev/null >/dev/null 2>&1 &
   echo "$generation"

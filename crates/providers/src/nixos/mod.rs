@@ -325,34 +325,88 @@ impl NixosProvider {
         let run = run_id().map_err(|e| e.message)?;
         let deadline = Instant::now() + self.options.activation_timeout;
         let wait = self.long_poll(deadline);
-        let ran = session
+        let started = session
             .script(
                 "switch",
                 &[system, generation, &run, &wait],
                 None,
                 self.command_timeout(),
             )
-            .await
-            .map_err(|e| format!("the activation could not start: {}", e.message))?;
-        let (first, mut status) = ran.stdout.split_once('\n').unwrap_or((&ran.stdout, ""));
-        let number = match first.trim().parse::<u64>() {
-            Ok(number) if ran.success => number,
-            _ => {
-                return Err(format!(
-                    "the activation could not start: {}",
-                    ran.stderr.trim()
-                ));
+            .await;
+        let ran = match started {
+            Ok(ran) => ran,
+            // The connection dropped while the host waited for the activation, which may well
+            // have started: the profile says whether it did.
+            Err(e) if e.kind == ErrorKind::Transient => {
+                tracing::warn!(host = %session.host(), error = %e.message, "starting the activation");
+                let number = self.started_generation(session, system, deadline).await?;
+                return self
+                    .follow(session, &run, number, deadline, "running")
+                    .await;
             }
+            Err(e) => return Err(format!("the activation could not start: {}", e.message)),
         };
-        let mut polled;
+        let (first, status) = ran.stdout.split_once('\n').unwrap_or((&ran.stdout, ""));
+        match first.trim().parse::<u64>() {
+            Ok(number) if ran.success => self.follow(session, &run, number, deadline, status).await,
+            _ => Err(format!(
+                "the activation could not start: {}",
+                ran.stderr.trim()
+            )),
+        }
+    }
+
+    /// After a dropped `switch` call: the generation the profile points at, if it is
+    /// `system`'s (the switch got that far), asked until the host answers or `deadline`.
+    async fn started_generation(
+        &self,
+        session: &Session,
+        system: &str,
+        deadline: Instant,
+    ) -> Result<u64, String> {
         loop {
-            match activation_status(status) {
+            match current(session).await {
+                Ok(Some(running)) if running.system == system => return Ok(running.number),
+                Ok(_) => {
+                    return Err("the activation did not start (the connection dropped)".to_owned());
+                }
+                Err(e) if e.kind == ErrorKind::Transient && Instant::now() < deadline => {
+                    tokio::time::sleep(self.options.poll_interval).await;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "the activation could not be followed: {}",
+                        e.message
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Polls activation `run` of generation `number` until it ends or `deadline` passes;
+    /// `status` is the host's last answer about it.
+    async fn follow(
+        &self,
+        session: &Session,
+        run: &str,
+        number: u64,
+        deadline: Instant,
+        status: &str,
+    ) -> Result<u64, String> {
+        let mut status = status.to_owned();
+        loop {
+            match activation_status(&status) {
                 Some(0) => return Ok(number),
                 Some(code) => {
                     let log = status.lines().skip(1).collect::<Vec<_>>().join(" / ");
                     return Err(format!(
                         "switch-to-configuration of generation {number} exited with status \
                          {code}: {log}"
+                    ));
+                }
+                None if status.starts_with("unknown") => {
+                    return Err(format!(
+                        "the activation of generation {number} did not start"
                     ));
                 }
                 None if Instant::now() > deadline => {
@@ -364,8 +418,8 @@ impl NixosProvider {
                 None => {}
             }
             let wait = self.long_poll(deadline);
-            polled = match session
-                .script("status", &[&run, &wait], None, self.command_timeout())
+            status = match session
+                .script("status", &[run, &wait], None, self.command_timeout())
                 .await
             {
                 Ok(answer) => answer.stdout,
@@ -382,7 +436,6 @@ impl NixosProvider {
                     ));
                 }
             };
-            status = &polled;
         }
     }
 

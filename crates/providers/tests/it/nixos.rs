@@ -267,6 +267,37 @@ async fn failed_health_checks_and_activations_roll_back() {
     assert_eq!(read.outputs.values["system"], good.values["system"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_outlives_a_dropped_connection() {
+    let hosts = TestHosts::start(1);
+    let host = &hosts.hosts()[0];
+    let nixos = provider(&hosts);
+    let c = ctx("example-org", "nixos.mastodon");
+    let slow = inputs(
+        &hosts,
+        host,
+        json!({"label": "slow", "activation_seconds": 3}),
+        json!({}),
+    );
+    let deploy = nixos.create(&c, &slow);
+    let drop_when_activating = async {
+        while activations(host) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let logins = host.logins();
+        tokio::task::block_in_place(|| host.drop_connections());
+        logins
+    };
+    let (deployed, logins_before_drop) = tokio::join!(deploy, drop_when_activating);
+    let deployed = deployed.unwrap();
+    assert_eq!(generation(&deployed), 1);
+    assert_eq!((label(host), activations(host)), ("slow".to_owned(), 1));
+    assert!(
+        host.logins() > logins_before_drop,
+        "the provider logged in again to follow the activation"
+    );
+}
+
 #[tokio::test]
 async fn wrong_host_keys_refused_keys_and_closed_ports_fail_clearly() {
     let hosts = TestHosts::start(2);
