@@ -91,35 +91,17 @@ async fn deploy_all(
     outputs
 }
 
-/// Builds the system once, as the warm-up every figure starts from; its store path.
-fn build() -> String {
-    let spec_file = std::env::temp_dir().join("fedi-bench-spec.json");
-    std::fs::write(&spec_file, spec().to_string()).unwrap();
-    let expression = format!(
-        "(builtins.getFlake \"{}\").fediversity.system (builtins.fromJSON (builtins.readFile {}))",
-        test_system_flake(),
-        spec_file.display()
-    );
-    let out = Command::new("nix")
-        .args(["--extra-experimental-features", "nix-command flakes"])
-        .args(["--option", "substituters", ""])
-        .args([
-            "build",
-            "--impure",
-            "--no-link",
-            "--json",
-            "--expr",
-            &expression,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let built: Value = serde_json::from_slice(&out.stdout).unwrap();
-    built[0]["outputs"]["out"].as_str().unwrap().to_owned()
+/// The warm-up every figure starts from: one host deployed (untimed), which builds the
+/// system; its store path.
+fn warm_up(runtime: &tokio::runtime::Runtime) -> String {
+    let hosts = TestHosts::start(1);
+    let nixos = Arc::new(NixosProvider::new(NixosOptions {
+        hosts_root: Some(hosts.roots()),
+        nix_options: nix_options(),
+        ..NixosOptions::default()
+    }));
+    let deployed = runtime.block_on(deploy_all(&nixos, &hosts, None));
+    deployed[0].values["system"].as_str().unwrap().to_owned()
 }
 
 /// The bare commands on every host in parallel: `nix copy`, then `ssh … switch`.
@@ -194,7 +176,7 @@ fn provider_run(
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let system = build();
+    let system = warm_up(&runtime);
     let mut bare_runs = Vec::new();
     let mut default_runs = (Vec::new(), Vec::new());
     let mut curve_runs = (Vec::new(), Vec::new());

@@ -206,19 +206,12 @@ async fn failed_health_checks_and_activations_roll_back() {
         .unwrap();
     assert_eq!(label(host), "v1");
 
-    let error = nixos
-        .update(
-            &c,
-            &inputs(
-                &hosts,
-                host,
-                json!({"label": "v2", "healthy": false}),
-                json!({}),
-            ),
-            &good,
-        )
-        .await
-        .unwrap_err();
+    let failed_update = |test: Value| {
+        let inputs = inputs(&hosts, host, test, json!({}));
+        let (nixos, c, good) = (&nixos, &c, &good);
+        async move { nixos.update(c, &inputs, good).await.unwrap_err() }
+    };
+    let error = failed_update(json!({"label": "v2", "healthy": false})).await;
     assert_eq!(error.kind, ErrorKind::Permanent, "{}", error.message);
     assert!(
         error.message.contains("health check `test-http`"),
@@ -234,19 +227,7 @@ async fn failed_health_checks_and_activations_roll_back() {
     assert!(error.message.contains(&back), "{}", error.message);
     assert_eq!(label(host), "v1", "the host ends on the old system");
 
-    let error = nixos
-        .update(
-            &c,
-            &inputs(
-                &hosts,
-                host,
-                json!({"label": "v3", "activation_fails": true}),
-                json!({}),
-            ),
-            &good,
-        )
-        .await
-        .unwrap_err();
+    let error = failed_update(json!({"label": "v3", "activation_fails": true})).await;
     assert!(
         error.message.contains("exited with status 3"),
         "{}",
