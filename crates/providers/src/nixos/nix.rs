@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::process::Command;
 
 use super::ssh::{Session, ssh_error};
-use crate::files::{PUBLIC_FILE, write_atomic};
+use crate::files::{PUBLIC_FILE, blocking, write_atomic};
 
 /// The Nix features the commands use (flakes for `builtins.getFlake`).
 const FEATURES: &str = "nix-command flakes";
@@ -51,13 +51,19 @@ impl Nix {
         spec: &Value,
         timeout: Duration,
     ) -> ProviderResult<String> {
-        let dir = tempfile::tempdir().map_err(|e| {
-            ProviderError::transient(format!("cannot create a directory for the host spec: {e}"))
-        })?;
-        let spec_file = dir.path().join("host-spec.json");
         let bytes = serde_json::to_vec(spec)
             .map_err(|e| ProviderError::permanent(format!("cannot encode the host spec: {e}")))?;
-        write_atomic(&spec_file, &bytes, PUBLIC_FILE)?;
+        let dir = blocking(move || {
+            let dir = tempfile::tempdir().map_err(|e| {
+                ProviderError::transient(format!(
+                    "cannot create a directory for the host spec: {e}"
+                ))
+            })?;
+            write_atomic(&dir.path().join("host-spec.json"), &bytes, PUBLIC_FILE)?;
+            Ok(dir)
+        })
+        .await?;
+        let spec_file = dir.path().join("host-spec.json");
         let expression = build_expression(flake, &spec_file.display().to_string());
         let mut command = self.command();
         command.args([

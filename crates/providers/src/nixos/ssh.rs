@@ -162,20 +162,18 @@ impl Session {
     }
 
     /// Opens the master connection: `ssh -f -N` returns once logged in, leaving the master
-    /// in the background. Its standard error goes to a file, since the master keeps it open.
+    /// in the background. Its messages go to a file (`-E`): the master would hold a pipe open.
     async fn connect(&self) -> ProviderResult<()> {
         let log = self.dir.path().join("connect.log");
-        let stderr = std::fs::File::create(&log).map_err(|e| {
-            ProviderError::transient(format!("cannot create {}: {e}", log.display()))
-        })?;
         let mut command = Command::new("ssh");
         command
             .args(self.options())
-            .args(["-f", "-N", "-o", "ControlMaster=yes"])
+            .args(["-f", "-N", "-o", "ControlMaster=yes", "-E"])
+            .arg(&log)
             .arg(self.destination())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr)
+            .stderr(Stdio::null())
             .kill_on_drop(true);
         let limit = self.settings.connect_timeout + Duration::from_secs(5);
         let status = tokio::time::timeout(limit, command.status())
@@ -190,7 +188,7 @@ impl Session {
         if status.success() {
             return Ok(());
         }
-        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        let said = tokio::fs::read_to_string(&log).await.unwrap_or_default();
         Err(ssh_error(&self.host, &said))
     }
 
@@ -299,20 +297,33 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // Closes the master at once rather than after ControlPersist; it is a local socket
-        // message, so blocking here is brief.
-        let _ = std::process::Command::new("ssh")
-            .args(["-F", "/dev/null", "-o"])
-            .arg(format!(
-                "ControlPath={}",
-                self.dir.path().join("control").display()
-            ))
-            .args(["-O", "exit"])
-            .arg(self.destination())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        // Closes the master at once rather than after ControlPersist. On the runtime the
+        // command is left to finish on its own (tokio reaps it); elsewhere it is waited for.
+        let control = format!("ControlPath={}", self.dir.path().join("control").display());
+        let args = [
+            "-F",
+            "/dev/null",
+            "-o",
+            &control,
+            "-O",
+            "exit",
+            &self.destination(),
+        ];
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = Command::new("ssh")
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+        } else {
+            let _ = std::process::Command::new("ssh")
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
