@@ -9,6 +9,9 @@
 //! yes` against that file alone (under a fixed `HostKeyAlias`, so the address form does not
 //! matter), with `BatchMode` so nothing ever waits for a prompt. Should the connection drop,
 //! the next command opens a new master (`ControlMaster auto`).
+//!
+//! `ssh` reads keys from files (or an agent): the deployment key lives, for the length of one
+//! call, in a 0600 file inside a 0700 directory under /tmp, removed with the [`Session`].
 
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -220,6 +223,12 @@ impl Session {
                 timeout,
             )
             .await?;
+        if output.status.code() == Some(255) {
+            return Err(ssh_error(
+                &self.host,
+                &String::from_utf8_lossy(&output.stderr),
+            ));
+        }
         Ok(Ran {
             success: output.status.success(),
             stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -236,13 +245,25 @@ impl Session {
         timeout: Duration,
     ) -> ProviderResult<Vec<u8>> {
         let target = format!("127.0.0.1:{port}");
-        Ok(self
+        let output = self
             .ssh(&["-W", target.as_str()], None, Some(request), timeout)
-            .await?
-            .stdout)
+            .await?;
+        let said = String::from_utf8_lossy(&output.stderr);
+        // Through a master connection, sshd's refusal to connect reads "Stdio forwarding
+        // request failed"; on a connection of its own, "open failed".
+        let refused = said.contains("forwarding request failed") || said.contains("open failed");
+        match output.status.code() {
+            Some(255) if refused => Err(ProviderError::transient(format!(
+                "nothing accepts connections on {target} on {}",
+                self.host
+            ))),
+            Some(255) => Err(ssh_error(&self.host, &said)),
+            _ => Ok(output.stdout),
+        }
     }
 
-    /// `ssh [flags] destination [remote]`; exit status 255 is SSH's own failure.
+    /// `ssh [flags] destination [remote]`, with `stdin` fed to it. Exit status 255 is SSH's
+    /// own failure (or a forward's), which the caller tells apart.
     async fn ssh(
         &self,
         flags: &[&str],
@@ -268,16 +289,17 @@ impl Session {
             let mut child = command
                 .spawn()
                 .map_err(|e| ProviderError::permanent(format!("cannot run ssh: {e}")))?;
-            if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
-                // A command that exits without reading all of it closes the pipe: its exit
-                // status tells what happened.
-                let _ = pipe.write_all(bytes).await;
-                drop(pipe);
-            }
-            child
-                .wait_with_output()
-                .await
-                .map_err(|e| ProviderError::transient(format!("ssh to {}: {e}", self.host)))
+            let pipe = child.stdin.take();
+            // Written while the output is read, so neither side waits on a full pipe; a
+            // command that exits without reading it all closes the pipe, and its exit status
+            // tells what happened. Dropping the pipe at the end is the end of input.
+            let feed = async move {
+                if let (Some(bytes), Some(mut pipe)) = (stdin, pipe) {
+                    let _ = pipe.write_all(bytes).await;
+                }
+            };
+            let ((), output) = tokio::join!(feed, child.wait_with_output());
+            output.map_err(|e| ProviderError::transient(format!("ssh to {}: {e}", self.host)))
         };
         let output = tokio::time::timeout(timeout, run).await.map_err(|_| {
             ProviderError::transient(format!(
@@ -285,12 +307,6 @@ impl Session {
                 self.host
             ))
         })??;
-        if output.status.code() == Some(255) {
-            return Err(ssh_error(
-                &self.host,
-                &String::from_utf8_lossy(&output.stderr),
-            ));
-        }
         Ok(output)
     }
 }

@@ -227,6 +227,17 @@ async fn failed_health_checks_and_activations_roll_back() {
     assert!(error.message.contains(&back), "{}", error.message);
     assert_eq!(label(host), "v1", "the host ends on the old system");
 
+    let error = failed_update(json!({"label": "v3", "health_port": 8081})).await;
+    assert!(
+        error
+            .message
+            .contains("nothing accepts connections on 127.0.0.1:8081"),
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains(&back), "{}", error.message);
+    assert_eq!(label(host), "v1");
+
     let error = failed_update(json!({"label": "v3", "activation_fails": true})).await;
     assert!(
         error.message.contains("exited with status 3"),
