@@ -17,13 +17,17 @@
     reason = "a benchmark: a failure ends it"
 )]
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use fediversity_engine::clock::SystemClock;
 use fediversity_engine::events::{Discard, ProgressReporter};
+use fediversity_engine::memory::MemoryStore;
 use fediversity_engine::provider::{CallContext, Outputs, Provider};
-use fediversity_model::graph::ResourceAddress;
+use fediversity_engine::{Approval, Engine, EngineOptions};
+use fediversity_model::graph::{DesiredGraph, GRAPH_VERSION, Resource, ResourceAddress};
 use fediversity_model::names::OperatorId;
 use fediversity_providers::{NixosOptions, NixosProvider};
 use fediversity_testkit::hosts::{TestHosts, test_system_flake};
@@ -61,7 +65,7 @@ fn ctx(i: usize) -> CallContext {
     }
 }
 
-fn nix_options() -> std::collections::BTreeMap<String, String> {
+fn nix_options() -> BTreeMap<String, String> {
     [("substituters".to_owned(), String::new())].into()
 }
 
@@ -174,12 +178,66 @@ fn provider_run(
     (first, unchanged)
 }
 
+/// Through the engine, as `fediversity apply` runs: the 20 hosts applied, then the same graph
+/// applied again. Returns both walls and the second run's provider calls.
+fn engine_runs(
+    runtime: &tokio::runtime::Runtime,
+    kex: Option<&str>,
+) -> (Duration, Duration, usize) {
+    let hosts = TestHosts::start(HOSTS);
+    let nixos: Arc<dyn Provider> = Arc::new(NixosProvider::new(NixosOptions {
+        hosts_root: Some(hosts.roots()),
+        nix_options: nix_options(),
+        ssh_kex_algorithms: kex.map(str::to_owned),
+        ..NixosOptions::default()
+    }));
+    let engine = Engine::new(
+        [("nixos".to_owned(), nixos)].into(),
+        Arc::new(MemoryStore::default()),
+        Arc::new(SystemClock),
+        EngineOptions::default(),
+    );
+    let graph = DesiredGraph {
+        version: GRAPH_VERSION,
+        operator: OperatorId::try_from("bench").unwrap(),
+        retention: BTreeMap::new(),
+        resources: (0..HOSTS)
+            .map(|i| {
+                let resource = Resource {
+                    provider: "nixos".to_owned(),
+                    service: None,
+                    holds_data: false,
+                    inputs: inputs(&hosts, i),
+                    depends_on: BTreeSet::new(),
+                };
+                (ctx(i).address, resource)
+            })
+            .collect(),
+    };
+    let apply = || async {
+        let report = engine
+            .apply(&graph, Arc::new(Discard), Approval::Automatic)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(report.succeeded(), "{:?}", report.failed);
+        report
+    };
+    let started = Instant::now();
+    runtime.block_on(apply());
+    let first = started.elapsed();
+    let started = Instant::now();
+    let again = runtime.block_on(apply());
+    (first, started.elapsed(), again.provider_calls)
+}
+
 fn main() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let system = warm_up(&runtime);
     let mut bare_runs = Vec::new();
     let mut default_runs = (Vec::new(), Vec::new());
     let mut curve_runs = (Vec::new(), Vec::new());
+    let mut engine = (Vec::new(), Vec::new(), 0);
     for run in 1..=RUNS {
         let hosts = TestHosts::start(HOSTS);
         bare_runs.push(bare(&hosts, &system));
@@ -190,6 +248,10 @@ fn main() {
         let (first, unchanged) = provider_run(&runtime, &system, Some("curve25519-sha256"));
         curve_runs.0.push(first);
         curve_runs.1.push(unchanged);
+        let (first, again, calls) = engine_runs(&runtime, None);
+        engine.0.push(first);
+        engine.1.push(again);
+        engine.2 = engine.2.max(calls);
         eprintln!("run {run} done");
     }
     let parallelism = NixosOptions::default().parallelism;
@@ -211,6 +273,11 @@ fn main() {
             "provider, KexAlgorithms=curve25519-sha256: unchanged re-deploy",
             median(curve_runs.1),
         ),
+        (
+            "engine apply of the 20 hosts (`fediversity apply`)",
+            median(engine.0),
+        ),
+        ("engine apply again, nothing changed", median(engine.1)),
     ];
     println!(
         "nixos provider, {HOSTS} hosts, a {BLOB_KIB} KiB closure, median of {RUNS} runs \
@@ -227,5 +294,9 @@ fn main() {
     println!("| reference: the fleet baseline's bare.sh (an idle machine) | 6.8 s | |");
     println!(
         "| reference: the fleet baseline's ansible.sh, forks=20 (an idle machine) | 66.3 s | |"
+    );
+    println!(
+        "(the engine's second apply made {} provider calls)",
+        engine.2
     );
 }
