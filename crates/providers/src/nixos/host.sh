@@ -48,21 +48,31 @@ current)
   ;;
 prepare)
   # prepare ROOT < secrets: writes the secrets (one "<name> <base64 value>" line each) into a
-  # root-only directory, atomically, removes the files not named, and prints what `current`
-  # prints.
+  # root-only directory, atomically, removes the files not named, prints "changed <n>" (files
+  # written with a new value or removed) and then what `current` prints.
   mkdir -p "$secrets"
   chmod 700 "$secrets"
   umask 077
   keep=" "
+  changed=0
   while read -r name value; do
     printf '%s' "$value" | base64 -d >"$secrets/.$name.tmp"
-    mv -f "$secrets/.$name.tmp" "$secrets/$name"
+    if cmp -s "$secrets/.$name.tmp" "$secrets/$name"; then
+      rm -f "$secrets/.$name.tmp"
+    else
+      mv -f "$secrets/.$name.tmp" "$secrets/$name"
+      changed=$((changed + 1))
+    fi
     keep="$keep$name "
   done
-  for file in "$secrets"/* "$secrets"/.*.tmp; do
+  for file in "$secrets"/*; do
     [ -e "$file" ] || continue
-    case $keep in *" ${file##*/} "*) ;; *) rm -f "$file" ;; esac
+    case $keep in
+    *" ${file##*/} "*) ;;
+    *) rm -f "$file" && changed=$((changed + 1)) ;;
+    esac
   done
+  echo "changed $changed"
   current
   ;;
 switch)
@@ -91,6 +101,18 @@ switch)
 status)
   # status ROOT RUN SECONDS: what wait_for says after up to SECONDS.
   wait_for "$1" "$2"
+  ;;
+units)
+  # units ROOT UNIT…: each unit's state, one a line; fails unless all are active.
+  command -v systemctl >/dev/null || { echo "systemctl is missing: no systemd" >&2; exit 2; }
+  systemctl is-active "$@"
+  ;;
+restart-secrets)
+  # restart-secrets ROOT: restarts nix/'s secrets unit, whose dependants read the secrets, so
+  # that rotated values are used; nothing on a host without systemd or without the unit.
+  if command -v systemctl >/dev/null && systemctl cat fediversity-secrets.service >/dev/null 2>&1; then
+    systemctl restart fediversity-secrets.service
+  fi
   ;;
 remove-secrets)
   rm -rf "$secrets"

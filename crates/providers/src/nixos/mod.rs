@@ -3,8 +3,8 @@
 //! One resource is one host. A deployment goes through five phases, each reported as
 //! progress (`build`, `secrets`, `copy`, `activate`, `health`):
 //!
-//! 1. **build** on the deployer: `(builtins.getFlake FLAKE).fediversity.system SPEC`, the host
-//!    spec (JSON, no secrets) given as a parsed attribute set ([`nix`]);
+//! 1. **build** on the deployer: `(getFlake FLAKE).lib.fediversitySystem { specFile; }`'s
+//!    `config.system.build.toplevel`, the host spec (JSON, no secrets) in a file ([`nix`]);
 //! 2. **secrets** written into a root-only directory (`/var/lib/fediversity/secrets`, 0700,
 //!    files 0600, each replaced atomically; files no longer wanted removed), sent on standard
 //!    input, never on a command line, in a log or in an event; the same SSH session reads the
@@ -15,15 +15,17 @@
 //! 4. **activate**: a new generation of the system profile, then `switch-to-configuration
 //!    switch` run detached on the host, whose exit status the provider polls, so an SSH drop
 //!    does not stop it;
-//! 5. **health**: each HTTP check the system declares (`etc/fediversity/health.json`) must
-//!    answer 2xx or 3xx on the host's loopback within the health timeout.
+//! 5. **health**: the units the system declares (`etc/fediversity/health.json`) must be
+//!    active and its loopback URLs answer as expected within the health timeout ([`health`]);
+//!    when secrets changed, `fediversity-secrets.service` is restarted first.
 //!
 //! When activation or the health check fails, the host is switched back to the generation it
 //! ran before, and the error reports both the failure and the rollback. Such an error is
 //! permanent: trying the same system again would fail the same way. Everything on the host
 //! goes through one SSH master connection with the VM's recorded host key pinned ([`ssh`]).
-//! The contract a flake must meet is in `docs/nixos-provider.md`.
+//! The contract a flake must meet is in `docs/nixos-provider.md` and `docs/nix-modules.md`.
 
+mod health;
 mod nix;
 mod ssh;
 
@@ -42,6 +44,7 @@ use fediversity_model::infra::{BuildOn, NixInfra};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use self::health::Contract;
 use self::nix::Nix;
 use self::ssh::{Ran, Session};
 use crate::files::check_component;
@@ -91,7 +94,8 @@ impl Default for NixosOptions {
             build_timeout: Duration::from_secs(3600),
             copy_timeout: Duration::from_secs(1800),
             activation_timeout: Duration::from_secs(600),
-            health_timeout: Duration::from_secs(120),
+            // nix/'s systems may migrate databases and precompile assets on a first start.
+            health_timeout: Duration::from_secs(900),
             poll_interval: Duration::from_millis(100),
             ssh_kex_algorithms: None,
             nix_options: BTreeMap::new(),
@@ -145,7 +149,7 @@ impl NixosProvider {
 #[serde(deny_unknown_fields)]
 struct NixosInputs {
     build_on: BuildOn,
-    /// The flake holding `fediversity.system`.
+    /// The flake holding `lib.fediversitySystem` (nix/).
     flake: String,
     /// The host's address.
     host: String,
@@ -197,23 +201,6 @@ impl Generation {
     }
 }
 
-/// The health checks a system declares in `etc/fediversity/health.json`.
-#[derive(Debug, Deserialize)]
-struct HealthChecks {
-    checks: Vec<HealthCheck>,
-}
-
-/// One HTTP endpoint on the host's loopback that must answer 2xx or 3xx.
-#[derive(Debug, Deserialize)]
-struct HealthCheck {
-    name: String,
-    port: u16,
-    path: String,
-    /// The `Host` header, for a virtual host (default `127.0.0.1`).
-    #[serde(default)]
-    host: Option<String>,
-}
-
 /// A short timeout for one small command on the host.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -255,16 +242,14 @@ impl NixosProvider {
             .build(&inputs.flake, &inputs.spec, self.options.build_timeout)
             .await
             .map_err(|e| in_context(at, e))?;
-        let checks = declared_checks(&system)
-            .await
-            .map_err(|e| in_context(at, e))?;
+        let contract = Contract::of(&system).await.map_err(|e| in_context(at, e))?;
         let session = self.session(&inputs).await.map_err(|e| in_context(at, e))?;
         let host = session.host().to_owned();
         ctx.progress.report(
             format!("secrets: {} file(s) to {host}", inputs.secrets.len()),
             Some(0.2),
         );
-        let previous = prepare(&session, &inputs.secrets)
+        let (changed, previous) = prepare(&session, &inputs.secrets)
             .await
             .map_err(|e| in_context(at, e))?;
         if let Some(running) = previous.as_ref().filter(|g| g.system == system) {
@@ -275,7 +260,10 @@ impl NixosProvider {
                 ),
                 None,
             );
-            self.check_health(ctx, &session, &checks)
+            self.restart_secrets(&session, changed)
+                .await
+                .map_err(|e| in_context(at, e))?;
+            self.check_health(ctx, &session, &contract)
                 .await
                 .map_err(|failure| {
                     ProviderError::permanent(format!("{at}: {host} runs {system}, but {failure}"))
@@ -296,9 +284,13 @@ impl NixosProvider {
                     format!("health: checking generation {number} on {host}"),
                     Some(0.8),
                 );
-                self.check_health(ctx, &session, &checks)
-                    .await
-                    .map(|()| Generation { number, system })
+                match self.restart_secrets(&session, changed).await {
+                    Ok(()) => self
+                        .check_health(ctx, &session, &contract)
+                        .await
+                        .map(|()| Generation { number, system }),
+                    Err(e) => Err(e.message),
+                }
             }
             Err(failure) => Err(failure),
         };
@@ -451,47 +443,42 @@ impl NixosProvider {
         LONG_POLL + self.options.connect_timeout + Duration::from_secs(10)
     }
 
-    /// Waits until every health check passes, or says which did not.
+    /// Waits for `contract` to hold on the host.
     async fn check_health(
         &self,
         ctx: &CallContext,
         session: &Session,
-        declared: &HealthChecks,
+        contract: &Contract,
     ) -> Result<(), String> {
-        let deadline = Instant::now() + self.options.health_timeout;
-        for check in &declared.checks {
-            ctx.progress.report(
-                format!(
-                    "health: {} (http://127.0.0.1:{}{} on {})",
-                    check.name,
-                    check.port,
-                    check.path,
-                    session.host()
-                ),
-                Some(0.9),
-            );
-            let mut last;
-            loop {
-                last = probe(
-                    session,
-                    check,
-                    self.options.poll_interval.max(Duration::from_secs(2)),
-                )
-                .await;
-                if last.is_ok() || Instant::now() > deadline {
-                    break;
-                }
-                tokio::time::sleep(self.options.poll_interval).await;
-            }
-            last.map_err(|answer| {
-                format!(
-                    "the health check `{}` (http://127.0.0.1:{}{} on the host) did not pass \
-                     within {:?}: {answer}",
-                    check.name, check.port, check.path, self.options.health_timeout
-                )
-            })?;
+        contract
+            .wait(
+                session,
+                &ctx.progress,
+                self.options.health_timeout,
+                self.options.poll_interval,
+            )
+            .await
+    }
+
+    /// After `changed` secret files changed: restarts what reads them (nix/'s
+    /// `fediversity-secrets.service`, which the units holding secrets are part of), so the new
+    /// values are in use once the health check passes. Nothing to do on a host without it.
+    async fn restart_secrets(&self, session: &Session, changed: usize) -> ProviderResult<()> {
+        if changed == 0 {
+            return Ok(());
         }
-        Ok(())
+        let ran = session
+            .script("restart-secrets", &[], None, self.command_timeout())
+            .await?;
+        if ran.success {
+            Ok(())
+        } else {
+            Err(ProviderError::transient(format!(
+                "restarting fediversity-secrets.service on {} failed: {}",
+                session.host(),
+                ran.stderr.trim()
+            )))
+        }
     }
 
     /// Switches back to `previous` after `failure`; the error to report either way.
@@ -543,13 +530,14 @@ async fn current(session: &Session) -> ProviderResult<Option<Generation>> {
     generation_of(session, "read the system profile", &ran)
 }
 
-/// Writes `secrets` on the host (and removes the secret files no longer named); then the
-/// generation its system profile points at, if any. One SSH session.
+/// Writes `secrets` on the host (and removes the secret files no longer named); then how
+/// many files changed, and the generation its system profile points at, if any. One SSH
+/// session.
 async fn prepare(
     session: &Session,
     secrets: &BTreeMap<String, SecretString>,
-) -> ProviderResult<Option<Generation>> {
-    let ran = session
+) -> ProviderResult<(usize, Option<Generation>)> {
+    let mut ran = session
         .script(
             "prepare",
             &[],
@@ -557,11 +545,22 @@ async fn prepare(
             COMMAND_TIMEOUT,
         )
         .await?;
-    generation_of(
-        session,
-        "write the secrets and read the system profile",
-        &ran,
-    )
+    let (first, rest) = ran.stdout.split_once('\n').unwrap_or((&ran.stdout, ""));
+    let changed = first
+        .strip_prefix("changed ")
+        .and_then(|n| n.trim().parse().ok());
+    let Some(changed) = changed.filter(|_| ran.success) else {
+        return Err(ProviderError::transient(format!(
+            "cannot write the secrets on {}: {}",
+            session.host(),
+            ran.stderr.trim()
+        )));
+    };
+    ran.stdout = rest.to_owned();
+    Ok((
+        changed,
+        generation_of(session, "read the system profile", &ran)?,
+    ))
 }
 
 fn generation_of(session: &Session, what: &str, ran: &Ran) -> ProviderResult<Option<Generation>> {
@@ -588,20 +587,6 @@ fn secrets_stream(secrets: &BTreeMap<String, SecretString>) -> SecretString {
     SecretString::new(stream)
 }
 
-/// The health checks `system` declares in `etc/fediversity/health.json`, read from the
-/// deployer's store (the system was built there); none when it declares none.
-async fn declared_checks(system: &str) -> ProviderResult<HealthChecks> {
-    let path = format!("{system}/etc/fediversity/health.json");
-    match tokio::fs::read_to_string(&path).await {
-        Ok(text) => serde_json::from_str(&text)
-            .map_err(|e| ProviderError::permanent(format!("{path} is not valid: {e}"))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(HealthChecks { checks: Vec::new() })
-        }
-        Err(e) => Err(ProviderError::transient(format!("cannot read {path}: {e}"))),
-    }
-}
-
 /// `"<number> <store path>"` as the host script prints it.
 fn parse_generation(line: &str) -> Option<Generation> {
     let (number, system) = line.trim().split_once(' ')?;
@@ -618,35 +603,6 @@ fn activation_status(answer: &str) -> Option<i32> {
     first
         .strip_prefix("exit ")
         .map(|code| code.trim().parse().unwrap_or(-1))
-}
-
-/// One HTTP request for `check`, through the host; `Err` holds what came back instead.
-async fn probe(session: &Session, check: &HealthCheck, timeout: Duration) -> Result<(), String> {
-    let request = format!(
-        "GET {} HTTP/1.0\r\nHost: {}\r\nUser-Agent: fediversity-health\r\nConnection: close\r\n\r\n",
-        check.path,
-        check.host.as_deref().unwrap_or("127.0.0.1")
-    );
-    let answer = session
-        .forward(check.port, request.as_bytes(), timeout)
-        .await
-        .map_err(|e| e.message)?;
-    match http_status(&answer) {
-        Some(code) if (200..400).contains(&code) => Ok(()),
-        Some(code) => Err(format!("HTTP {code}")),
-        None => Err("no HTTP answer".to_owned()),
-    }
-}
-
-/// The status code of an HTTP answer.
-fn http_status(answer: &[u8]) -> Option<u16> {
-    let text = String::from_utf8_lossy(answer);
-    let mut words = text.lines().next()?.split_whitespace();
-    words
-        .next()
-        .filter(|v| v.starts_with("HTTP/"))
-        .and_then(|_| words.next())
-        .and_then(|code| code.parse().ok())
 }
 
 /// A random name for one activation's status and log files.
@@ -771,14 +727,6 @@ mod tests {
             secrets_stream(&secrets).expose(),
             "a d2l0aCBzcGFjZQphbmQgbmV3bGluZQ==\nb \n"
         );
-    }
-
-    #[test]
-    fn http_status_lines_parse() {
-        assert_eq!(http_status(b"HTTP/1.0 200 OK\r\n\r\nok"), Some(200));
-        assert_eq!(http_status(b"HTTP/1.1 404 Not Found\r\n"), Some(404));
-        assert_eq!(http_status(b""), None);
-        assert_eq!(http_status(b"SSH-2.0-OpenSSH"), None);
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! The two Nix commands the provider runs on the deployer: building a host's system from the
 //! flake, and copying its closure to the host over the host's SSH session.
 //!
-//! The build is `nix build` of `(builtins.getFlake FLAKE).fediversity.system SPEC`, the host
-//! spec read from a JSON file (it holds no secret: secrets travel as files, see the module
-//! docs), so it needs `--impure`. The copy is `nix copy --to ssh-ng://root@HOST` with
+//! The build is `nix build` of `((builtins.getFlake FLAKE).lib.fediversitySystem { specFile
+//! = SPEC; }).config.system.build.toplevel`, the host spec written to a JSON file (it holds no
+//! secret: secrets travel as files, see the module docs) outside the flake, hence `--impure`. The copy is `nix copy --to ssh-ng://root@HOST` with
 //! `NIX_SSHOPTS` naming the session's options, so it rides the session's master connection and
 //! checks the same pinned host key.
 
@@ -143,10 +143,12 @@ fn store_url(session: &Session) -> String {
     url
 }
 
-/// The Nix expression that builds `flake`'s system for the spec in `spec_file`.
+/// The Nix expression that builds `flake`'s system for the spec in `spec_file`, as nix/'s
+/// flake defines it (docs/nix-modules.md).
 fn build_expression(flake: &str, spec_file: &str) -> String {
     format!(
-        "(builtins.getFlake {}).fediversity.system (builtins.fromJSON (builtins.readFile {}))",
+        "((builtins.getFlake {}).lib.fediversitySystem {{ specFile = /. + {}; }})\
+         .config.system.build.toplevel",
         nix_string(flake),
         nix_string(spec_file)
     )
@@ -202,7 +204,7 @@ mod tests {
     fn the_expression_quotes_its_strings() {
         assert_eq!(
             build_expression("path:/a \"b\"", "/tmp/x/${y}.json"),
-            r#"(builtins.getFlake "path:/a \"b\"").fediversity.system (builtins.fromJSON (builtins.readFile "/tmp/x/\${y}.json"))"#
+            r#"((builtins.getFlake "path:/a \"b\"").lib.fediversitySystem { specFile = /. + "/tmp/x/\${y}.json"; }).config.system.build.toplevel"#
         );
     }
 

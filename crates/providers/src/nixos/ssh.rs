@@ -236,17 +236,16 @@ impl Session {
         })
     }
 
-    /// Sends `request` to `127.0.0.1:port` as seen from the host (an SSH stdio forward over
-    /// the master connection: nothing but sshd is needed there) and returns the answer.
+    /// Sends `request` to `target` (`HOST:PORT`) as seen from the host (an SSH stdio forward
+    /// over the master connection: nothing but sshd is needed there) and returns the answer.
     pub async fn forward(
         &self,
-        port: u16,
+        target: &str,
         request: &[u8],
         timeout: Duration,
     ) -> ProviderResult<Vec<u8>> {
-        let target = format!("127.0.0.1:{port}");
         let output = self
-            .ssh(&["-W", target.as_str()], None, Some(request), timeout)
+            .ssh(&["-W", target], None, Some(request), timeout)
             .await?;
         let said = String::from_utf8_lossy(&output.stderr);
         // Through a master connection, sshd's refusal to connect reads "Stdio forwarding

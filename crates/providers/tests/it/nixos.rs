@@ -214,11 +214,12 @@ async fn failed_health_checks_and_activations_roll_back() {
     let error = failed_update(json!({"label": "v2", "healthy": false})).await;
     assert_eq!(error.kind, ErrorKind::Permanent, "{}", error.message);
     assert!(
-        error.message.contains("health check `test-http`"),
+        error
+            .message
+            .contains("`test-http` (http://127.0.0.1:8080/health) answered HTTP 404"),
         "{}",
         error.message
     );
-    assert!(error.message.contains("HTTP 404"), "{}", error.message);
     let back = format!(
         "rolled {} back to generation {}",
         host.address(),
@@ -232,6 +233,16 @@ async fn failed_health_checks_and_activations_roll_back() {
         error
             .message
             .contains("nothing accepts connections on 127.0.0.1:8081"),
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains(&back), "{}", error.message);
+    assert_eq!(label(host), "v1");
+
+    let error = failed_update(json!({"label": "v3", "units": ["web.service"]})).await;
+    // Test hosts run no systemd: the unit cannot be active.
+    assert!(
+        error.message.contains("web.service is unknown ("),
         "{}",
         error.message
     );
