@@ -19,7 +19,8 @@ const SANDBOX_ENDPOINT: &str = "http://s3.sandbox.localhost";
 const SANDBOX_REGION: &str = "sandbox";
 const SANDBOX_WEB_ROOT: &str = "web.sandbox.localhost";
 
-/// Garage's ports (its defaults): S3 API, RPC between nodes, admin API.
+/// Garage's ports (its defaults): S3 API and admin API.
+const GARAGE_S3_PORT: u16 = 3900;
 const GARAGE_ADMIN_PORT: u16 = 3903;
 
 /// Where one operator's buckets live and how services reach them.
@@ -30,6 +31,9 @@ pub struct S3Target {
     web_root_domain: String,
     /// Inputs every bucket and key needs to reach a dedicated cluster; empty otherwise.
     cluster_inputs: Value,
+    /// What a bucket needs besides, to be emptied before it is deleted: the dedicated
+    /// cluster's S3 API (the shared cluster's is in `infra.toml`); empty otherwise.
+    bucket_inputs: Value,
     /// The dedicated cluster's layout, which must exist before any bucket.
     cluster: Option<ResourceAddress>,
 }
@@ -78,6 +82,7 @@ pub fn target(
             region: SANDBOX_REGION.to_owned(),
             web_root_domain: SANDBOX_WEB_ROOT.to_owned(),
             cluster_inputs: json!({}),
+            bucket_inputs: json!({}),
             cluster: None,
         }),
         Some(garage) if garage.mode == S3Mode::Shared => Ok(S3Target {
@@ -93,6 +98,7 @@ pub fn target(
                 .map(ToString::to_string)
                 .unwrap_or_default(),
             cluster_inputs: json!({}),
+            bucket_inputs: json!({}),
             cluster: None,
         }),
         Some(garage) => dedicated(builder, garage, deploy_key),
@@ -179,6 +185,7 @@ fn dedicated(
         region: garage.region.clone(),
         web_root_domain,
         cluster_inputs,
+        bucket_inputs: json!({"s3_endpoint": format!("http://{first}:{GARAGE_S3_PORT}")}),
         cluster: Some(cluster),
     })
 }
@@ -201,6 +208,7 @@ impl S3Target {
             "cors_allowed_origins": [format!("https://{site}")],
         });
         merge(&mut inputs, self.cluster_inputs.clone());
+        merge(&mut inputs, self.bucket_inputs.clone());
         let spec = Spec::new(Some(service), inputs)
             .holding_data()
             .after(self.cluster.clone());

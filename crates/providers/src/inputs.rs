@@ -4,7 +4,7 @@
 use fediversity_engine::{ProviderError, ProviderResult};
 use fediversity_model::graph::ResourceAddress;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// `inputs` as `T`, or a permanent error saying what is wrong without quoting any value (an
 /// input may be a secret).
@@ -19,6 +19,18 @@ pub(crate) fn parse_inputs<T: DeserializeOwned>(
             without_values(&e.to_string())
         ))
     })
+}
+
+/// The observed fields that the inputs have: a field the inputs leave out is not compared,
+/// and so is not reported as drift.
+pub(crate) fn observed_inputs(inputs: &Value, observed: Map<String, Value>) -> Value {
+    let wanted = inputs.as_object();
+    Value::Object(
+        observed
+            .into_iter()
+            .filter(|(key, _)| wanted.is_some_and(|w| w.contains_key(key)))
+            .collect(),
+    )
 }
 
 /// A serde error message with any quoted value left out: "invalid type: string \"x\",

@@ -11,6 +11,8 @@
 //!   check and rollback (`nixos`);
 //! - [`secret`] — generated secrets and secrets the operator stored (`secret`);
 //! - [`sshkey`] — Ed25519 deployment keys (`sshkey`);
+//! - [`garage`] — buckets, access keys and cluster layouts on Garage, through its admin API v2
+//!   (`garage`);
 //! - [`external`] — any executable speaking the JSON-lines provider protocol
 //!   (`docs/provider-protocol.md`), with a conformance runner for provider authors;
 //! - [`registry`] — the set of providers a run uses (the sandbox's, for now).
@@ -24,17 +26,21 @@
 pub mod error;
 pub mod external;
 mod files;
+pub mod garage;
 mod inputs;
 mod kept_in_state;
 pub mod local;
 pub mod nixos;
+mod outputs;
 pub mod registry;
+mod s3_inputs;
 pub mod secret;
 pub mod sensitive;
 pub mod sshkey;
 
 pub use error::{Error, Result};
 pub use external::{ExternalOptions, ExternalProvider, conformance};
+pub use garage::{GarageCluster, GarageProvider};
 pub use local::LocalProvider;
 pub use nixos::{NixosConfigError, NixosOptions, NixosProvider};
 pub use registry::sandbox_providers;

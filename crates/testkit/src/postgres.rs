@@ -33,6 +33,8 @@ use std::sync::{Mutex, OnceLock};
 
 use tempfile::TempDir;
 
+use crate::describe;
+
 /// Where Debian installs each PostgreSQL major version (`/usr/lib/postgresql/15/bin`).
 const DEBIAN_ROOT: &str = "/usr/lib/postgresql";
 
@@ -347,15 +349,6 @@ fn run_checked(command: &mut Command, what: &str) -> Output {
         describe(&output)
     );
     output
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "{}\n{}{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 #[cfg(test)]

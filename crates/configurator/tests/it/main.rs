@@ -1,5 +1,6 @@
 //! The configurator's integration tests: golden graphs for each service alone, all three,
-//! turning one off, and the three kinds of infrastructure; and properties every graph keeps.
+//! turning one off, and the three kinds of infrastructure; properties every graph keeps; and the
+//! NixOS modules in `nix/` against the host specs in those graphs.
 
 #![allow(
     clippy::unwrap_used,
@@ -9,6 +10,7 @@
 )]
 
 mod golden;
+mod nix_modules;
 mod properties;
 
 use std::path::{Path, PathBuf};

@@ -12,20 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::{Kind, NAME, Place, observed_inputs, outputs, parse_inputs, taken_by};
 use crate::files::{PUBLIC_FILE, check_component, list_dir, read_json, remove_dir_all, write_json};
-
-/// The inputs of a bucket.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BucketInputs {
-    /// The bucket's global name: its directory and its identity.
-    alias: String,
-    #[serde(default)]
-    quota_bytes: Option<u64>,
-    #[serde(default)]
-    website: bool,
-    #[serde(default)]
-    cors_allowed_origins: Vec<String>,
-}
+use crate::s3_inputs::BucketInputs;
 
 /// `.bucket.json`.
 #[derive(Debug, Serialize, Deserialize)]

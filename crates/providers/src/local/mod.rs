@@ -36,10 +36,11 @@ use fediversity_engine::{ProviderError, ProviderResult};
 use fediversity_model::Retention;
 use fediversity_model::graph::{ResourceAddress, ResourceKind};
 use fediversity_model::names::OperatorId;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::files::blocking;
-pub(crate) use crate::inputs::parse_inputs;
+pub(crate) use crate::inputs::{observed_inputs, parse_inputs};
+pub(crate) use crate::outputs::outputs;
 
 /// The provider name resources use to choose the sandbox.
 pub const NAME: &str = "local";
@@ -179,29 +180,6 @@ impl Provider for LocalProvider {
     ) -> ProviderResult<Deletion> {
         let (kind, at, inputs) = (kind_of(&ctx.address)?, self.place(ctx), inputs.clone());
         blocking(move || kind.delete(&at, &inputs, retention)).await
-    }
-}
-
-/// The observed fields that the inputs have: a field the inputs leave out is not compared,
-/// and so is not reported as drift.
-fn observed_inputs(inputs: &Value, observed: Map<String, Value>) -> Value {
-    let wanted = inputs.as_object();
-    Value::Object(
-        observed
-            .into_iter()
-            .filter(|(key, _)| wanted.is_some_and(|w| w.contains_key(key)))
-            .collect(),
-    )
-}
-
-/// Outputs from `(name, value)` pairs, none of them sensitive.
-fn outputs<const N: usize>(values: [(&str, Value); N]) -> Outputs {
-    Outputs {
-        values: values
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value))
-            .collect(),
-        sensitive: Default::default(),
     }
 }
 

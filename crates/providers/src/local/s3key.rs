@@ -11,31 +11,8 @@ use serde_json::{Map, Value, json};
 
 use super::{Kind, NAME, Place, bucket, observed_inputs, parse_inputs, taken_by};
 use crate::files::{PRIVATE_FILE, check_component, read_json, remove_file, write_json};
+use crate::s3_inputs::{Grant, S3KeyInputs};
 use crate::sensitive::SecretString;
-
-/// What a key may do with one bucket.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Grant {
-    /// The bucket's id (the bucket's `id` output).
-    bucket: String,
-    #[serde(default)]
-    read: bool,
-    #[serde(default)]
-    write: bool,
-    #[serde(default)]
-    owner: bool,
-}
-
-/// The inputs of an S3 key.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct S3KeyInputs {
-    /// The key's name: its file and its identity.
-    name: String,
-    #[serde(default)]
-    grants: Vec<Grant>,
-}
 
 /// `keys/<name>.json`.
 #[derive(Serialize, Deserialize)]

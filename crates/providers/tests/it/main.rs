@@ -1,8 +1,8 @@
 //! The providers' integration tests, one binary: the sandbox provider per kind on real files,
 //! a whole sandbox deployment through the engine, external providers against the Python
-//! example and deliberately broken scripts, the conformance runner, and the protocol's
-//! checked-in example messages against its JSON Schema, and the `nixos` provider against test
-//! hosts in network namespaces.
+//! example and deliberately broken scripts, the conformance runner, the protocol's
+//! checked-in example messages against its JSON Schema, the Garage provider against real
+//! Garage, and the `nixos` provider against test hosts in network namespaces.
 
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +13,7 @@
 
 mod conformance;
 mod external;
+mod garage;
 mod local;
 mod messages;
 mod nixos;
@@ -55,6 +56,22 @@ impl EventSink for Events {
     fn emit(&self, event: &Event) {
         self.0.lock().unwrap().push(event.clone());
     }
+}
+
+/// Applies `graph` without asking, its events unwatched.
+pub async fn apply(
+    engine: &fediversity_engine::Engine,
+    graph: &fediversity_model::graph::DesiredGraph,
+) -> fediversity_engine::report::Report {
+    engine
+        .apply(
+            graph,
+            Arc::new(Events::default()),
+            fediversity_engine::Approval::Automatic,
+        )
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// A call context for `address` of `operator`, with its progress going to `events`.

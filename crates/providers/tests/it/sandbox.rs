@@ -15,7 +15,7 @@ use fediversity_model::Retention;
 use fediversity_model::graph::DesiredGraph;
 use fediversity_providers::sandbox_providers;
 
-use crate::{Events, workspace};
+use crate::{Events, apply, workspace};
 
 fn sandbox_graph() -> DesiredGraph {
     let path = workspace().join("crates/configurator/tests/golden/all-services.sandbox.graph.json");
@@ -39,22 +39,6 @@ fn secret_values(root: &Path) -> BTreeMap<String, String> {
         }
     }
     found
-}
-
-/// Applies `graph` without asking, its events unwatched.
-async fn apply(
-    engine: &fediversity_engine::Engine,
-    graph: &fediversity_model::graph::DesiredGraph,
-) -> fediversity_engine::report::Report {
-    engine
-        .apply(
-            graph,
-            Arc::new(Events::default()),
-            fediversity_engine::Approval::Automatic,
-        )
-        .await
-        .unwrap()
-        .unwrap()
 }
 
 #[tokio::test]

@@ -1,0 +1,635 @@
+//! The NixOS modules in `nix/` against the host specs this crate produces: every `.nix` file
+//! parses; the pure mapping (`nix/lib`) turns every golden host spec into the settings held in
+//! `tests/golden/nix/`, with the services' S3 quirks and no secret out of place; the script that
+//! makes environment files from secrets writes them and refuses what it cannot carry; and, where
+//! a nixpkgs checkout is given (`FEDIVERSITY_NIXPKGS`), each service's module evaluates as a
+//! whole NixOS system.
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use fediversity_testkit::golden::assert_golden;
+use serde_json::Value;
+
+use super::golden_dir;
+
+/// The repository's `nix/` directory.
+fn nix_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../nix")
+}
+
+/// Runs `nix-instantiate` with `args`, failing the test with the setup script's name when the
+/// tool is missing.
+fn nix_instantiate(args: &[&str]) -> Output {
+    Command::new("nix-instantiate")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("cannot run nix-instantiate ({e}): run scripts/setup-test, which installs Debian's nix-bin")
+        })
+}
+
+/// Fails the test with `what` and the command's error output unless it succeeded.
+fn assert_success(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Evaluates `expr` strictly: its JSON value, or Nix's error message.
+fn eval(expr: &str) -> Result<Value, String> {
+    let out = nix_instantiate(&["--eval", "--strict", "--json", "-E", expr]);
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+/// Evaluates `expr` strictly and returns its JSON value.
+fn eval_json(expr: &str) -> Value {
+    eval(expr).unwrap_or_else(|e| panic!("nix-instantiate failed on\n{expr}\n{e}"))
+}
+
+/// A Nix string literal holding `s` (`${` is escaped).
+fn nix_string(s: &str) -> String {
+    serde_json::to_string(s).unwrap().replace("${", "\\${")
+}
+
+/// The golden graphs, by file stem (`all-services.example`).
+fn golden_graphs() -> Vec<(String, PathBuf)> {
+    let mut graphs: Vec<(String, PathBuf)> = std::fs::read_dir(golden_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter_map(|path| {
+            let name = path.file_name()?.to_str()?;
+            let stem = name.strip_suffix(".graph.json")?.to_owned();
+            Some((stem, path))
+        })
+        .collect();
+    graphs.sort();
+    assert!(
+        !graphs.is_empty(),
+        "no golden graphs in {}",
+        golden_dir().display()
+    );
+    graphs
+}
+
+/// What `nix/lib` makes of every NixOS host of the graph at `path`: host name → `describe`.
+fn describe_hosts(path: &Path) -> Value {
+    let expr = format!(
+        r#"
+        let
+          lib = import {nix};
+          graph = builtins.fromJSON (builtins.readFile {graph});
+          hosts = builtins.filter (a: builtins.substring 0 6 a == "nixos.") (builtins.attrNames graph.resources);
+        in
+        builtins.listToAttrs (map (a: {{
+          name = builtins.substring 6 (builtins.stringLength a) a;
+          value = lib.describe (lib.spec.check graph.resources.${{a}}.inputs.spec);
+        }}) hosts)
+        "#,
+        nix = nix_string(&nix_dir().join("lib").display().to_string()),
+        graph = nix_string(&path.display().to_string()),
+    );
+    eval_json(&expr)
+}
+
+/// The host specs of a golden graph, by host name.
+fn host_specs(path: &Path) -> Vec<(String, Value)> {
+    let graph: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    graph["resources"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter_map(|(address, resource)| {
+            let host = address.strip_prefix("nixos.")?;
+            Some((host.to_owned(), resource["inputs"]["spec"].clone()))
+        })
+        .collect()
+}
+
+fn every_nix_file(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            every_nix_file(&path, found);
+        } else if path.extension().is_some_and(|e| e == "nix") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_nix_file_parses() {
+    let mut files = Vec::new();
+    every_nix_file(&nix_dir(), &mut files);
+    files.sort();
+    let names: BTreeSet<String> = files
+        .iter()
+        .map(|f| f.strip_prefix(nix_dir()).unwrap().display().to_string())
+        .collect();
+    for expected in [
+        "flake.nix",
+        "lib/system.nix",
+        "modules/common.nix",
+        "modules/mastodon.nix",
+        "modules/pixelfed.nix",
+        "modules/peertube.nix",
+        "modules/garage.nix",
+    ] {
+        assert!(
+            names.contains(expected),
+            "nix/{expected} is missing: {names:?}"
+        );
+    }
+    for file in &files {
+        let out = nix_instantiate(&["--parse", &file.display().to_string()]);
+        assert_success(&out, &format!("{} does not parse", file.display()));
+    }
+}
+
+#[test]
+fn mappings_match_their_golden_files() {
+    for (stem, path) in golden_graphs() {
+        let described = describe_hosts(&path);
+        let json = serde_json::to_string_pretty(&described).unwrap() + "\n";
+        assert_golden(golden_dir().join("nix").join(format!("{stem}.json")), &json);
+    }
+}
+
+/// Every string inside `value`, with where it is.
+fn strings<'v>(value: &'v Value, at: String, out: &mut Vec<(String, &'v str)>) {
+    match value {
+        Value::String(s) => out.push((at, s)),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                strings(item, format!("{at}[{i}]"), out);
+            }
+        }
+        Value::Object(fields) => {
+            for (key, item) in fields {
+                strings(item, format!("{at}.{key}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The secret names a mapping reads, from its own fields (not from `secrets_read`, which the
+/// check compares with).
+fn secrets_in_mapping(mapping: &Value) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = mapping["secretEnv"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v["secret"].as_str().unwrap().to_owned())
+        .collect();
+    names.extend(
+        mapping["secretFileOptions"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_str().unwrap().to_owned()),
+    );
+    if let Some(admin) = mapping["admin"].as_object() {
+        names.insert(admin["passwordSecret"].as_str().unwrap().to_owned());
+    }
+    names
+}
+
+fn check_service_quirks(what: &str, spec: &Value, mapping: &Value) {
+    let env = &mapping["env"];
+    let buckets = &spec["s3"]["buckets"];
+    match spec["service"].as_str().unwrap() {
+        "mastodon" => {
+            assert_eq!(env["S3_PERMISSION"], "", "{what}: Garage has no ACLs");
+            assert_eq!(env["S3_ENABLED"], "true", "{what}");
+            let public = buckets["media"]["public_url"].as_str().unwrap();
+            assert_eq!(
+                Some(env["S3_ALIAS_HOST"].as_str().unwrap()),
+                public.strip_prefix("https://"),
+                "{what}: media is served by the website endpoint, named without a scheme"
+            );
+            if spec["identity"].get("ldap").is_some() {
+                assert_eq!(env["LDAP_ENABLED"], "true", "{what}");
+                assert_eq!(
+                    mapping["secretEnv"]["LDAP_PASSWORD"]["secret"], "identity-bind-password",
+                    "{what}"
+                );
+            }
+        }
+        "pixelfed" => {
+            assert_eq!(env["AWS_USE_PATH_STYLE_ENDPOINT"], "true", "{what}");
+            assert_eq!(env["PF_ENABLE_CLOUD"], "true", "{what}");
+            assert_eq!(env["FILESYSTEM_CLOUD"], "s3", "{what}");
+            assert_eq!(env["AWS_URL"], buckets["media"]["public_url"], "{what}");
+            assert_eq!(
+                mapping["secretEnv"]["APP_KEY"]["prefix"], "base64:",
+                "{what}"
+            );
+        }
+        "peertube" => {
+            let storage = &mapping["settings"]["object_storage"];
+            assert_eq!(storage["enabled"], true, "{what}");
+            assert_eq!(
+                storage["upload_acl"]["public"],
+                Value::Null,
+                "{what}: no ACLs"
+            );
+            for (section, purpose) in [
+                ("streaming_playlists", "playlists"),
+                ("web_videos", "videos"),
+            ] {
+                assert_eq!(
+                    storage[section]["base_url"], buckets[purpose]["public_url"],
+                    "{what}: {section}"
+                );
+                assert_eq!(
+                    storage[section]["bucket_name"], buckets[purpose]["name"],
+                    "{what}"
+                );
+            }
+            assert_eq!(
+                mapping["secretEnv"]["PT_INITIAL_ROOT_PASSWORD"]["secret"], "admin-password",
+                "{what}"
+            );
+        }
+        "garage" => {
+            let settings = &mapping["settings"];
+            assert_eq!(
+                settings["replication_factor"], spec["replication_factor"],
+                "{what}"
+            );
+            let node = usize::try_from(spec["node"].as_u64().unwrap()).unwrap();
+            let own = spec["peers"][node - 1].as_str().unwrap();
+            assert_eq!(settings["rpc_public_addr"], format!("{own}:3901"), "{what}");
+            assert_eq!(
+                settings["s3_web"]["root_domain"],
+                format!(".{}", spec["web_root_domain"].as_str().unwrap()),
+                "{what}"
+            );
+            assert_eq!(
+                mapping["secretEnv"]["GARAGE_RPC_SECRET"]["secret"], "garage-rpc-secret",
+                "{what}"
+            );
+        }
+        other => panic!("{what}: unexpected service {other}"),
+    }
+}
+
+#[test]
+fn every_golden_host_gets_the_quirks_and_only_its_own_secrets() {
+    let mut hosts = 0;
+    for (stem, path) in golden_graphs() {
+        let described = describe_hosts(&path);
+        for (host, spec) in host_specs(&path) {
+            let what = format!("{stem} {host}");
+            let d = &described[&host];
+            let mapping = &d["mapping"];
+            let listed: BTreeSet<String> = spec["secret_files"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            let read: BTreeSet<String> = d["secrets_read"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_owned())
+                .collect();
+            assert_eq!(read, secrets_in_mapping(mapping), "{what}");
+            assert!(
+                read.is_subset(&listed),
+                "{what}: reads {:?}, which secret_files does not list",
+                read.difference(&listed).collect::<Vec<_>>()
+            );
+            // Plain settings end up in the Nix store: no secret path, and no reference to a
+            // secret output, may appear in them.
+            let mut plain = Vec::new();
+            strings(&mapping["env"], "env".into(), &mut plain);
+            strings(&mapping["settings"], "settings".into(), &mut plain);
+            for (at, value) in plain {
+                assert!(
+                    !value.contains("/var/lib/fediversity/secrets")
+                        && !value.contains("${secret.")
+                        && !value.contains("secret_access_key"),
+                    "{what}: {at} = {value} is a secret or a secret's path"
+                );
+            }
+            for check in d["health"]["http"].as_array().unwrap() {
+                let url = check["url"].as_str().unwrap();
+                assert!(url.starts_with("http://127.0.0.1:"), "{what}: {url}");
+            }
+            assert_eq!(d["health"]["service"], spec["service"], "{what}");
+            check_service_quirks(&what, &spec, mapping);
+            hosts += 1;
+        }
+    }
+    assert!(hosts >= 10, "only {hosts} golden hosts were checked");
+}
+
+/// The host spec of `host` in the all-services graph.
+fn all_services_spec(host: &str) -> Value {
+    let path = golden_dir().join("all-services.example.graph.json");
+    host_specs(&path)
+        .into_iter()
+        .find(|(name, _)| name == host)
+        .map(|(_, spec)| spec)
+        .unwrap()
+}
+
+/// Evaluates `lib.describe` on `spec`, written to a file under `dir`: the JSON, or the error.
+fn describe_spec(dir: &Path, spec: &Value) -> Result<Value, String> {
+    let file = dir.join("spec.json");
+    std::fs::write(&file, serde_json::to_string(spec).unwrap()).unwrap();
+    let expr = format!(
+        "let lib = import {nix}; in lib.describe (lib.spec.read {spec})",
+        nix = nix_string(&nix_dir().join("lib").display().to_string()),
+        spec = nix_string(&file.display().to_string()),
+    );
+    eval(&expr)
+}
+
+/// Adds a mail relay with a login, and the secret file its password comes in.
+fn with_mail(mut spec: Value) -> Value {
+    spec["mail"] = serde_json::json!({
+        "host": "smtp.example.org", "port": 465, "from": "noreply@example.org",
+        "username": "fediversity", "tls": "tls"
+    });
+    spec["secret_files"]["smtp-password"] = "/var/lib/fediversity/secrets/smtp-password".into();
+    spec
+}
+
+#[test]
+fn mail_and_oidc_settings_read_their_secrets_and_missing_ones_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut mastodon = with_mail(all_services_spec("mastodon"));
+    mastodon["identity"] = serde_json::json!({
+        "oidc": {"issuer": "https://id.example.org", "client_id": "fedi", "groups_claim": "groups"}
+    });
+    let files = mastodon["secret_files"].as_object_mut().unwrap();
+    files.remove("identity-bind-password");
+    files.insert(
+        "identity-client-secret".into(),
+        "/var/lib/fediversity/secrets/identity-client-secret".into(),
+    );
+    let d = describe_spec(tmp.path(), &mastodon).unwrap();
+    let (env, secret_env) = (&d["mapping"]["env"], &d["mapping"]["secretEnv"]);
+    assert_eq!(env["OIDC_ISSUER"], "https://id.example.org");
+    assert_eq!(
+        env["OIDC_REDIRECT_URI"],
+        "https://social.example.org/auth/auth/openid_connect/callback"
+    );
+    assert_eq!(
+        secret_env["OIDC_CLIENT_SECRET"]["secret"],
+        "identity-client-secret"
+    );
+    assert!(env.get("LDAP_ENABLED").is_none(), "{env}");
+    assert_eq!(env["SMTP_SERVER"], "smtp.example.org");
+    assert_eq!(env["SMTP_TLS"], "true");
+    assert_eq!(env["SMTP_LOGIN"], "fediversity");
+    assert_eq!(secret_env["SMTP_PASSWORD"]["secret"], "smtp-password");
+
+    let pixelfed = describe_spec(tmp.path(), &with_mail(all_services_spec("pixelfed"))).unwrap();
+    assert_eq!(pixelfed["mapping"]["env"]["MAIL_ENCRYPTION"], "ssl");
+    assert_eq!(
+        pixelfed["mapping"]["secretEnv"]["MAIL_PASSWORD"]["secret"],
+        "smtp-password"
+    );
+    let peertube = describe_spec(tmp.path(), &with_mail(all_services_spec("peertube"))).unwrap();
+    assert_eq!(peertube["mapping"]["settings"]["smtp"]["tls"], true);
+    assert_eq!(
+        peertube["mapping"]["secretFileOptions"]["smtpPasswordFile"],
+        "smtp-password"
+    );
+
+    // A module needing a secret file the spec does not list refuses to evaluate, and says which.
+    let mut missing = with_mail(all_services_spec("pixelfed"));
+    missing["secret_files"]
+        .as_object_mut()
+        .unwrap()
+        .remove("smtp-password");
+    let error = describe_spec(tmp.path(), &missing).unwrap_err();
+    assert!(error.contains("`smtp-password`"), "{error}");
+
+    // LDAP without TLS would send the bind password in clear.
+    let mut plain = all_services_spec("mastodon");
+    plain["identity"]["ldap"]["url"] = "ldap://ldap.example.org".into();
+    let error = describe_spec(tmp.path(), &plain).unwrap_err();
+    assert!(error.contains("ldaps:// or start_tls"), "{error}");
+    plain["identity"]["ldap"]["start_tls"] = true.into();
+    let d = describe_spec(tmp.path(), &plain).unwrap();
+    assert_eq!(d["mapping"]["env"]["LDAP_METHOD"], "start_tls");
+    assert_eq!(d["mapping"]["env"]["LDAP_PORT"], "389");
+
+    // A spec of another version is refused rather than half-read.
+    let mut future = all_services_spec("peertube");
+    future["version"] = 2.into();
+    let error = describe_spec(tmp.path(), &future).unwrap_err();
+    assert!(error.contains("version 2"), "{error}");
+}
+
+/// The pixelfed host spec of the all-services graph, with its secret files moved under `dir`.
+fn pixelfed_spec_with_secrets_in(dir: &Path) -> Value {
+    let mut spec = all_services_spec("pixelfed");
+    for (name, file) in spec["secret_files"].as_object_mut().unwrap() {
+        *file = Value::from(dir.join(name).display().to_string());
+    }
+    spec
+}
+
+/// Writes the env-file script for `spec_file` to `script` and runs it with bash.
+fn run_env_file_script(spec_file: &Path, run_dir: &Path, script: &Path) -> Output {
+    let expr = format!(
+        r#"
+        let
+          lib = import {nix};
+          spec = lib.spec.read {spec};
+          m = lib.forSpec spec;
+        in
+        lib.envFileScript {{ dir = {dir}; envFiles.pixelfed = lib.secretEnvPaths spec m.secretEnv; }}
+        "#,
+        nix = nix_string(&nix_dir().join("lib").display().to_string()),
+        spec = nix_string(&spec_file.display().to_string()),
+        dir = nix_string(&run_dir.display().to_string()),
+    );
+    let text = eval_json(&expr);
+    std::fs::write(script, text.as_str().unwrap()).unwrap();
+    Command::new("bash").arg(script).output().unwrap()
+}
+
+#[test]
+fn env_files_carry_secrets_and_refuse_what_they_cannot_carry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let secrets = tmp.path().join("secrets");
+    let run_dir = tmp.path().join("run");
+    std::fs::create_dir(&secrets).unwrap();
+    let spec = pixelfed_spec_with_secrets_in(&secrets);
+    let spec_file = tmp.path().join("spec.json");
+    std::fs::write(&spec_file, serde_json::to_string(&spec).unwrap()).unwrap();
+    for name in spec["secret_files"].as_object().unwrap().keys() {
+        std::fs::write(secrets.join(name), format!("value-of-{name}\n")).unwrap();
+    }
+    let script = tmp.path().join("write-env-files.sh");
+
+    let out = run_env_file_script(&spec_file, &run_dir, &script);
+    assert_success(&out, "the env-file script failed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env_file = run_dir.join("pixelfed.env");
+    let written = std::fs::read_to_string(&env_file).unwrap();
+    assert_eq!(
+        written,
+        "APP_KEY='base64:value-of-app-key'\nAWS_SECRET_ACCESS_KEY='value-of-s3-secret-access-key'\n"
+    );
+    let mode = std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    assert!(
+        !std::fs::read_to_string(&script)
+            .unwrap()
+            .contains("value-of-"),
+        "the script holds a secret value"
+    );
+
+    // A value an environment file cannot carry literally is refused without being printed, and
+    // the file written before stays as it was.
+    std::fs::write(secrets.join("app-key"), "poison'value").unwrap();
+    let out = run_env_file_script(&spec_file, &run_dir, &script);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a quote in a secret was accepted");
+    assert!(
+        stderr.contains("app-key") && stderr.contains("APP_KEY"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("poison") && !String::from_utf8_lossy(&out.stdout).contains("poison"));
+    assert_eq!(std::fs::read_to_string(&env_file).unwrap(), written);
+    let leftovers: Vec<_> = std::fs::read_dir(&run_dir).unwrap().collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "a half-written file was left: {leftovers:?}"
+    );
+}
+
+/// Runs the admin-once script in `dir` with a stub `psql` that answers `exists` and logs its
+/// arguments, and `setPassword` set to `set_password`; returns whether it succeeded and the log.
+fn run_admin_once(dir: &Path, exists: &str, set_password: &str) -> (bool, String) {
+    let log = dir.join("log");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let psql = bin.join("psql");
+    std::fs::write(
+        &psql,
+        format!(
+            "#!/bin/sh\necho \"psql $*\" >>'{}'\necho {exists}\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&psql, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let expr = format!(
+        "(import {nix}).adminOnce {{ stamp = {stamp}; database = \"db\"; existsQuery = \"SELECT 1 FROM users WHERE username = 'it''s'\"; create = {create}; setPassword = {set}; }}",
+        nix = nix_string(&nix_dir().join("lib").display().to_string()),
+        stamp = nix_string(&dir.join("stamp").display().to_string()),
+        create = nix_string(&format!("echo create >>'{}'", log.display())),
+        set = nix_string(set_password),
+    );
+    let script = eval_json(&expr);
+    // NixOS runs a unit's script with `set -e`, as here.
+    let status = Command::new("bash")
+        .args(["-e", "-c", script.as_str().unwrap()])
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .status()
+        .unwrap();
+    let log = std::fs::read_to_string(&log).unwrap_or_default();
+    (status.success(), log)
+}
+
+#[test]
+fn admin_accounts_are_made_once_and_a_failed_run_is_repeated() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let log = dir.join("log");
+    let set_password = format!("echo password >>'{}'", log.display());
+
+    // A password that cannot be set leaves no stamp, so the next start tries again.
+    let (ok, _) = run_admin_once(dir, "", "false");
+    assert!(!ok);
+    assert!(!dir.join("stamp").exists());
+
+    std::fs::remove_file(&log).unwrap();
+    let (ok, first) = run_admin_once(dir, "", &set_password);
+    assert!(ok);
+    assert_eq!(
+        first,
+        "psql -d db -tAc SELECT 1 FROM users WHERE username = 'it''s'\ncreate\npassword\n"
+    );
+    assert!(dir.join("stamp").exists());
+
+    // Once done, nothing runs again: a password the operator changed stays changed.
+    let (ok, again) = run_admin_once(dir, "", &set_password);
+    assert!(ok);
+    assert_eq!(again, first);
+
+    // An account that exists already is not created twice.
+    std::fs::remove_file(dir.join("stamp")).unwrap();
+    std::fs::remove_file(&log).unwrap();
+    let (ok, existing) = run_admin_once(dir, "1", &set_password);
+    assert!(ok);
+    assert_eq!(
+        existing,
+        "psql -d db -tAc SELECT 1 FROM users WHERE username = 'it''s'\npassword\n"
+    );
+}
+
+#[test]
+fn the_modules_evaluate_as_nixos_systems_when_nixpkgs_is_given() {
+    let Some(nixpkgs) = std::env::var_os("FEDIVERSITY_NIXPKGS") else {
+        // Written past libtest's capture, so that the skip shows in a passing run's output.
+        writeln!(
+            std::io::stderr(),
+            "nix_modules: the NixOS systems were NOT evaluated: set FEDIVERSITY_NIXPKGS to a nixpkgs checkout to evaluate them"
+        )
+        .unwrap();
+        return;
+    };
+    let nixpkgs = PathBuf::from(nixpkgs);
+    let tmp = tempfile::tempdir().unwrap();
+    let path = golden_dir().join("all-services.infra-dedicated.graph.json");
+    let system = nix_dir().join("lib/system.nix").display().to_string();
+    for (host, spec) in host_specs(&path) {
+        let spec_file = tmp.path().join(format!("{host}.json"));
+        std::fs::write(&spec_file, serde_json::to_string(&spec).unwrap()).unwrap();
+        let out = nix_instantiate(&[
+            &system,
+            "--argstr",
+            "nixpkgs",
+            &nixpkgs.display().to_string(),
+            "--argstr",
+            "specFile",
+            &spec_file.display().to_string(),
+            "-A",
+            "config.system.build.toplevel",
+        ]);
+        assert_success(&out, &format!("{host} does not evaluate as a NixOS system"));
+        let health = eval_json(&format!(
+            "(import {system} {{ nixpkgs = {nixpkgs}; specFile = {spec}; }}).config.environment.etc.\"fediversity/health.json\".text",
+            system = nix_string(&system),
+            nixpkgs = nix_string(&nixpkgs.display().to_string()),
+            spec = nix_string(&spec_file.display().to_string()),
+        ));
+        let health: Value = serde_json::from_str(health.as_str().unwrap()).unwrap();
+        assert_eq!(health["service"], spec["service"], "{host}");
+    }
+}

@@ -1,0 +1,141 @@
+# Mastodon's settings for one host spec: plain environment variables, the ones read from secret
+# files at runtime, the secret files the NixOS module's own options point at, the admin account
+# and what the health check looks at. Pure: `nix-instantiate --eval --strict --json` shows it.
+spec:
+let
+  s = import ./spec.nix;
+  media = spec.s3.buckets.media;
+  webPort = 55001;
+  mail = s.mail spec;
+  identity = spec.identity or { };
+
+  s3 = {
+    S3_ENABLED = "true";
+    S3_PROTOCOL = s.urlScheme spec.s3.endpoint;
+    S3_ENDPOINT = spec.s3.endpoint;
+    S3_REGION = spec.s3.region;
+    S3_BUCKET = media.name;
+    AWS_ACCESS_KEY_ID = spec.s3.access_key_id;
+    # Garage serves public media through its website endpoint, one host name per bucket.
+    S3_ALIAS_HOST = s.urlHost media.public_url;
+    # Garage has no object ACLs and refuses uploads that set one: send none.
+    S3_PERMISSION = "";
+  };
+
+  smtp =
+    if mail == null then
+      { }
+    else
+      {
+        SMTP_SERVER = mail.host;
+        SMTP_PORT = toString mail.port;
+        SMTP_FROM_ADDRESS = mail.from;
+        SMTP_ENABLE_STARTTLS = if mail.tls == "starttls" then "always" else "never";
+        SMTP_TLS = if mail.tls == "tls" then "true" else "false";
+      }
+      // (
+        if mail.username == null then
+          { SMTP_AUTH_METHOD = "none"; }
+        else
+          {
+            SMTP_LOGIN = mail.username;
+            SMTP_AUTH_METHOD = "plain";
+          }
+      );
+
+  ldap =
+    let
+      l = identity.ldap;
+      scheme = s.urlScheme l.url;
+      method =
+        if scheme == "ldaps" then
+          "simple_tls"
+        else if l.start_tls or false then
+          "start_tls"
+        else
+          throw "fediversity host spec: LDAP at ${l.url} needs ldaps:// or start_tls; the bind password never crosses the network in clear";
+    in
+    {
+      LDAP_ENABLED = "true";
+      LDAP_HOST = s.urlHost l.url;
+      LDAP_PORT = toString (s.urlPort l.url (if scheme == "ldaps" then 636 else 389));
+      LDAP_METHOD = method;
+      LDAP_BASE = l.user_base;
+      LDAP_BIND_DN = l.bind_dn;
+      LDAP_UID = "uid";
+      LDAP_MAIL = "mail";
+      LDAP_UID_CONVERSION_ENABLED = "true";
+      LDAP_SEARCH_FILTER = "(&${l.user_filter}(|(%{uid}=%{email})(%{mail}=%{email})))";
+    };
+
+  oidc =
+    let
+      o = identity.oidc;
+    in
+    {
+      OIDC_ENABLED = "true";
+      OIDC_DISPLAY_NAME = "Single sign-on";
+      OIDC_ISSUER = o.issuer;
+      OIDC_DISCOVERY = "true";
+      OIDC_SCOPE = "openid,profile,email";
+      OIDC_UID_FIELD = "preferred_username";
+      OIDC_CLIENT_ID = o.client_id;
+      OIDC_REDIRECT_URI = "https://${spec.fqdn}/auth/auth/openid_connect/callback";
+      OIDC_SECURITY_ASSUME_EMAIL_IS_VERIFIED = "true";
+    };
+in
+{
+  service = "mastodon";
+  hostName = s.hostName spec;
+  inherit (spec) fqdn;
+  inherit webPort;
+  streamingProcesses = 1;
+
+  env =
+    s3
+    // smtp
+    // (if identity ? ldap then ldap else { })
+    // (if identity ? oidc then oidc else { });
+
+  secretEnv = {
+    AWS_SECRET_ACCESS_KEY = s.fromSecret "s3-secret-access-key";
+  }
+  // s.withMailLogin spec { SMTP_PASSWORD = s.fromSecret "smtp-password"; }
+  // (if identity ? ldap then { LDAP_PASSWORD = s.fromSecret "identity-bind-password"; } else { })
+  // (if identity ? oidc then { OIDC_CLIENT_SECRET = s.fromSecret "identity-client-secret"; } else { });
+
+  # services.mastodon.<option> = the secret file it names. The module's init unit reads them
+  # (as credentials: the secrets directory is root's alone). `otp-secret` is not read: Mastodon
+  # 4.4 dropped OTP_SECRET and NixOS removed its option.
+  secretFileOptions = {
+    secretKeyBaseFile = "secret-key-base";
+    vapidPublicKeyFile = "vapid-public-key";
+    vapidPrivateKeyFile = "vapid-private-key";
+    activeRecordEncryptionPrimaryKeyFile = "ar-primary-key";
+    activeRecordEncryptionDeterministicKeyFile = "ar-deterministic-key";
+    activeRecordEncryptionKeyDerivationSaltFile = "ar-key-derivation-salt";
+  };
+
+  admin = s.admin spec;
+
+  health = {
+    units = [
+      "postgresql.service"
+      "redis-mastodon.service"
+      "mastodon-web.service"
+      "mastodon-sidekiq-all.service"
+      "mastodon-streaming-1.service"
+      "nginx.service"
+      "fediversity-mastodon-admin.service"
+    ];
+    http = [
+      {
+        name = "mastodon-web";
+        url = "http://127.0.0.1:${toString webPort}/health";
+        expect_status = [ 200 ];
+      }
+    ];
+  };
+
+  ports = s.webPorts;
+}

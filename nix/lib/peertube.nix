@@ -1,0 +1,97 @@
+# PeerTube's settings for one host spec (merged into services.peertube.settings), the
+# environment read from secret files at runtime, the admin account and what the health check
+# looks at. Pure, like ./mastodon.nix.
+spec:
+let
+  s = import ./spec.nix;
+  inherit (spec.s3.buckets) playlists videos;
+  mail = s.mail spec;
+  listenPort = 9000;
+
+  # Each kind of file has its own bucket, served publicly by Garage's website endpoint.
+  bucket = b: {
+    bucket_name = b.name;
+    prefix = "";
+    base_url = b.public_url;
+  };
+in
+{
+  service = "peertube";
+  hostName = s.hostName spec;
+  inherit (spec) fqdn;
+  inherit listenPort;
+
+  settings = {
+    admin.email = spec.admin.email;
+    object_storage = {
+      enabled = true;
+      inherit (spec.s3) endpoint region;
+      # Garage has no object ACLs: upload without any.
+      upload_acl = {
+        public = null;
+        private = null;
+      };
+      proxy.proxify_private_files = false;
+      streaming_playlists = bucket playlists;
+      web_videos = bucket videos;
+    };
+  }
+  // (
+    if mail == null then
+      { }
+    else
+      {
+        smtp = {
+          transport = "smtp";
+          hostname = mail.host;
+          inherit (mail) port username;
+          tls = mail.tls == "tls";
+          disable_starttls = mail.tls == "none";
+          from_address = mail.from;
+        };
+      }
+  );
+
+  # PeerTube takes its S3 credentials from the AWS SDK's environment variables when its
+  # settings name none, which keeps the secret key out of the settings file in the store.
+  env = {
+    AWS_ACCESS_KEY_ID = spec.s3.access_key_id;
+  };
+
+  secretEnv = {
+    AWS_SECRET_ACCESS_KEY = s.fromSecret "s3-secret-access-key";
+    # Read once, when PeerTube creates its database: the admin account is `root`.
+    PT_INITIAL_ROOT_PASSWORD = s.fromSecret "admin-password";
+  };
+
+  # services.peertube options naming a file the peertube unit reads, as a credential.
+  secretFileOptions = {
+    secretsFile = "secret";
+  }
+  // s.withMailLogin spec { smtpPasswordFile = "smtp-password"; };
+
+  admin = {
+    # PeerTube always names its first administrator `root`.
+    username = "root";
+    inherit (spec.admin) email;
+    passwordSecret = "admin-password";
+  };
+
+  health = {
+    units = [
+      "postgresql.service"
+      "redis-peertube.service"
+      "peertube.service"
+      "nginx.service"
+    ];
+    http = [
+      {
+        name = "peertube";
+        url = "http://127.0.0.1:${toString listenPort}/api/v1/ping";
+        expect_status = [ 200 ];
+      }
+    ];
+  };
+
+  ports = s.webPorts;
+}
