@@ -229,6 +229,36 @@ mod tests {
         assert_eq!(target("http://127.0.0.1:port/"), None);
     }
 
+    /// Every health contract nix/'s modules publish, as the configurator's golden files
+    /// record them, is one this provider reads and can check.
+    #[test]
+    fn every_contract_of_the_modules_is_understood() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../configurator/tests/golden/nix");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let hosts: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            for (host, described) in hosts {
+                let contract: Contract =
+                    serde_json::from_value(described["health"].clone()).unwrap();
+                assert!(!contract.units.is_empty(), "{host} in {}", path.display());
+                for check in &contract.http {
+                    assert!(
+                        target(&check.url).is_some(),
+                        "{} in {}",
+                        check.url,
+                        path.display()
+                    );
+                    assert!(!check.expect_status.is_empty());
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 4, "only {seen} contracts in {}", dir.display());
+    }
+
     #[test]
     fn the_modules_contract_parses() {
         let contract: Contract = serde_json::from_str(
