@@ -17,7 +17,10 @@
 //!
 //! Dropping the [`TestHosts`] (also when a test panics) kills every process left in each
 //! namespace (sshd and whatever an activation started), deletes the namespaces, the veths and
-//! the bridge, and removes the directory. The hosts need root, `ip` (iproute2), `sshd`
+//! the bridge, and removes the directory. Each sshd runs in a mount namespace of its own that
+//! hides the machine's `/root/.bashrc`, which Debian's bash reads for every command run over
+//! SSH (a fresh host has none; this machine's made each command 250 ms slower). The hosts need
+//! root, `ip` (iproute2), `sshd`
 //! (openssh-server), `ssh-keygen` and `nix` (nix-bin): without them [`TestHosts::start`] fails
 //! with a message naming `scripts/setup-test`.
 
@@ -77,26 +80,6 @@ impl TestHost {
     /// The directory standing for the host's file system (its Nix store is under it).
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// The network namespace's name.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
-    /// Runs `sh -c script` inside the host's namespace, with `ROOT` set to [`TestHost::root`],
-    /// and returns its standard output.
-    ///
-    /// # Panics
-    /// When the script fails.
-    pub fn sh(&self, script: &str) -> String {
-        let output = checked(
-            Command::new("ip")
-                .args(["netns", "exec", &self.namespace, "sh", "-c", script])
-                .env("ROOT", &self.root),
-            "a script on a test host",
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
     /// How many SSH logins the host's sshd has accepted so far.
