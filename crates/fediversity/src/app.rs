@@ -20,6 +20,7 @@ use fediversity_store::{DeploymentId, DeploymentOutcome, EventRecord, SealingKey
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use crate::address_pool::StoreAddressPool;
 use crate::progress::{Display, Printer};
 use crate::render;
 
@@ -104,18 +105,26 @@ pub async fn known_operator(store: &Store, operator: &OperatorId) -> Result<()> 
     }
 }
 
-/// The providers for `infra`, with their sandbox under the data directory.
-pub fn providers(store: &StoreOpts, infra: &Infra) -> Result<Providers> {
+/// The providers for `infra`, with their sandbox under the data directory and VM addresses
+/// allocated in `store`.
+pub fn providers(opts: &StoreOpts, store: &Store, infra: &Infra) -> Result<Providers> {
+    let addresses = Arc::new(StoreAddressPool::new(store.clone(), Arc::new(SystemClock)));
     Ok(fediversity_providers::infra_providers(
         infra,
-        &store.sandbox_dir()?,
+        &opts.sandbox_dir()?,
+        addresses,
     )?)
 }
 
 /// The providers `graph` needs on `infra`; a graph naming a provider this build lacks is
 /// refused before anything starts.
-pub fn providers_for(store: &StoreOpts, infra: &Infra, graph: &DesiredGraph) -> Result<Providers> {
-    let providers = providers(store, infra)?;
+pub fn providers_for(
+    opts: &StoreOpts,
+    store: &Store,
+    infra: &Infra,
+    graph: &DesiredGraph,
+) -> Result<Providers> {
+    let providers = providers(opts, store, infra)?;
     let missing: std::collections::BTreeSet<&str> = graph
         .resources
         .values()

@@ -5,6 +5,7 @@
 //! clear message on stderr and exit code 1, never a panic or a backtrace; a wrong command line
 //! ends with clap's usage message and exit code 2.
 
+mod address_pool;
 mod app;
 mod cmd;
 mod input;

@@ -9,6 +9,8 @@
 //!   so that `fediversity apply` works on any machine;
 //! - [`dns`] — record sets on the hosting provider's authoritative DNS server, by RFC 2136
 //!   updates signed with TSIG (`dns`);
+//! - [`nixos`] — NixOS systems built with Nix and deployed over SSH, with secrets, a health
+//!   check and rollback (`nixos`);
 //! - [`secret`] — generated secrets and secrets the operator stored (`secret`);
 //! - [`sshkey`] — Ed25519 deployment keys (`sshkey`);
 //! - [`garage`] — buckets, access keys and cluster layouts on Garage, through its admin API v2
@@ -34,6 +36,7 @@ pub mod garage;
 mod inputs;
 mod kept_in_state;
 pub mod local;
+pub mod nixos;
 mod outputs;
 pub mod proxmox;
 pub mod registry;
@@ -48,6 +51,7 @@ pub use error::{Error, Result};
 pub use external::{ExternalOptions, ExternalProvider, conformance};
 pub use garage::{GarageCluster, GarageProvider};
 pub use local::LocalProvider;
+pub use nixos::{NixosConfigError, NixosOptions, NixosProvider};
 pub use proxmox::{AddressPool, MemoryAddressPool, ProxmoxProvider};
 pub use registry::{SetupError, infra_providers, sandbox_providers};
 pub use secret::{DirectoryOperatorSecrets, OperatorSecrets, SecretProvider};

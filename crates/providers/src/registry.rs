@@ -9,6 +9,8 @@ use fediversity_model::Infra;
 use crate::dns::{self, DnsProvider};
 use crate::garage::{self, GarageProvider, GarageSetupError};
 use crate::local::LocalProvider;
+use crate::nixos::{self, NixosConfigError, NixosOptions, NixosProvider};
+use crate::proxmox::{self, AddressPool, ProxmoxProvider};
 use crate::secret::{DirectoryOperatorSecrets, SecretProvider};
 use crate::sshkey::SshKeyProvider;
 
@@ -34,15 +36,29 @@ pub enum SetupError {
     /// The `[garage]` section.
     #[error(transparent)]
     Garage(#[from] GarageSetupError),
-    /// A section whose provider reports setup problems in the crate's own error: `[dns]`.
+    /// The `[nix]` section.
+    #[error(transparent)]
+    Nixos(#[from] NixosConfigError),
+    /// A section whose provider reports setup problems in the crate's own error: `[dns]`,
+    /// `[proxmox]`.
     #[error(transparent)]
     Provider(#[from] crate::Error),
 }
 
 /// The providers for `infra`: the sandbox's under `sandbox_root` (the sandbox also serves every
-/// kind whose section `infra` leaves out), plus one real provider per section it has.
-pub fn infra_providers(infra: &Infra, sandbox_root: &Path) -> Result<Providers, SetupError> {
+/// kind whose section `infra` leaves out), plus one real provider per section it has. VMs take
+/// their addresses from `addresses`, which must be shared by every process deploying to the
+/// same Proxmox VE cluster (the platform's store).
+pub fn infra_providers(
+    infra: &Infra,
+    sandbox_root: &Path,
+    addresses: Arc<dyn AddressPool>,
+) -> Result<Providers, SetupError> {
     let mut providers = sandbox_providers(sandbox_root);
+    if let Some(section) = &infra.proxmox {
+        let proxmox = ProxmoxProvider::from_infra(section, addresses)?;
+        providers.insert(proxmox::NAME.to_owned(), Arc::new(proxmox));
+    }
     if let Some(section) = &infra.garage {
         let garage = GarageProvider::from_infra(section)?;
         providers.insert(garage::NAME.to_owned(), Arc::new(garage));
@@ -50,6 +66,10 @@ pub fn infra_providers(infra: &Infra, sandbox_root: &Path) -> Result<Providers, 
     if let Some(section) = &infra.dns {
         let dns = DnsProvider::from_infra(section)?;
         providers.insert(dns::NAME.to_owned(), Arc::new(dns));
+    }
+    if let Some(section) = &infra.nix {
+        let nixos = NixosProvider::from_infra(section, NixosOptions::default())?;
+        providers.insert(nixos::NAME.to_owned(), Arc::new(nixos));
     }
     Ok(providers)
 }
@@ -70,9 +90,13 @@ mod tests {
         }
     }
 
+    fn pool() -> Arc<dyn AddressPool> {
+        Arc::new(crate::MemoryAddressPool::default())
+    }
+
     #[test]
     fn the_sandbox_infrastructure_needs_only_the_sandbox() {
-        let providers = infra_providers(&Infra::sandbox(), Path::new("/nonexistent"));
+        let providers = infra_providers(&Infra::sandbox(), Path::new("/nonexistent"), pool());
         assert_eq!(
             providers.map(|p| p.into_keys().collect::<Vec<_>>()).ok(),
             Some(vec![
@@ -83,23 +107,41 @@ mod tests {
         );
     }
 
+    /// Every section of the example infrastructure gives its provider once its credential
+    /// files exist; before, the error names the missing file.
     #[test]
-    fn a_garage_section_adds_garage_and_an_unreadable_token_is_named() {
-        let mut infra = Infra::example().unwrap();
-        infra.proxmox = None;
-        infra.dns = None;
-        infra.nix = None;
-        let Some(garage) = infra.garage.as_mut() else {
-            panic!("the example infrastructure has a [garage] section");
-        };
+    fn each_section_adds_its_provider_and_a_missing_credential_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
-        let token = dir.path().join("garage-admin-token");
-        garage.admin_token_file = Some(token.clone());
-        let error = infra_providers(&infra, dir.path()).unwrap_err().to_string();
-        assert!(error.contains(&token.display().to_string()), "{error}");
-        std::fs::write(&token, "an-admin-token\n").unwrap();
-        let providers = infra_providers(&infra, dir.path()).unwrap();
-        assert!(providers.contains_key("garage"));
-        assert_eq!(providers["garage"].name(), "garage");
+        let mut infra = Infra::example().unwrap();
+        let token = dir.path().join("proxmox-token");
+        let admin = dir.path().join("garage-admin-token");
+        let tsig = dir.path().join("tsig.key");
+        let proxmox = infra.proxmox.as_mut().unwrap();
+        proxmox.token_secret_file = token.clone();
+        proxmox.ca_file = None;
+        infra.garage.as_mut().unwrap().admin_token_file = Some(admin.clone());
+        infra.dns.as_mut().unwrap().tsig_secret_file = tsig.clone();
+        let contents = [
+            (token, "a-token-secret\n"),
+            (admin, "an-admin-token\n"),
+            (tsig, "c2VjcmV0LXRzaWcta2V5LW9mLTMyLWJ5dGVzLWxvbmchIQ==\n"),
+        ];
+        for (file, content) in &contents {
+            let error = infra_providers(&infra, dir.path(), pool())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(&file.display().to_string()), "{error}");
+            std::fs::write(file, content).unwrap();
+        }
+        let providers = infra_providers(&infra, dir.path(), pool()).unwrap();
+        assert_eq!(
+            providers.keys().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "dns", "garage", "local", "nixos", "proxmox", "secret", "sshkey"
+            ]
+        );
+        for (name, provider) in &providers {
+            assert_eq!(provider.name(), name);
+        }
     }
 }

@@ -2,15 +2,16 @@
 //! crate depends on it).
 //!
 //! Today it holds golden-file comparison, a throwaway PostgreSQL server ([`postgres`]),
-//! throwaway Garage nodes and clusters ([`garage`]), a throwaway PowerDNS ([`pdns`]) and a
-//! Proxmox VE API simulator with a checker for Proxmox's own API schema ([`proxmox`]); the
-//! other servers integration tests start (slapd, sshd hosts) arrive here with the issues that
-//! need them.
+//! throwaway Garage nodes and clusters ([`garage`]), a throwaway PowerDNS ([`pdns`]), test
+//! hosts in network namespaces with their own sshd and Nix store ([`hosts`]) and a Proxmox VE
+//! API simulator with a checker for Proxmox's own API schema ([`proxmox`]); the other servers
+//! integration tests start (slapd) arrive here with the issues that need them.
 
 #![allow(clippy::panic, reason = "test assertions fail by panicking")]
 
 pub mod garage;
 pub mod golden;
+pub mod hosts;
 pub mod pdns;
 pub mod postgres;
 

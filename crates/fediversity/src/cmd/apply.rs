@@ -30,8 +30,8 @@ pub async fn run(opts: Opts) -> Result<()> {
         infra,
         ..
     } = configured(&opts.file, &opts.infra)?;
-    let providers = app::providers_for(&opts.store, &infra, &graph)?;
     let store = opts.store.open().await?;
+    let providers = app::providers_for(&opts.store, &store, &infra, &graph)?;
     let config_json = serde_json::to_value(&config)?;
     let report = app::deploy(store, providers, &graph, Some(&config_json), &opts.deploy).await?;
     finish(report, opts.deploy.json)

@@ -39,7 +39,7 @@ pub async fn run(opts: Opts) -> Result<()> {
         resources: BTreeMap::new(),
     };
     let (infra, _) = opts.infra.load()?;
-    let providers = crate::app::providers(&opts.store, &infra)?;
+    let providers = crate::app::providers(&opts.store, &store, &infra)?;
     let report = app::deploy(store, providers, &desired, None, &opts.deploy).await?;
     super::apply::finish(report, opts.deploy.json)
 }

@@ -31,7 +31,7 @@ pub async fn run(opts: Opts) -> Result<()> {
     let store = opts.store.open().await?;
     crate::app::known_operator(&store, &opts.operator).await?;
     let (infra, _) = opts.infra.load()?;
-    let providers = crate::app::providers(&opts.store, &infra)?;
+    let providers = crate::app::providers(&opts.store, &store, &infra)?;
     let engine = Engine::new(
         providers,
         store,

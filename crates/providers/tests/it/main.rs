@@ -3,8 +3,9 @@
 //! a whole sandbox deployment through the engine, external providers against the Python
 //! example and deliberately broken scripts, the conformance runner, the protocol's
 //! checked-in example messages against its JSON Schema, the Garage provider against real
-//! Garage, the `dns` provider against real PowerDNS, and the `proxmox` provider against the
-//! Proxmox VE simulator and Proxmox's own API schema.
+//! Garage, the `dns` provider against real PowerDNS, the `nixos` provider against test hosts
+//! in network namespaces, and the `proxmox` provider against the Proxmox VE simulator and
+//! Proxmox's own API schema.
 
 #![allow(
     clippy::unwrap_used,
@@ -19,6 +20,7 @@ mod external;
 mod garage;
 mod local;
 mod messages;
+mod nixos;
 mod proxmox;
 mod sandbox;
 

@@ -1,0 +1,446 @@
+//! The `nixos` provider against real hosts: network namespaces with their own sshd and Nix
+//! store (`fediversity_testkit::hosts`), deployed with the test system
+//! (`crates/testkit/fixtures/nixos-test-system`), which records each activation under the
+//! host's root and serves its health endpoint with python3. Needs root, like the hosts.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fediversity_engine::provider::{ErrorKind, Outputs, Provider};
+use fediversity_providers::{NixosOptions, NixosProvider};
+use fediversity_testkit::hosts::{TestHost, TestHosts, test_system_flake};
+use serde_json::{Value, json};
+
+use crate::{Events, ctx, ctx_with};
+
+fn provider(hosts: &TestHosts) -> NixosProvider {
+    NixosProvider::new(NixosOptions {
+        hosts_root: Some(hosts.roots()),
+        // The test machine has no Internet access: Nix must not wait on cache.nixos.org.
+        nix_options: [("substituters".to_owned(), String::new())].into(),
+        activation_timeout: Duration::from_secs(30),
+        health_timeout: Duration::from_secs(3),
+        poll_interval: Duration::from_millis(50),
+        ..NixosOptions::default()
+    })
+}
+
+/// The inputs the configurator would make for `host`, with the test system steered by `test`.
+fn inputs(hosts: &TestHosts, host: &TestHost, test: Value, secrets: Value) -> Value {
+    json!({
+        "build_on": "deployer",
+        "flake": test_system_flake(),
+        "host": host.address().to_string(),
+        "host_key": host.host_key(),
+        "secrets": secrets,
+        "spec": {"service": "mastodon", "fqdn": "social.example.org", "test": test},
+        "ssh_private_key": hosts.client_private_key(),
+    })
+}
+
+/// What the test system last wrote as its label on `host`.
+fn label(host: &TestHost) -> String {
+    std::fs::read_to_string(host.root().join("var/lib/fedi-test/label"))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// How many times a test system was activated on `host`.
+fn activations(host: &TestHost) -> usize {
+    std::fs::read_to_string(host.root().join("var/lib/fedi-test/activations"))
+        .map(|text| text.lines().count())
+        .unwrap_or(0)
+}
+
+fn generation(outputs: &Outputs) -> u64 {
+    outputs.values["generation"].as_u64().unwrap()
+}
+
+fn progress(events: &Events) -> Vec<String> {
+    events
+        .all()
+        .into_iter()
+        .filter_map(|event| match event {
+            fediversity_engine::events::Event::Progress { message, .. } => Some(message),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn first_unchanged_and_changed_deploys() {
+    let hosts = TestHosts::start(1);
+    let host = &hosts.hosts()[0];
+    let nixos = provider(&hosts);
+    let secrets = json!({"admin-password": "first-password"});
+
+    let events = Arc::new(Events::default());
+    let c = ctx_with("example-org", "nixos.mastodon", events.clone());
+    let first = nixos
+        .create(
+            &c,
+            &inputs(&hosts, host, json!({"label": "v1"}), secrets.clone()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(generation(&first), 1);
+    let system = first.values["system"].as_str().unwrap().to_owned();
+    assert!(system.starts_with("/nix/store/"), "{system}");
+    assert!(
+        host.root().join(system.trim_start_matches('/')).exists(),
+        "the closure is in the host's own store"
+    );
+    assert_eq!((label(host), activations(host)), ("v1".to_owned(), 1));
+    assert_eq!(
+        host.logins(),
+        1,
+        "copy, secrets, activation and health share one connection"
+    );
+    let phases: Vec<String> = progress(&events)
+        .iter()
+        .map(|m| m.split(':').next().unwrap().to_owned())
+        .collect();
+    for phase in ["build", "copy", "secrets", "activate", "health"] {
+        assert!(
+            phases.iter().any(|p| p == phase),
+            "no {phase} in {phases:?}"
+        );
+    }
+    let secrets_dir = host.root().join("var/lib/fediversity/secrets");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&secrets_dir), 0o700);
+    assert_eq!(mode(&secrets_dir.join("admin-password")), 0o600);
+    assert_eq!(
+        std::fs::read_to_string(secrets_dir.join("admin-password")).unwrap(),
+        "first-password"
+    );
+
+    // The same system again: nothing is copied or switched.
+    let events = Arc::new(Events::default());
+    let c = ctx_with("example-org", "nixos.mastodon", events.clone());
+    let started = Instant::now();
+    let again = nixos
+        .update(
+            &c,
+            &inputs(&hosts, host, json!({"label": "v1"}), secrets.clone()),
+            &first,
+        )
+        .await
+        .unwrap();
+    let unchanged_took = started.elapsed();
+    assert_eq!(again, first);
+    assert_eq!(activations(host), 1, "an unchanged system is not switched");
+    assert_eq!(host.logins(), 2);
+    let messages = progress(&events);
+    assert!(
+        messages.iter().any(|m| m.starts_with("copy: skipped")),
+        "{messages:?}"
+    );
+    assert!(
+        !messages.iter().any(|m| m.starts_with("activate")),
+        "{messages:?}"
+    );
+    assert!(
+        unchanged_took < Duration::from_secs(5),
+        "{unchanged_took:?}"
+    );
+
+    // A changed system: a new generation, copied and switched.
+    let changed = nixos
+        .update(
+            &ctx("example-org", "nixos.mastodon"),
+            &inputs(&hosts, host, json!({"label": "v2"}), secrets),
+            &first,
+        )
+        .await
+        .unwrap();
+    assert_eq!(generation(&changed), 2);
+    assert_ne!(changed.values["system"], first.values["system"]);
+    assert_eq!((label(host), activations(host)), ("v2".to_owned(), 2));
+
+    let read = nixos
+        .read(
+            &ctx("example-org", "nixos.mastodon"),
+            &inputs(&hosts, host, json!({"label": "v2"}), json!({})),
+            Some(&changed),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.outputs, changed);
+}
+
+#[tokio::test]
+async fn failed_health_checks_and_activations_roll_back() {
+    let hosts = TestHosts::start(1);
+    let host = &hosts.hosts()[0];
+    let nixos = provider(&hosts);
+    let c = ctx("example-org", "nixos.mastodon");
+
+    // A first system that fails has nothing to roll back to, and says so.
+    let error = nixos
+        .create(
+            &c,
+            &inputs(
+                &hosts,
+                host,
+                json!({"label": "v0", "healthy": false}),
+                json!({}),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Permanent);
+    assert!(
+        error.message.contains("no earlier generation"),
+        "{}",
+        error.message
+    );
+
+    let good = nixos
+        .create(&c, &inputs(&hosts, host, json!({"label": "v1"}), json!({})))
+        .await
+        .unwrap();
+    assert_eq!(label(host), "v1");
+
+    let failed_update = |test: Value| {
+        let inputs = inputs(&hosts, host, test, json!({}));
+        let (nixos, c, good) = (&nixos, &c, &good);
+        async move { nixos.update(c, &inputs, good).await.unwrap_err() }
+    };
+    let error = failed_update(json!({"label": "v2", "healthy": false})).await;
+    assert_eq!(error.kind, ErrorKind::Permanent, "{}", error.message);
+    assert!(
+        error
+            .message
+            .contains("`test-http` (http://127.0.0.1:8080/health) answered HTTP 404"),
+        "{}",
+        error.message
+    );
+    let back = format!(
+        "rolled {} back to generation {}",
+        host.address(),
+        generation(&good)
+    );
+    assert!(error.message.contains(&back), "{}", error.message);
+    assert_eq!(label(host), "v1", "the host ends on the old system");
+
+    let error = failed_update(json!({"label": "v3", "health_port": 8081})).await;
+    assert!(
+        error
+            .message
+            .contains("nothing accepts connections on 127.0.0.1:8081"),
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains(&back), "{}", error.message);
+    assert_eq!(label(host), "v1");
+
+    let error = failed_update(json!({"label": "v3", "units": ["web.service"]})).await;
+    // Test hosts run no systemd: the unit cannot be active.
+    assert!(
+        error.message.contains("web.service is unknown ("),
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains(&back), "{}", error.message);
+    assert_eq!(label(host), "v1");
+
+    let error = failed_update(json!({"label": "v3", "activation_fails": true})).await;
+    assert!(
+        error.message.contains("exited with status 3"),
+        "{}",
+        error.message
+    );
+    assert!(error.message.contains(&back), "{}", error.message);
+    assert_eq!(label(host), "v1");
+
+    let read = nixos
+        .read(
+            &c,
+            &inputs(&hosts, host, json!({"label": "v1"}), json!({})),
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.outputs.values["system"], good.values["system"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_outlives_a_dropped_connection() {
+    let hosts = TestHosts::start(1);
+    let host = &hosts.hosts()[0];
+    let nixos = provider(&hosts);
+    let c = ctx("example-org", "nixos.mastodon");
+    let slow = inputs(
+        &hosts,
+        host,
+        json!({"label": "slow", "activation_seconds": 3}),
+        json!({}),
+    );
+    let deploy = nixos.create(&c, &slow);
+    let drop_when_activating = async {
+        while activations(host) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let logins = host.logins();
+        tokio::task::block_in_place(|| host.drop_connections());
+        logins
+    };
+    let (deployed, logins_before_drop) = tokio::join!(deploy, drop_when_activating);
+    let deployed = deployed.unwrap();
+    assert_eq!(generation(&deployed), 1);
+    assert_eq!((label(host), activations(host)), ("slow".to_owned(), 1));
+    assert!(
+        host.logins() > logins_before_drop,
+        "the provider logged in again to follow the activation"
+    );
+}
+
+#[tokio::test]
+async fn wrong_host_keys_refused_keys_and_closed_ports_fail_clearly() {
+    let hosts = TestHosts::start(2);
+    let (host, other) = (&hosts.hosts()[0], &hosts.hosts()[1]);
+    let nixos = provider(&hosts);
+    let c = ctx("example-org", "nixos.mastodon");
+
+    let mut mismatched = inputs(&hosts, host, json!({}), json!({}));
+    mismatched["host_key"] = json!(other.host_key());
+    let error = nixos.create(&c, &mismatched).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Permanent, "{}", error.message);
+    assert!(
+        error.message.contains("host key verification failed"),
+        "{}",
+        error.message
+    );
+
+    let stranger = fediversity_providers::SshKeyProvider::new()
+        .create(&c, &json!({"algorithm": "ed25519"}))
+        .await
+        .unwrap();
+    let mut refused = inputs(&hosts, host, json!({}), json!({}));
+    refused["ssh_private_key"] = stranger.values["private_key"].clone();
+    let error = nixos.create(&c, &refused).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Permanent, "{}", error.message);
+    assert!(
+        error.message.contains("refused the deployment key"),
+        "{}",
+        error.message
+    );
+
+    other.stop_sshd();
+    let started = Instant::now();
+    let error = nixos
+        .create(&c, &inputs(&hosts, other, json!({}), json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Transient, "{}", error.message);
+    assert!(
+        error.message.contains("connection refused"),
+        "{}",
+        error.message
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "one attempt, no retry loop"
+    );
+    assert_eq!(activations(host) + activations(other), 0);
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_secret_reaches_the_host_and_nothing_else() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let hosts = TestHosts::start(1);
+    let host = &hosts.hosts()[0];
+    let nixos = provider(&hosts);
+    let events = Arc::new(Events::default());
+    let c = ctx_with("example-org", "nixos.mastodon", events.clone());
+    let (old, new) = ("poison-0ld-v4lue-8c1f", "poison-n3w-v4lue-77ad");
+    let first = nixos
+        .create(
+            &c,
+            &inputs(
+                &hosts,
+                host,
+                json!({}),
+                json!({"secret-key-base": old, "stale": old}),
+            ),
+        )
+        .await
+        .unwrap();
+    let rotated = nixos
+        .update(
+            &c,
+            &inputs(&hosts, host, json!({}), json!({"secret-key-base": new})),
+            &first,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rotated, first, "a secret is not part of the system");
+    let secrets_dir = host.root().join("var/lib/fediversity/secrets");
+    assert_eq!(
+        std::fs::read_to_string(secrets_dir.join("secret-key-base")).unwrap(),
+        new
+    );
+    assert!(
+        !secrets_dir.join("stale").exists(),
+        "secrets no longer wanted are removed"
+    );
+
+    // A failing deployment's error, too, must not carry it.
+    let mut broken = inputs(
+        &hosts,
+        host,
+        json!({"healthy": false}),
+        json!({"secret-key-base": new}),
+    );
+    broken["spec"]["service"] = json!("broken");
+    let error = nixos.update(&c, &broken, &first).await.unwrap_err();
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("host deployed"),
+        "the logs were captured: {logs}"
+    );
+    for value in [old, new] {
+        assert!(!logs.contains(value), "a secret in the logs");
+        assert!(!events.json().contains(value), "a secret in the events");
+        assert!(!error.message.contains(value), "a secret in an error");
+    }
+    let found = std::process::Command::new("grep")
+        .args(["-rlF", new])
+        .arg(host.root().join("nix"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        found.status.code(),
+        Some(1),
+        "a secret in the host's store: {found:?}"
+    );
+}
