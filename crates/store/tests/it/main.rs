@@ -12,6 +12,7 @@
     reason = "test code: a failed expectation is a failed test"
 )]
 
+mod accounts;
 mod connect;
 mod harness;
 mod jobs;
@@ -46,6 +47,8 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    accounts::a_sign_up_makes_operator_and_user_together_or_neither,
+    accounts::sessions_live_until_they_expire_or_end,
     state::state_round_trips_with_secrets,
     state::operators_never_see_each_others_rows,
     state::finish_intent_writes_outcome_and_record_together,
