@@ -14,8 +14,8 @@ use std::net::IpAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::COOKIE;
 use axum::http::request::Parts;
@@ -106,8 +106,7 @@ fn id_hash(id: &str) -> String {
 /// Compares two tokens in time that does not depend on where they differ.
 fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |diff, (x, y)| diff | (x ^ y))
             == 0
@@ -156,7 +155,10 @@ pub async fn open_session(
 }
 
 /// Ends the session the request carries, and returns the cookie that clears it.
-pub async fn close_session(state: &AppState, headers: &HeaderMap) -> Result<HeaderValue, PanelError> {
+pub async fn close_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<HeaderValue, PanelError> {
     if let Some(id) = cookie(headers, SESSION_COOKIE) {
         state.store().delete_session(&id_hash(id)).await?;
     }
@@ -168,7 +170,10 @@ async fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Option<Sess
     let Some(id) = cookie(headers, SESSION_COOKIE) else {
         return Ok(None);
     };
-    Ok(state.store().session(&id_hash(id), SystemClock.now()).await?)
+    Ok(state
+        .store()
+        .session(&id_hash(id), SystemClock.now())
+        .await?)
 }
 
 /// A signed-in user: pages that need one take it as an argument, and a visitor who is not
@@ -257,7 +262,8 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Posted<T> {
             .ok()
             .and_then(|field| field.csrf);
         match (expected, given) {
-            (Some(expected), Some(given)) if !expected.is_empty() && same_token(&expected, &given) => {}
+            (Some(expected), Some(given))
+                if !expected.is_empty() && same_token(&expected, &given) => {}
             _ => return Err(PanelError::CsrfRejected),
         }
         serde_urlencoded::from_bytes(&body)
@@ -327,7 +333,10 @@ mod tests {
     #[test]
     fn cookies_are_found_among_others() {
         let mut headers = HeaderMap::new();
-        headers.insert(COOKIE, HeaderValue::from_static("a=1; fediversity_session=xyz; b=2"));
+        headers.insert(
+            COOKIE,
+            HeaderValue::from_static("a=1; fediversity_session=xyz; b=2"),
+        );
         assert_eq!(cookie(&headers, SESSION_COOKIE), Some("xyz"));
         assert_eq!(cookie(&headers, CSRF_COOKIE), None);
     }
@@ -345,16 +354,33 @@ mod tests {
         for n in ACCOUNT_FAILURES..ADDRESS_FAILURES {
             limiter.failed(&format!("{n}@x"), here);
         }
-        assert!(limiter.refused("c@x", here).is_some(), "the address is over its limit");
+        assert!(
+            limiter.refused("c@x", here).is_some(),
+            "the address is over its limit"
+        );
         assert_eq!(limiter.refused("c@x", [10, 0, 0, 1].into()), None);
     }
 
     #[tokio::test]
     async fn passwords_verify_against_their_own_hash_only() {
-        let hash = hash_password("correct horse battery".to_owned()).await.unwrap();
+        let hash = hash_password("correct horse battery".to_owned())
+            .await
+            .unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse battery".to_owned(), Some(hash.clone())).await.unwrap());
-        assert!(!verify_password("wrong".to_owned(), Some(hash)).await.unwrap());
-        assert!(!verify_password("not a password".to_owned(), None).await.unwrap());
+        assert!(
+            verify_password("correct horse battery".to_owned(), Some(hash.clone()))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify_password("wrong".to_owned(), Some(hash))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify_password("not a password".to_owned(), None)
+                .await
+                .unwrap()
+        );
     }
 }

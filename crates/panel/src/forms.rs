@@ -102,7 +102,13 @@ pub fn parse(
 
 /// The configuration document the form describes, unchecked.
 fn document(fields: &Fields, operator: &OperatorId, previous: Option<&OperatorConfig>) -> Value {
-    let text = |name: &str| fields.get(name).map_or("", String::as_str).trim().to_owned();
+    let text = |name: &str| {
+        fields
+            .get(name)
+            .map_or("", String::as_str)
+            .trim()
+            .to_owned()
+    };
     let on = |name: &str| fields.contains_key(name);
     let mut services = serde_json::Map::new();
     for kind in ServiceKind::ALL {
@@ -137,7 +143,14 @@ fn document(fields: &Fields, operator: &OperatorId, previous: Option<&OperatorCo
         "duration_minutes": duration,
     })];
     if let Some(previous) = previous {
-        windows.extend(previous.maintenance.windows.iter().skip(1).map(|w| json!(w)));
+        windows.extend(
+            previous
+                .maintenance
+                .windows
+                .iter()
+                .skip(1)
+                .map(|w| json!(w)),
+        );
     }
     let mut document = json!({
         "version": fediversity_model::operator::OPERATOR_CONFIG_VERSION,
@@ -194,7 +207,9 @@ pub fn day_names(days: &[Weekday]) -> String {
         .filter_map(|day| serde_json::to_value(day).ok())
         .filter_map(|value| {
             let name = value.as_str()?.to_owned();
-            DAYS.iter().find(|(key, _)| *key == name).map(|(_, title)| *title)
+            DAYS.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, title)| *title)
         })
         .collect::<Vec<_>>()
         .join(", ")

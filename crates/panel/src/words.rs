@@ -109,7 +109,10 @@ pub fn progress(event: &Event, elapsed_ms: i64, took_ms: Option<i64>) -> Option<
         } => ("progress", format!("{address}: {message}")),
         Event::Succeeded {
             address, action, ..
-        } => ("succeeded", format!("Done{took}: {}", sentence(*action, address))),
+        } => (
+            "succeeded",
+            format!("Done{took}: {}", sentence(*action, address)),
+        ),
         Event::Failed {
             address,
             action,

@@ -94,7 +94,11 @@ impl Worker {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         tracing::info!(worker = %self.name, "worker started");
         while !*stop.borrow() {
-            match self.store.claim_job(&self.name, SystemClock.now(), LEASE).await {
+            match self
+                .store
+                .claim_job(&self.name, SystemClock.now(), LEASE)
+                .await
+            {
                 Ok(Some(job)) => self.handle(job).await,
                 Ok(None) => {
                     tokio::select! {
@@ -118,7 +122,10 @@ impl Worker {
     async fn handle(&self, job: Job) {
         let outcome = match (job.kind.as_str(), &job.operator) {
             (DEPLOY, Some(operator)) => self.deploy(&job, operator).await,
-            _ => Err(format!("job kind `{}` is not one this worker runs", job.kind)),
+            _ => Err(format!(
+                "job kind `{}` is not one this worker runs",
+                job.kind
+            )),
         };
         let now = SystemClock.now();
         let reported = match outcome {
@@ -193,15 +200,23 @@ impl Worker {
         let graph = fediversity_configurator::configure(&config, &self.platform.infra)
             .map_err(|problems| format!("the configuration cannot be deployed here: {problems}"))?;
         let providers = (self.platform.providers)(&graph)?;
-        let (writer, written) = EventWriter::start(self.store.clone(), operator.clone(), deployment);
+        let (writer, written) =
+            EventWriter::start(self.store.clone(), operator.clone(), deployment);
         let sink: Arc<dyn EventSink> = Arc::new(writer);
         let options = EngineOptions {
             holder: self.name.clone(),
             lease_wait: Duration::from_secs(30),
             ..EngineOptions::default()
         };
-        let engine = Engine::new(providers, self.store.clone(), Arc::new(SystemClock), options);
-        let result = engine.apply(&graph, sink.clone(), Approval::Automatic).await;
+        let engine = Engine::new(
+            providers,
+            self.store.clone(),
+            Arc::new(SystemClock),
+            options,
+        );
+        let result = engine
+            .apply(&graph, sink.clone(), Approval::Automatic)
+            .await;
         drop(sink);
         written.await.ok();
         match result {

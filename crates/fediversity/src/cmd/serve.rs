@@ -15,7 +15,12 @@ use crate::input::InfraOpts;
 pub struct Opts {
     /// The address the panel listens on. Off loopback, put it behind a TLS-terminating proxy:
     /// its cookies are then marked Secure.
-    #[arg(long, env = "FEDIVERSITY_LISTEN", value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "FEDIVERSITY_LISTEN",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     listen: SocketAddr,
     #[command(flatten)]
     infra: InfraOpts,
@@ -34,8 +39,7 @@ pub async fn run(opts: Opts) -> Result<()> {
     let worker = tokio::spawn(Worker::new(store.clone(), platform.clone()).run(stopped));
     let state = AppState::new(store, platform, PanelOptions::for_address(address));
     anstream::eprintln!("Fediversity panel on http://{address}/ (stop with Ctrl-C)");
-    let served =
-        fediversity_panel::serve(listener, state, super::worker::shutdown_signal()).await;
+    let served = fediversity_panel::serve(listener, state, super::worker::shutdown_signal()).await;
     stop.send_replace(true);
     worker.await.context("the worker stopped")?;
     served.context("the panel stopped")

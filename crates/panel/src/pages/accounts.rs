@@ -106,7 +106,9 @@ pub async fn sign_up(
                 errors.push("That operator id is taken: choose another.".to_owned());
             }
             Err(fediversity_store::Error::EmailTaken(_)) => {
-                errors.push("An account with that e-mail address exists: sign in instead.".to_owned());
+                errors.push(
+                    "An account with that e-mail address exists: sign in instead.".to_owned(),
+                );
             }
             Err(error) => return Err(error.into()),
         }

@@ -102,10 +102,12 @@ pub async fn deploy(
 ) -> Result<Response, PanelError> {
     let operator = user.operator(&operator)?;
     let deployments = state.store().deployments(&operator).await?;
-    if let Some(busy) = deployments
-        .iter()
-        .find(|d| matches!(d.status, DeploymentStatus::Queued | DeploymentStatus::Running))
-    {
+    if let Some(busy) = deployments.iter().find(|d| {
+        matches!(
+            d.status,
+            DeploymentStatus::Queued | DeploymentStatus::Running
+        )
+    }) {
         return Err(PanelError::Conflict(format!(
             "Deployment {} is still under way: wait for it to finish before deploying again.",
             busy.id
@@ -121,11 +123,7 @@ pub async fn deploy(
 }
 
 /// The deployment `id` of `operator`, or 404.
-async fn find(
-    state: &AppState,
-    operator: &OperatorId,
-    id: &str,
-) -> Result<Deployment, PanelError> {
+async fn find(state: &AppState, operator: &OperatorId, id: &str) -> Result<Deployment, PanelError> {
     let id = id.parse::<i64>().map_err(|_| PanelError::NotFound)?;
     state
         .store()
@@ -157,7 +155,10 @@ pub async fn show(
 ) -> Result<Response, PanelError> {
     let operator = user.operator(&operator)?;
     let deployment = find(&state, &operator, &id).await?;
-    let events = state.store().events_since(&operator, deployment.id, 0).await?;
+    let events = state
+        .store()
+        .events_since(&operator, deployment.id, 0)
+        .await?;
     let mut timing = Timing::new(&deployment);
     let lines = events.iter().filter_map(|e| timing.line(e)).collect();
     let view = DeploymentPage {

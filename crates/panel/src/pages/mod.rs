@@ -4,12 +4,12 @@ mod accounts;
 mod deployments;
 mod operators;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
 
 use crate::AppState;
 use crate::auth::MaybeSignedIn;
@@ -25,8 +25,14 @@ pub fn router() -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/static/{file}", get(asset))
-        .route("/sign-up", get(accounts::sign_up_page).post(accounts::sign_up))
-        .route("/sign-in", get(accounts::sign_in_page).post(accounts::sign_in))
+        .route(
+            "/sign-up",
+            get(accounts::sign_up_page).post(accounts::sign_up),
+        )
+        .route(
+            "/sign-in",
+            get(accounts::sign_in_page).post(accounts::sign_in),
+        )
         .route("/sign-out", post(accounts::sign_out))
         .route("/operators", get(operators::list))
         .route("/operators/{operator}", get(operators::dashboard))
@@ -35,7 +41,10 @@ pub fn router() -> Router<AppState> {
             get(operators::configure_page).post(operators::configure),
         )
         .route("/operators/{operator}/plan", get(deployments::plan))
-        .route("/operators/{operator}/deployments", post(deployments::deploy))
+        .route(
+            "/operators/{operator}/deployments",
+            post(deployments::deploy),
+        )
         .route(
             "/operators/{operator}/deployments/{deployment}",
             get(deployments::show),
@@ -73,7 +82,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Ok(_) => "ready\n".into_response(),
         Err(error) => {
             tracing::warn!(%error, "not ready: the store does not answer");
-            (StatusCode::SERVICE_UNAVAILABLE, "the store does not answer\n").into_response()
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the store does not answer\n",
+            )
+                .into_response()
         }
     }
 }
@@ -90,7 +103,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         "text/javascript",
         include_str!("../../static/htmx-ext-sse-2.2.2.js"),
     ),
-    ("panel-1.css", "text/css", include_str!("../../static/panel-1.css")),
+    (
+        "panel-1.css",
+        "text/css",
+        include_str!("../../static/panel-1.css"),
+    ),
 ];
 
 async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {

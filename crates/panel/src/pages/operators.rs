@@ -160,9 +160,12 @@ pub async fn dashboard(
                 .find(|c| c.version == d.configuration_version)
         })
         .and_then(|c| serde_json::from_value::<OperatorConfig>(c.config.clone()).ok());
-    let under_way = deployments
-        .iter()
-        .find(|d| matches!(d.status, DeploymentStatus::Queued | DeploymentStatus::Running));
+    let under_way = deployments.iter().find(|d| {
+        matches!(
+            d.status,
+            DeploymentStatus::Queued | DeploymentStatus::Running
+        )
+    });
     let latest = latest(&state, &operator).await?;
     let services = latest
         .as_ref()
@@ -178,7 +181,9 @@ pub async fn dashboard(
                     let state = match (live, service.enable, under_way) {
                         (_, _, Some(d)) => format!("deployment {} under way", d.id),
                         (true, true, None) => "running".to_owned(),
-                        (true, false, None) => "running; turned off in a change not deployed yet".to_owned(),
+                        (true, false, None) => {
+                            "running; turned off in a change not deployed yet".to_owned()
+                        }
                         (false, true, None) => "not deployed yet".to_owned(),
                         (false, false, None) => "off".to_owned(),
                     };
@@ -206,7 +211,11 @@ pub async fn dashboard(
         services,
         configured: latest.is_some(),
         undeployed: latest_version.filter(|v| Some(*v) != deployed_version),
-        deployments: deployments.iter().take(5).map(DeploymentRow::from).collect(),
+        deployments: deployments
+            .iter()
+            .take(5)
+            .map(DeploymentRow::from)
+            .collect(),
     };
     page(StatusCode::OK, &view)
 }
@@ -239,15 +248,26 @@ struct DayField {
 }
 
 impl ConfigurePage {
-    fn new(state: &AppState, user: &SignedIn, operator: &OperatorId, fields: Fields, errors: FieldErrors) -> Self {
+    fn new(
+        state: &AppState,
+        user: &SignedIn,
+        operator: &OperatorId,
+        fields: Fields,
+        errors: FieldErrors,
+    ) -> Self {
         let services = fediversity_model::ServiceKind::ALL
             .into_iter()
             .map(|kind| ServiceField {
                 key: kind.as_str(),
                 title: kind.title(),
                 enabled: fields.contains_key(&format!("{kind}_enable")),
-                size: fields.get(&format!("{kind}_size")).cloned().unwrap_or_default(),
-                keep: fields.get(&format!("{kind}_retention")).is_none_or(|r| r != "delete"),
+                size: fields
+                    .get(&format!("{kind}_size"))
+                    .cloned()
+                    .unwrap_or_default(),
+                keep: fields
+                    .get(&format!("{kind}_retention"))
+                    .is_none_or(|r| r != "delete"),
                 errors: errors.get(kind.as_str()).cloned().unwrap_or_default(),
             })
             .collect();
@@ -362,14 +382,25 @@ pub async fn history(
             let config = serde_json::from_value::<OperatorConfig>(stored.config).ok();
             let services = config.as_ref().map_or_else(String::new, |config| {
                 let on: Vec<&str> = config.services.enabled().map(|(k, _)| k.title()).collect();
-                if on.is_empty() { "none".to_owned() } else { on.join(", ") }
+                if on.is_empty() {
+                    "none".to_owned()
+                } else {
+                    on.join(", ")
+                }
             });
             let maintenance = config.as_ref().map_or_else(String::new, |config| {
                 config
                     .maintenance
                     .windows
                     .iter()
-                    .map(|w| format!("{} from {} for {} min", forms::day_names(&w.days), w.start, w.duration_minutes))
+                    .map(|w| {
+                        format!(
+                            "{} from {} for {} min",
+                            forms::day_names(&w.days),
+                            w.start,
+                            w.duration_minutes
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("; ")
             });

@@ -12,15 +12,34 @@ async fn oversized_and_malformed_bodies_get_clear_errors() {
     let token = csrf_of(&browser.get("/operators/uni/configure").await.body);
 
     let huge = "x".repeat(1 << 20);
-    let page = browser.post("/operators/uni/configure", &[("csrf", &token), ("name", &huge)]).await;
+    let page = browser
+        .post(
+            "/operators/uni/configure",
+            &[("csrf", &token), ("name", &huge)],
+        )
+        .await;
     assert_eq!(page.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(page.body.contains("too large"), "{}", page.body);
 
-    let page = browser.post("/operators/uni/deployments", &[("csrf", &token), ("version", "one")]).await;
+    let page = browser
+        .post(
+            "/operators/uni/deployments",
+            &[("csrf", &token), ("version", "one")],
+        )
+        .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.body.contains("could not be read"), "{}", page.body);
-    let page = browser.post("/operators/uni/deployments", &[("csrf", &token), ("version", "99")]).await;
-    assert_eq!(page.status, StatusCode::NOT_FOUND, "no such configuration version");
+    let page = browser
+        .post(
+            "/operators/uni/deployments",
+            &[("csrf", &token), ("version", "99")],
+        )
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::NOT_FOUND,
+        "no such configuration version"
+    );
 
     let raw = browser
         .client
@@ -32,8 +51,16 @@ async fn oversized_and_malformed_bodies_get_clear_errors() {
         .unwrap();
     assert!(raw.status().is_client_error(), "{}", raw.status());
 
-    for path in ["/no/such/page", "/operators/uni/deployments/not-a-number", "/static/../Cargo.toml"] {
-        assert_eq!(browser.get(path).await.status, StatusCode::NOT_FOUND, "{path}");
+    for path in [
+        "/no/such/page",
+        "/operators/uni/deployments/not-a-number",
+        "/static/../Cargo.toml",
+    ] {
+        assert_eq!(
+            browser.get(path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
     }
     assert_eq!(browser.get("/healthz").await.status, StatusCode::OK);
     panel.stop().await;
@@ -47,14 +74,27 @@ async fn markup_in_text_fields_is_escaped_on_output() {
 
     // A valid name with markup is saved and shown as text.
     let fields = mastodon_config(script, "uni.example.org");
-    assert_eq!(configure(&browser, "uni", &fields).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        configure(&browser, "uni", &fields).await.status,
+        StatusCode::SEE_OTHER
+    );
     let dashboard = browser.get("/operators/uni").await;
     assert!(!dashboard.body.contains(script), "{}", dashboard.body);
-    assert!(dashboard.body.contains("&#60;script&#62;") || dashboard.body.contains("&lt;script&gt;"), "{}", dashboard.body);
+    assert!(
+        dashboard.body.contains("&#60;script&#62;") || dashboard.body.contains("&lt;script&gt;"),
+        "{}",
+        dashboard.body
+    );
 
     // Refused values are shown back escaped, in every field.
     let mut fields = mastodon_config(script, script);
-    for field in ["admin_username", "admin_email", "time_zone", "window_start", "mastodon_size"] {
+    for field in [
+        "admin_username",
+        "admin_email",
+        "time_zone",
+        "window_start",
+        "mastodon_size",
+    ] {
         fields.retain(|(name, _)| *name != field);
         fields.push((field, script.to_owned()));
     }
@@ -63,7 +103,10 @@ async fn markup_in_text_fields_is_escaped_on_output() {
     assert!(!refused.body.contains(script), "{}", refused.body);
     assert!(!refused.body.contains("<script>alert"), "{}", refused.body);
 
-    let signed_up = panel.visitor().sign_up(script, "x@y.example", "short").await;
+    let signed_up = panel
+        .visitor()
+        .sign_up(script, "x@y.example", "short")
+        .await;
     assert_eq!(signed_up.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(!signed_up.body.contains(script), "{}", signed_up.body);
     panel.stop().await;

@@ -16,37 +16,78 @@ async fn configure_plan_deploy_and_watch_it_succeed() {
     let refused = configure(&browser, "uni", &bad).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     for field in ["domain-error", "window_duration-error"] {
-        assert!(refused.body.contains(&format!(r#"id="{field}""#)), "{field}: {}", refused.body);
+        assert!(
+            refused.body.contains(&format!(r#"id="{field}""#)),
+            "{field}: {}",
+            refused.body
+        );
     }
-    assert!(refused.body.contains(r#"value="Not A Domain""#), "the form keeps what was typed");
-    assert!(panel.store.configurations(&"uni".try_into().unwrap()).await.unwrap().is_empty());
+    assert!(
+        refused.body.contains(r#"value="Not A Domain""#),
+        "the form keeps what was typed"
+    );
+    assert!(
+        panel
+            .store
+            .configurations(&"uni".try_into().unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let plan = browser.get("/operators/uni/plan").await;
-    assert_eq!(plan.location, "/operators/uni/configure", "no plan without a configuration");
+    assert_eq!(
+        plan.location, "/operators/uni/configure",
+        "no plan without a configuration"
+    );
 
     let deployment = deploy_mastodon(&browser, "uni").await;
-    assert!(deployment.starts_with("/operators/uni/deployments/"), "{deployment}");
+    assert!(
+        deployment.starts_with("/operators/uni/deployments/"),
+        "{deployment}"
+    );
     let plan = browser.get("/operators/uni/plan").await;
-    assert!(plan.body.contains("Everything is already as configured") || plan.body.contains("Create the virtual machine"));
+    assert!(
+        plan.body.contains("Everything is already as configured")
+            || plan.body.contains("Create the virtual machine")
+    );
 
     let stream = follow(&browser, &deployment).await;
     assert!(stream.contains("event: step"), "{stream}");
-    assert!(stream.contains("Creating the virtual machine vm.mastodon"), "{stream}");
-    assert!(stream.contains("Done in"), "per-resource elapsed time: {stream}");
+    assert!(
+        stream.contains("Creating the virtual machine vm.mastodon"),
+        "{stream}"
+    );
+    assert!(
+        stream.contains("Done in"),
+        "per-resource elapsed time: {stream}"
+    );
     assert!(stream.contains("event: done"), "{stream}");
     assert!(stream.contains("Succeeded in"), "{stream}");
 
     let page = browser.get(&deployment).await;
-    assert!(page.body.contains("<strong>succeeded</strong>"), "{}", page.body);
+    assert!(
+        page.body.contains("<strong>succeeded</strong>"),
+        "{}",
+        page.body
+    );
     assert!(page.body.contains("Succeeded in"));
 
     let dashboard = browser.get("/operators/uni").await;
-    assert!(dashboard.body.contains("https://mastodon.uni.example.org"), "{}", dashboard.body);
+    assert!(
+        dashboard.body.contains("https://mastodon.uni.example.org"),
+        "{}",
+        dashboard.body
+    );
     assert!(dashboard.body.contains("running"), "{}", dashboard.body);
 
     // Deployed: the plan now changes nothing, and the history lists the version.
     let plan = browser.get("/operators/uni/plan").await;
-    assert!(plan.body.contains("Everything is already as configured"), "{}", plan.body);
+    assert!(
+        plan.body.contains("Everything is already as configured"),
+        "{}",
+        plan.body
+    );
     let history = browser.get("/operators/uni/history").await;
     assert!(history.body.contains("Mastodon"), "{}", history.body);
     assert!(history.body.contains("(succeeded)"), "{}", history.body);
@@ -54,9 +95,16 @@ async fn configure_plan_deploy_and_watch_it_succeed() {
     // A second version that turns Mastodon off with "keep": the plan says its data is kept.
     let mut off = mastodon_config("Utrecht University", "uni.example.org");
     off.retain(|(field, _)| *field != "mastodon_enable");
-    assert_eq!(configure(&browser, "uni", &off).await.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        configure(&browser, "uni", &off).await.status,
+        StatusCode::SEE_OTHER
+    );
     let plan = browser.get("/operators/uni/plan").await;
     assert!(plan.body.contains("keep its data"), "{}", plan.body);
-    assert!(plan.body.contains("configuration version 2"), "{}", plan.body);
+    assert!(
+        plan.body.contains("configuration version 2"),
+        "{}",
+        plan.body
+    );
     panel.stop().await;
 }

@@ -28,7 +28,10 @@ impl Panel {
     pub async fn start() -> Panel {
         let dir = tempfile::tempdir().unwrap();
         let key = SealingKey::write_new(dir.path().join("platform.key")).unwrap();
-        let url = format!("sqlite://{}?mode=rwc", dir.path().join("fediversity.db").display());
+        let url = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("fediversity.db").display()
+        );
         let store = Arc::new(Store::connect(&url, key).await.unwrap());
         let sandbox = dir.path().join("sandbox");
         let platform = Platform {
@@ -38,7 +41,8 @@ impl Panel {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = watch::channel(false);
-        let worker = tokio::spawn(Worker::new(store.clone(), platform.clone()).run(stopped.clone()));
+        let worker =
+            tokio::spawn(Worker::new(store.clone(), platform.clone()).run(stopped.clone()));
         let state = AppState::new(store.clone(), platform, PanelOptions::for_address(address));
         let mut on_stop = stopped;
         let server = tokio::spawn(fediversity_panel::serve(listener, state, async move {
@@ -70,7 +74,9 @@ impl Panel {
     /// A browser signed up as a new operator `operator` (its first user).
     pub async fn operator(&self, operator: &str) -> Browser {
         let browser = self.visitor();
-        let page = browser.sign_up(operator, &format!("admin@{operator}.example"), PASSWORD).await;
+        let page = browser
+            .sign_up(operator, &format!("admin@{operator}.example"), PASSWORD)
+            .await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
         browser
     }
@@ -114,7 +120,14 @@ pub struct Browser {
 
 impl Browser {
     pub async fn get(&self, path: &str) -> Page {
-        read(self.client.get(format!("{}{path}", self.base)).send().await.unwrap()).await
+        read(
+            self.client
+                .get(format!("{}{path}", self.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     /// Posts `fields` as a form, as is.
@@ -139,7 +152,11 @@ impl Browser {
     }
 
     pub async fn sign_up(&self, operator: &str, email: &str, password: &str) -> Page {
-        let fields = [("operator", operator), ("email", email), ("password", password)];
+        let fields = [
+            ("operator", operator),
+            ("email", email),
+            ("password", password),
+        ];
         self.submit("/sign-up", "/sign-up", &fields).await
     }
 
@@ -174,7 +191,10 @@ async fn read(response: reqwest::Response) -> Page {
 /// The CSRF token of the (first) form in `html`.
 pub fn csrf_of(html: &str) -> String {
     let marker = r#"name="csrf" value=""#;
-    let start = html.find(marker).unwrap_or_else(|| panic!("no CSRF field in {html}")) + marker.len();
+    let start = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("no CSRF field in {html}"))
+        + marker.len();
     html[start..].split('"').next().unwrap().to_owned()
 }
 
@@ -196,7 +216,11 @@ pub fn mastodon_config(name: &str, domain: &str) -> Vec<(&'static str, String)> 
 }
 
 /// Posts a configuration form for `operator`.
-pub async fn configure(browser: &Browser, operator: &str, fields: &[(&'static str, String)]) -> Page {
+pub async fn configure(
+    browser: &Browser,
+    operator: &str,
+    fields: &[(&'static str, String)],
+) -> Page {
     let path = format!("/operators/{operator}/configure");
     let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
     browser.submit(&path, &path, &fields).await
@@ -205,13 +229,22 @@ pub async fn configure(browser: &Browser, operator: &str, fields: &[(&'static st
 /// Configures Mastodon for `operator`, deploys it from the plan page, and returns the
 /// deployment's path.
 pub async fn deploy_mastodon(browser: &Browser, operator: &str) -> String {
-    let saved = configure(browser, operator, &mastodon_config("Org", &format!("{operator}.example.org"))).await;
+    let saved = configure(
+        browser,
+        operator,
+        &mastodon_config("Org", &format!("{operator}.example.org")),
+    )
+    .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
     let plan_path = format!("/operators/{operator}/plan");
     let plan = browser.get(&plan_path).await;
     let version = value_of(&plan.body, "version");
     let deployed = browser
-        .submit(&plan_path, &format!("/operators/{operator}/deployments"), &[("version", &version)])
+        .submit(
+            &plan_path,
+            &format!("/operators/{operator}/deployments"),
+            &[("version", &version)],
+        )
         .await;
     assert_eq!(deployed.status, StatusCode::SEE_OTHER, "{}", deployed.body);
     deployed.location
@@ -220,7 +253,10 @@ pub async fn deploy_mastodon(browser: &Browser, operator: &str) -> String {
 /// The value of the hidden field `name` in `html`.
 pub fn value_of(html: &str, name: &str) -> String {
     let marker = format!(r#"name="{name}" value=""#);
-    let start = html.find(&marker).unwrap_or_else(|| panic!("no field {name} in {html}")) + marker.len();
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no field {name} in {html}"))
+        + marker.len();
     html[start..].split('"').next().unwrap().to_owned()
 }
 

@@ -32,11 +32,21 @@ async fn an_operator_gets_404_on_every_route_of_another() {
         assert!(!page.body.contains("alpha.example.org"), "GET {path} leaks");
     }
     for path in ["/operators/alpha/configure", "/operators/alpha/deployments"] {
-        let page = b.post(path, &[("csrf", &token), ("version", "1"), ("domain", "x.org")]).await;
+        let page = b
+            .post(
+                path,
+                &[("csrf", &token), ("version", "1"), ("domain", "x.org")],
+            )
+            .await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "POST {path}");
     }
     assert_eq!(
-        panel.store.configurations(&"alpha".try_into().unwrap()).await.unwrap().len(),
+        panel
+            .store
+            .configurations(&"alpha".try_into().unwrap())
+            .await
+            .unwrap()
+            .len(),
         1,
         "B changed nothing of A's"
     );
@@ -50,14 +60,26 @@ async fn an_administrator_sees_every_operator() {
     let panel = Panel::start().await;
     panel.operator("alpha").await;
     panel.operator("beta").await;
-    let hash = fediversity_panel::hash_password(crate::harness::PASSWORD.to_owned()).await.unwrap();
-    panel.store.create_admin("root@host.example", &hash, 1).await.unwrap();
+    let hash = fediversity_panel::hash_password(crate::harness::PASSWORD.to_owned())
+        .await
+        .unwrap();
+    panel
+        .store
+        .create_admin("root@host.example", &hash, 1)
+        .await
+        .unwrap();
     let admin = panel.visitor();
-    let signed_in = admin.sign_in("root@host.example", crate::harness::PASSWORD).await;
+    let signed_in = admin
+        .sign_in("root@host.example", crate::harness::PASSWORD)
+        .await;
     assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
     assert_eq!(admin.get("/").await.location, "/operators");
     let list = admin.get("/operators").await;
-    assert!(list.body.contains("/operators/alpha") && list.body.contains("/operators/beta"), "{}", list.body);
+    assert!(
+        list.body.contains("/operators/alpha") && list.body.contains("/operators/beta"),
+        "{}",
+        list.body
+    );
     assert_eq!(admin.get("/operators/beta").await.status, StatusCode::OK);
     panel.stop().await;
 }
