@@ -9,7 +9,8 @@
 //! - [`infra`]: the example infra.toml and its check;
 //! - [`command_line`]: misuse of the command line, missing files, standard input;
 //! - [`deploy`]: apply, state, refresh and destroy on the sandbox, end to end;
-//! - [`crash`]: the apply killed at every provider call, and the next run converging.
+//! - [`crash`]: the apply killed at every provider call, and the next run converging;
+//! - [`serve`]: the panel's server started, checked and stopped, and `admin create`.
 //!
 //! Golden files change only through `scripts/update-golden`; every test that compares with one
 //! has `golden` in its name so that script refreshes it.
@@ -29,4 +30,5 @@ mod infra;
 mod plan;
 mod sandbox;
 mod schema;
+mod serve;
 mod validate;
