@@ -28,6 +28,18 @@ pub struct PlanLine {
     pub text: String,
 }
 
+/// The CSS class of a plan line.
+fn class(action: Action) -> &'static str {
+    match action {
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Replace => "replace",
+        Action::Delete => "delete",
+        Action::Keep => "keep",
+        Action::Unchanged => "unchanged",
+    }
+}
+
 /// The sentence for `action` on `address`.
 fn sentence(action: Action, address: &ResourceAddress) -> String {
     let what = format!("the {} {address}", noun(address));
@@ -35,7 +47,7 @@ fn sentence(action: Action, address: &ResourceAddress) -> String {
         Action::Create => format!("Create {what}"),
         Action::Update => format!("Change {what} in place"),
         Action::Replace => format!("Replace {what} (it is removed and made anew)"),
-        Action::Delete => format!("Delete {what} and its data"),
+        Action::Delete => format!("Delete {what}"),
         Action::Keep => format!("Take {what} out of service but keep its data"),
         Action::Unchanged => format!("Leave {what} as it is"),
     }
@@ -79,7 +91,7 @@ pub fn plan(summary: &PlanSummary) -> (String, Vec<PlanLine>) {
                 text = format!("{text}: {}", step.reasons.join("; "));
             }
             PlanLine {
-                action: step.action.verb(),
+                action: class(step.action),
                 text,
             }
         })

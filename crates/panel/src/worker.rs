@@ -7,6 +7,7 @@
 //! outlasts its lease is stopped and its deployment marked failed with a clear message,
 //! never left spinning.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use fediversity_engine::events::EventSink;
 use fediversity_engine::report::Report;
 use fediversity_engine::{Approval, Engine, EngineOptions};
 use fediversity_model::OperatorConfig;
+use fediversity_model::graph::{DesiredGraph, GRAPH_VERSION};
 use fediversity_model::names::OperatorId;
 use fediversity_store::{
     ConfigurationVersion, DeploymentId, DeploymentOutcome, EventWriter, Job, NewJob, Store,
@@ -40,21 +42,29 @@ const IDLE_POLL: Duration = Duration::from_millis(250);
 pub struct DeployJob {
     /// The deployment record the panel opened.
     pub deployment: i64,
-    /// The configuration version it deploys.
+    /// The configuration version it deploys (for an account deletion, the one whose
+    /// retention choices it honours).
     pub version: ConfigurationVersion,
+    /// Remove every resource of the operator (account deletion): data whose retention is
+    /// `keep` is kept; once done, the operator's users are removed.
+    #[serde(default)]
+    pub destroy: bool,
 }
 
-/// Opens a deployment of `version` and queues it for a worker.
+/// Opens a deployment of `version` (or, with `destroy`, the removal of everything, honouring
+/// `version`'s retention choices) and queues it for a worker.
 pub async fn enqueue_deployment(
     store: &Store,
     operator: &OperatorId,
     version: ConfigurationVersion,
+    destroy: bool,
 ) -> fediversity_store::Result<DeploymentId> {
     let now = SystemClock.now();
     let deployment = store.create_deployment(operator, version, now).await?;
     let payload = json!(DeployJob {
         deployment: deployment.0,
         version,
+        destroy,
     });
     let job = NewJob {
         kind: DEPLOY.to_owned(),
@@ -160,7 +170,7 @@ impl Worker {
         }
         let result = tokio::time::timeout(
             LEASE.saturating_sub(Duration::from_secs(60)),
-            self.apply(operator, deployment, request.version),
+            self.apply(operator, deployment, &request),
         )
         .await
         .unwrap_or_else(|_| {
@@ -169,6 +179,12 @@ impl Worker {
                 LEASE.as_secs() / 60
             ))
         });
+        let result = match result {
+            Ok(report) if request.destroy && report.succeeded() => {
+                self.remove_users(operator).await.map(|()| report)
+            }
+            other => other,
+        };
         let (outcome, report) = match result {
             Ok(report) if report.succeeded() => (DeploymentOutcome::Succeeded, json!(report)),
             Ok(report) => (DeploymentOutcome::Failed, json!(report)),
@@ -180,13 +196,28 @@ impl Worker {
             .map_err(|e| e.to_string())
     }
 
-    /// Applies configuration `version`, its events recorded under `deployment`.
+    /// The end of an account deletion, once its resources are gone.
+    async fn remove_users(&self, operator: &OperatorId) -> Result<(), String> {
+        match self.store.delete_users(operator).await {
+            Ok(removed) => {
+                tracing::info!(%operator, removed, "account deleted");
+                Ok(())
+            }
+            Err(error) => Err(format!(
+                "every resource was removed, but the account's users could not be: {error}; delete the account again"
+            )),
+        }
+    }
+
+    /// Applies the configuration version `request` names (or removes everything, for an
+    /// account deletion), its events recorded under `deployment`.
     async fn apply(
         &self,
         operator: &OperatorId,
         deployment: DeploymentId,
-        version: ConfigurationVersion,
+        request: &DeployJob,
     ) -> Result<Report, String> {
+        let version = request.version;
         let stored = self
             .store
             .configurations(operator)
@@ -197,8 +228,13 @@ impl Worker {
             .ok_or_else(|| format!("configuration version {version} is missing"))?;
         let config: OperatorConfig = serde_json::from_value(stored.config)
             .map_err(|e| format!("configuration version {version} cannot be read: {e}"))?;
-        let graph = fediversity_configurator::configure(&config, &self.platform.infra)
-            .map_err(|problems| format!("the configuration cannot be deployed here: {problems}"))?;
+        let graph = if request.destroy {
+            nothing_for(&config)
+        } else {
+            fediversity_configurator::configure(&config, &self.platform.infra).map_err(
+                |problems| format!("the configuration cannot be deployed here: {problems}"),
+            )?
+        };
         let providers = (self.platform.providers)(&graph)?;
         let (writer, written) =
             EventWriter::start(self.store.clone(), operator.clone(), deployment);
@@ -224,6 +260,21 @@ impl Worker {
             Ok(None) => Err("the run was declined".to_owned()),
             Err(error) => Err(error.to_string()),
         }
+    }
+}
+
+/// The graph of an account deletion: no resources, and the retention choices of `config`,
+/// which decide what data is kept.
+pub fn nothing_for(config: &OperatorConfig) -> DesiredGraph {
+    DesiredGraph {
+        version: GRAPH_VERSION,
+        operator: config.operator.id.clone(),
+        retention: config
+            .services
+            .iter()
+            .map(|(kind, service)| (kind, service.retention))
+            .collect(),
+        resources: BTreeMap::new(),
     }
 }
 

@@ -163,6 +163,15 @@ impl Store {
         }))
     }
 
+    /// Removes every user of the operator, signing them out: the end of an account deletion.
+    /// The operator's history (configurations, deployments, events) is kept. Returns how many
+    /// users were removed.
+    pub async fn delete_users(&self, operator: &OperatorId) -> Result<u64> {
+        let id = operator.to_string();
+        self.in_own_task(|queries| async move { queries.delete_users(&id).await })
+            .await
+    }
+
     /// Ends the session keyed by `id_hash` (nothing if there is none).
     pub async fn delete_session(&self, id_hash: &str) -> Result<()> {
         self.queries().delete_session(id_hash).await

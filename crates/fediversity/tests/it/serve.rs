@@ -13,7 +13,9 @@ use crate::cli::{TempDir, fediversity};
 /// `GET path` over HTTP/1.0; the status line and body.
 fn get(address: &str, path: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
@@ -44,11 +46,20 @@ fn serve_answers_health_checks_and_stops_on_sigterm() {
         .unwrap_or_else(|| panic!("no address in {banner:?}"))
         .to_owned();
 
-    assert!(get(&address, "/healthz").starts_with("HTTP/1.0 200"), "healthz");
+    assert!(
+        get(&address, "/healthz").starts_with("HTTP/1.0 200"),
+        "healthz"
+    );
     let ready = get(&address, "/readyz");
-    assert!(ready.starts_with("HTTP/1.0 200") && ready.ends_with("ready\n"), "{ready}");
+    assert!(
+        ready.starts_with("HTTP/1.0 200") && ready.ends_with("ready\n"),
+        "{ready}"
+    );
     assert!(get(&address, "/").contains("location: /sign-in"));
-    assert!(data.path().join("fediversity.db").exists(), "SQLite in the data directory");
+    assert!(
+        data.path().join("fediversity.db").exists(),
+        "SQLite in the data directory"
+    );
 
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -60,7 +71,10 @@ fn serve_answers_health_checks_and_stops_on_sigterm() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "serve did not stop within 15 s of SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "serve did not stop within 15 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut rest = String::new();
@@ -80,17 +94,32 @@ fn admin_create_makes_an_administrator_once() {
     };
     let made = create("Root@Host.example", "a long enough password");
     made.exits(0);
-    assert!(made.stdout.contains("root@host.example created"), "{}", made.stdout);
+    assert!(
+        made.stdout.contains("root@host.example created"),
+        "{}",
+        made.stdout
+    );
     let again = create("root@host.example", "a long enough password");
     again.exits(1);
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
     let short = create("other@host.example", "short");
     short.exits(1);
-    assert!(short.stderr.contains("at least 12 characters"), "{}", short.stderr);
+    assert!(
+        short.stderr.contains("at least 12 characters"),
+        "{}",
+        short.stderr
+    );
 
     // Without the variable, the password is the first line of standard input.
-    fediversity(["admin", "create", "--email", "ops@host.example", "--data-dir", dir])
-        .stdin("another long password\n")
-        .run()
-        .exits(0);
+    fediversity([
+        "admin",
+        "create",
+        "--email",
+        "ops@host.example",
+        "--data-dir",
+        dir,
+    ])
+    .stdin("another long password\n")
+    .run()
+    .exits(0);
 }

@@ -58,7 +58,13 @@ pub async fn plan(
         interrupted: 0,
         problem: None,
     };
-    match preview(&state, &config).await {
+    let graph = fediversity_configurator::configure(&config, &state.platform().infra)
+        .map_err(|problems| format!("This configuration cannot be deployed here: {problems}"));
+    let previewed = match graph {
+        Ok(graph) => preview(&state, &graph).await,
+        Err(problem) => Err(problem),
+    };
+    match previewed {
         Ok((summary, interrupted)) => {
             (view.headline, view.lines) = words::plan(&summary);
             view.interrupted = interrupted;
@@ -68,15 +74,12 @@ pub async fn plan(
     page(StatusCode::OK, &view)
 }
 
-/// The engine's plan for `config` against what is recorded; nothing is changed.
-async fn preview(
+/// The engine's plan for `graph` against what is recorded; nothing is changed.
+pub async fn preview(
     state: &AppState,
-    config: &fediversity_model::OperatorConfig,
+    graph: &fediversity_model::graph::DesiredGraph,
 ) -> Result<(fediversity_engine::plan::PlanSummary, usize), String> {
-    let platform = state.platform();
-    let graph = fediversity_configurator::configure(config, &platform.infra)
-        .map_err(|problems| format!("This configuration cannot be deployed here: {problems}"))?;
-    let providers = (platform.providers)(&graph)?;
+    let providers = (state.platform().providers)(graph)?;
     let store = std::sync::Arc::new(state.store().clone());
     let engine = Engine::new(
         providers,
@@ -84,7 +87,7 @@ async fn preview(
         std::sync::Arc::new(fediversity_engine::clock::SystemClock),
         EngineOptions::default(),
     );
-    let (plan, interrupted) = engine.preview(&graph).await.map_err(|e| e.to_string())?;
+    let (plan, interrupted) = engine.preview(graph).await.map_err(|e| e.to_string())?;
     Ok((plan.summary(), interrupted))
 }
 
@@ -113,13 +116,31 @@ pub async fn deploy(
             busy.id
         )));
     }
-    let deployment = worker::enqueue_deployment(state.store(), &operator, form.version)
+    refuse_if_busy(&state, &operator).await?;
+    let deployment = worker::enqueue_deployment(state.store(), &operator, form.version, false)
         .await
         .map_err(|error| match error {
             fediversity_store::Error::UnknownConfiguration { .. } => PanelError::NotFound,
             other => other.into(),
         })?;
     Ok(Redirect::to(&format!("/operators/{operator}/deployments/{deployment}")).into_response())
+}
+
+/// Refuses a new deployment while one is queued or running.
+pub async fn refuse_if_busy(state: &AppState, operator: &OperatorId) -> Result<(), PanelError> {
+    let deployments = state.store().deployments(operator).await?;
+    match deployments.iter().find(|d| {
+        matches!(
+            d.status,
+            DeploymentStatus::Queued | DeploymentStatus::Running
+        )
+    }) {
+        Some(busy) => Err(PanelError::Conflict(format!(
+            "Deployment {} is still under way: wait for it to finish first.",
+            busy.id
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The deployment `id` of `operator`, or 404.

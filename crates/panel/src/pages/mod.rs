@@ -1,6 +1,7 @@
 //! The panel's routes: one module per area, one handler per page and verb.
 
 mod accounts;
+mod delete;
 mod deployments;
 mod operators;
 
@@ -54,6 +55,10 @@ pub fn router() -> Router<AppState> {
             get(deployments::events),
         )
         .route("/operators/{operator}/history", get(operators::history))
+        .route(
+            "/operators/{operator}/delete",
+            get(delete::confirm_page).post(delete::delete),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }

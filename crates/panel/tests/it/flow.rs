@@ -108,3 +108,71 @@ async fn configure_plan_deploy_and_watch_it_succeed() {
     );
     panel.stop().await;
 }
+
+#[tokio::test]
+async fn deleting_the_account_removes_everything_but_kept_data_and_signs_out() {
+    let panel = Panel::start().await;
+    let browser = panel.operator("uni").await;
+    let deployment = deploy_mastodon(&browser, "uni").await;
+    follow(&browser, &deployment).await;
+
+    let confirm = browser.get("/operators/uni/delete").await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(
+        confirm.body.contains("Mastodon: its data is kept"),
+        "{}",
+        confirm.body
+    );
+    assert!(
+        confirm
+            .body
+            .contains("Delete the DNS record dns.mastodon-a"),
+        "{}",
+        confirm.body
+    );
+    assert!(
+        confirm.body.contains(
+            "Take the media storage bucket.mastodon-media out of service but keep its data"
+        ),
+        "{}",
+        confirm.body
+    );
+
+    let refused = browser
+        .submit(
+            "/operators/uni/delete",
+            "/operators/uni/delete",
+            &[("confirm", "yes")],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains("nothing was deleted"),
+        "{}",
+        refused.body
+    );
+
+    let deleted = browser
+        .submit(
+            "/operators/uni/delete",
+            "/operators/uni/delete",
+            &[("confirm", "uni")],
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.body);
+    let stream = follow(&browser, &deleted.location).await;
+    assert!(stream.contains("Succeeded in"), "{stream}");
+    assert!(
+        stream.contains("Kept bucket"),
+        "the final report says what was kept: {stream}"
+    );
+
+    // The account is gone: its session with it, and signing in again fails.
+    assert_eq!(browser.get("/operators/uni").await.location, "/sign-in");
+    let again = panel
+        .visitor()
+        .sign_in("admin@uni.example", crate::harness::PASSWORD)
+        .await;
+    assert_eq!(again.status, StatusCode::UNAUTHORIZED);
+    panel.stop().await;
+}

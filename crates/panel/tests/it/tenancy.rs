@@ -20,6 +20,7 @@ async fn an_operator_gets_404_on_every_route_of_another() {
         "/operators/alpha/configure".to_owned(),
         "/operators/alpha/plan".to_owned(),
         "/operators/alpha/history".to_owned(),
+        "/operators/alpha/delete".to_owned(),
         deployment.clone(),
         format!("{deployment}/events"),
         // Another operator's deployment id under one's own operator.

@@ -71,6 +71,8 @@ pub(crate) trait AccountQueries: Send + Sync {
     async fn session(&self, id_hash: &str, now: Millis) -> Result<Option<SessionRow>>;
     /// Ends a session.
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
+    /// Removes the operator's users (and with them their sessions); returns how many.
+    async fn delete_users(&self, operator: &str) -> Result<u64>;
 }
 
 /// Implements [`AccountQueries`] for `$backend`.
@@ -187,6 +189,28 @@ macro_rules! account_queries {
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(self.failed(FAILED))
+            }
+
+            async fn delete_users(&self, operator: &str) -> $crate::error::Result<u64> {
+                const FAILED: &str = "removing an operator's users";
+                let mut conn = self.connection(FAILED).await?;
+                let mut tx = begin_write(&mut *conn).await.map_err(self.failed(FAILED))?;
+                sqlx::query(
+                    "DELETE FROM sessions WHERE user_id IN \
+                     (SELECT id FROM users WHERE operator = $1)",
+                )
+                .bind(operator)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.failed(FAILED))?;
+                let removed = sqlx::query("DELETE FROM users WHERE operator = $1")
+                    .bind(operator)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.failed(FAILED))?
+                    .rows_affected();
+                tx.commit().await.map_err(self.failed(FAILED))?;
+                Ok(removed)
             }
 
             async fn delete_session(&self, id_hash: &str) -> $crate::error::Result<()> {

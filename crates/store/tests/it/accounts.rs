@@ -82,4 +82,28 @@ pub async fn sessions_live_until_they_expire_or_end(db: TestDb) {
         store.session("hash-2", 50).await.unwrap().is_none(),
         "ended"
     );
+
+    // Removing the operator's users ends their sessions; other operators' stay.
+    let other = store
+        .sign_up(&op("news"), "n@news.example", "h", 1)
+        .await
+        .unwrap();
+    store
+        .create_session("hash-3", user, "c", 10, 1_000)
+        .await
+        .unwrap();
+    store
+        .create_session("hash-4", other, "c", 10, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(store.delete_users(&op("uni")).await.unwrap(), 1);
+    assert!(store.session("hash-3", 50).await.unwrap().is_none());
+    assert!(
+        store
+            .user_by_email("a@uni.example")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.session("hash-4", 50).await.unwrap().is_some());
 }
