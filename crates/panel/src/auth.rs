@@ -90,13 +90,13 @@ fn random_bytes() -> [u8; 32] {
     rand::random()
 }
 
-/// A random token for a cookie or a form.
-fn random_token() -> String {
+/// A random token for a cookie, a form or the API.
+pub(crate) fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(random_bytes())
 }
 
-/// What the store keeps of a session id.
-fn id_hash(id: &str) -> String {
+/// What the store keeps of a session id or an API token.
+pub(crate) fn id_hash(id: &str) -> String {
     Sha256::digest(id.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -185,12 +185,7 @@ impl SignedIn {
     /// an administrator. Otherwise 404, the same as for an operator that does not exist, so
     /// nobody learns which operators there are.
     pub fn operator(&self, id: &str) -> Result<OperatorId, PanelError> {
-        let id = OperatorId::try_from(id.to_owned()).map_err(|_| PanelError::NotFound)?;
-        match &self.0.user.role {
-            Role::Operator(own) if *own == id => Ok(id),
-            Role::Admin => Ok(id),
-            Role::Operator(_) => Err(PanelError::NotFound),
-        }
+        visible_operator(&self.0.user.role, id)
     }
 
     /// The CSRF token forms on this user's pages carry.
@@ -207,6 +202,16 @@ impl FromRequestParts<AppState> for SignedIn {
             .await?
             .map(SignedIn)
             .ok_or(PanelError::SignInFirst)
+    }
+}
+
+/// The operator `id`, if a user with `role` may see it (see [`SignedIn::operator`]).
+pub fn visible_operator(role: &Role, id: &str) -> Result<OperatorId, PanelError> {
+    let id = OperatorId::try_from(id.to_owned()).map_err(|_| PanelError::NotFound)?;
+    match role {
+        Role::Operator(own) if *own == id => Ok(id),
+        Role::Admin => Ok(id),
+        Role::Operator(_) => Err(PanelError::NotFound),
     }
 }
 

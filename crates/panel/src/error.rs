@@ -44,7 +44,8 @@ impl PanelError {
         Self::Internal(what.into())
     }
 
-    fn status(&self) -> StatusCode {
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
         match self {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::SignInFirst => StatusCode::SEE_OTHER,

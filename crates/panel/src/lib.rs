@@ -13,6 +13,7 @@
 //! It must not know how resources are made: the binary hands it a [`Platform`] (the
 //! infrastructure description and a way to get the providers a graph needs).
 
+mod api;
 mod auth;
 mod error;
 mod forms;

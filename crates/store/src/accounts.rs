@@ -1,6 +1,7 @@
-//! The panel's accounts: users (an operator's, or the hosting provider's administrators) and
-//! their sessions. The store keeps what the panel decided; hashing passwords and making session
-//! ids is the panel's work, so no secret in clear ever reaches these tables.
+//! The panel's accounts: users (an operator's, or the hosting provider's administrators),
+//! their sessions and their API tokens. The store keeps what the panel decided; hashing
+//! passwords and making session ids and tokens is the panel's work, so no secret in clear ever
+//! reaches these tables.
 
 use fediversity_engine::clock::Millis;
 use fediversity_model::names::OperatorId;
@@ -170,6 +171,29 @@ impl Store {
         let id = operator.to_string();
         self.in_own_task(|queries| async move { queries.delete_users(&id).await })
             .await
+    }
+
+    /// Records an API token of `user`, keyed by its hash (the token itself is shown to the
+    /// user once and never stored); `name` says what it is for.
+    pub async fn create_api_token(
+        &self,
+        id_hash: &str,
+        user: UserId,
+        name: &str,
+        now: Millis,
+    ) -> Result<()> {
+        self.queries()
+            .create_api_token(id_hash, user.0, name, now)
+            .await
+    }
+
+    /// The user whose API token has the hash `id_hash`.
+    pub async fn api_token_user(&self, id_hash: &str) -> Result<Option<User>> {
+        self.queries()
+            .api_token_user(id_hash)
+            .await?
+            .map(user_from_row)
+            .transpose()
     }
 
     /// Ends the session keyed by `id_hash` (nothing if there is none).

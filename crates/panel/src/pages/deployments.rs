@@ -144,7 +144,11 @@ pub async fn refuse_if_busy(state: &AppState, operator: &OperatorId) -> Result<(
 }
 
 /// The deployment `id` of `operator`, or 404.
-async fn find(state: &AppState, operator: &OperatorId, id: &str) -> Result<Deployment, PanelError> {
+pub async fn find(
+    state: &AppState,
+    operator: &OperatorId,
+    id: &str,
+) -> Result<Deployment, PanelError> {
     let id = id.parse::<i64>().map_err(|_| PanelError::NotFound)?;
     state
         .store()

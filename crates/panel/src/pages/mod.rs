@@ -2,8 +2,9 @@
 
 mod accounts;
 mod delete;
-mod deployments;
-mod operators;
+pub(crate) mod deployments;
+pub(crate) mod operators;
+mod tokens;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
@@ -59,6 +60,8 @@ pub fn router() -> Router<AppState> {
             "/operators/{operator}/delete",
             get(delete::confirm_page).post(delete::delete),
         )
+        .route("/operators/{operator}/tokens", post(tokens::create))
+        .nest("/api/v1", crate::api::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }

@@ -10,6 +10,7 @@
 )]
 
 mod accounts;
+mod api;
 mod bad_input;
 mod flow;
 mod harness;

@@ -1,5 +1,5 @@
--- The panel's accounts and sessions. PostgreSQL's (../postgres/0004_panel_accounts.sql) has the
--- same tables; only the types differ.
+-- The panel's accounts, sessions and API tokens. PostgreSQL's
+-- (../postgres/0004_panel_accounts.sql) has the same tables; only the types differ.
 
 -- People who sign in to the panel: an operator's users (`operator` set) or the hosting
 -- provider's administrators (`operator` NULL), who see every operator.
@@ -27,3 +27,13 @@ CREATE TABLE sessions (
     expires_at INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX sessions_by_expiry ON sessions (expires_at);
+
+-- Tokens for the JSON API (`Authorization: Bearer …`), for automation. Like sessions, only the
+-- SHA-256 of the token is stored; a token acts as the user who made it.
+CREATE TABLE api_tokens (
+    id_hash TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX api_tokens_by_user ON api_tokens (user_id);

@@ -71,8 +71,19 @@ pub(crate) trait AccountQueries: Send + Sync {
     async fn session(&self, id_hash: &str, now: Millis) -> Result<Option<SessionRow>>;
     /// Ends a session.
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
-    /// Removes the operator's users (and with them their sessions); returns how many.
+    /// Removes the operator's users (and with them their sessions and API tokens); returns
+    /// how many.
     async fn delete_users(&self, operator: &str) -> Result<u64>;
+    /// Records an API token of `user`.
+    async fn create_api_token(
+        &self,
+        id_hash: &str,
+        user: i64,
+        name: &str,
+        now: Millis,
+    ) -> Result<()>;
+    /// The user whose API token has this hash.
+    async fn api_token_user(&self, id_hash: &str) -> Result<Option<UserRow>>;
 }
 
 /// Implements [`AccountQueries`] for `$backend`.
@@ -195,14 +206,18 @@ macro_rules! account_queries {
                 const FAILED: &str = "removing an operator's users";
                 let mut conn = self.connection(FAILED).await?;
                 let mut tx = begin_write(&mut *conn).await.map_err(self.failed(FAILED))?;
-                sqlx::query(
+                for statement in [
                     "DELETE FROM sessions WHERE user_id IN \
                      (SELECT id FROM users WHERE operator = $1)",
-                )
-                .bind(operator)
-                .execute(&mut *tx)
-                .await
-                .map_err(self.failed(FAILED))?;
+                    "DELETE FROM api_tokens WHERE user_id IN \
+                     (SELECT id FROM users WHERE operator = $1)",
+                ] {
+                    sqlx::query(statement)
+                        .bind(operator)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(self.failed(FAILED))?;
+                }
                 let removed = sqlx::query("DELETE FROM users WHERE operator = $1")
                     .bind(operator)
                     .execute(&mut *tx)
@@ -211,6 +226,45 @@ macro_rules! account_queries {
                     .rows_affected();
                 tx.commit().await.map_err(self.failed(FAILED))?;
                 Ok(removed)
+            }
+
+            async fn create_api_token(
+                &self,
+                id_hash: &str,
+                user: i64,
+                name: &str,
+                now: fediversity_engine::clock::Millis,
+            ) -> $crate::error::Result<()> {
+                const FAILED: &str = "recording an API token";
+                let mut conn = self.connection(FAILED).await?;
+                sqlx::query(
+                    "INSERT INTO api_tokens (id_hash, user_id, name, created_at) \
+                     VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id_hash)
+                .bind(user)
+                .bind(name)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(self.failed(FAILED))?;
+                Ok(())
+            }
+
+            async fn api_token_user(
+                &self,
+                id_hash: &str,
+            ) -> $crate::error::Result<Option<$crate::backend::accounts::UserRow>> {
+                const FAILED: &str = "reading an API token";
+                let mut conn = self.connection(FAILED).await?;
+                sqlx::query_as(
+                    "SELECT u.id, u.email, u.password_hash, u.role, u.operator \
+                     FROM api_tokens t JOIN users u ON u.id = t.user_id WHERE t.id_hash = $1",
+                )
+                .bind(id_hash)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(self.failed(FAILED))
             }
 
             async fn delete_session(&self, id_hash: &str) -> $crate::error::Result<()> {

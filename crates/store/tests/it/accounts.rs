@@ -96,7 +96,18 @@ pub async fn sessions_live_until_they_expire_or_end(db: TestDb) {
         .create_session("hash-4", other, "c", 10, 1_000)
         .await
         .unwrap();
+    store
+        .create_api_token("token-1", user, "ci", 10)
+        .await
+        .unwrap();
+    let owner = store.api_token_user("token-1").await.unwrap().unwrap();
+    assert_eq!(owner.id, user);
+    assert!(store.api_token_user("token-2").await.unwrap().is_none());
     assert_eq!(store.delete_users(&op("uni")).await.unwrap(), 1);
+    assert!(
+        store.api_token_user("token-1").await.unwrap().is_none(),
+        "tokens go too"
+    );
     assert!(store.session("hash-3", 50).await.unwrap().is_none());
     assert!(
         store
