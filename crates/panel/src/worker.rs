@@ -19,7 +19,8 @@ use fediversity_model::OperatorConfig;
 use fediversity_model::graph::{DesiredGraph, GRAPH_VERSION};
 use fediversity_model::names::OperatorId;
 use fediversity_store::{
-    ConfigurationVersion, DeploymentId, DeploymentOutcome, EventWriter, Job, NewJob, Store,
+    ConfigurationVersion, DeploymentId, DeploymentOutcome, DeploymentStatus, EventWriter, Job,
+    NewJob, Store,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -162,11 +163,16 @@ impl Worker {
             .store
             .start_deployment(operator, deployment, SystemClock.now())
             .await;
-        // A second attempt finds it running: the worker before died, and this run resumes.
-        if let Err(error) = start
-            && job.attempts <= 1
-        {
-            return Err(error.to_string());
+        // A second attempt finds it running: the worker before died, and this run resumes
+        // (the engine's journal settles what it left half done). If it had finished the
+        // deployment and died before completing the job, there is nothing left to do.
+        if let Err(error) = start {
+            if job.attempts <= 1 {
+                return Err(error.to_string());
+            }
+            if self.finished(operator, deployment).await? {
+                return Ok(());
+            }
         }
         let result = tokio::time::timeout(
             LEASE.saturating_sub(Duration::from_secs(60)),
@@ -194,6 +200,26 @@ impl Worker {
             .finish_deployment(operator, deployment, outcome, &report, SystemClock.now())
             .await
             .map_err(|e| e.to_string())
+    }
+
+    /// Whether the deployment has ended.
+    async fn finished(
+        &self,
+        operator: &OperatorId,
+        deployment: DeploymentId,
+    ) -> Result<bool, String> {
+        let deployments = self
+            .store
+            .deployments(operator)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(deployments.iter().any(|d| {
+            d.id == deployment
+                && matches!(
+                    d.status,
+                    DeploymentStatus::Succeeded | DeploymentStatus::Failed
+                )
+        }))
     }
 
     /// The end of an account deletion, once its resources are gone.

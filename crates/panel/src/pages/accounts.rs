@@ -11,7 +11,7 @@ use fediversity_model::names::OperatorId;
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::auth::{self, Posted, visitor_csrf};
+use crate::auth::{self, MaybeSignedIn, Posted, visitor_csrf};
 use crate::error::PanelError;
 
 /// The shortest password accepted: long enough to resist guessing, short enough to type.
@@ -52,8 +52,14 @@ fn visitor_page(
 
 pub async fn sign_up_page(
     State(state): State<AppState>,
+    MaybeSignedIn(session): MaybeSignedIn,
     headers: HeaderMap,
 ) -> Result<Response, PanelError> {
+    if session.is_some() {
+        // Its form would carry the visitor's token, which a signed-in user's post is not
+        // checked against.
+        return Ok(Redirect::to("/").into_response());
+    }
     let (csrf, cookie) = visitor_csrf(&state, &headers);
     let page = SignUpPage {
         csrf,
@@ -134,8 +140,14 @@ fn plausible_email(email: &str) -> bool {
 
 pub async fn sign_in_page(
     State(state): State<AppState>,
+    MaybeSignedIn(session): MaybeSignedIn,
     headers: HeaderMap,
 ) -> Result<Response, PanelError> {
+    if session.is_some() {
+        // Its form would carry the visitor's token, which a signed-in user's post is not
+        // checked against.
+        return Ok(Redirect::to("/").into_response());
+    }
     let (csrf, cookie) = visitor_csrf(&state, &headers);
     let page = SignInPage {
         csrf,

@@ -63,6 +63,20 @@ async fn oversized_and_malformed_bodies_get_clear_errors() {
         );
     }
     assert_eq!(browser.get("/healthz").await.status, StatusCode::OK);
+    let response = browser
+        .client
+        .get(format!("{}/operators/uni", browser.base))
+        .send()
+        .await
+        .unwrap();
+    let csp = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     panel.stop().await;
 }
 

@@ -27,17 +27,7 @@ pub struct Panel {
 impl Panel {
     pub async fn start() -> Panel {
         let dir = tempfile::tempdir().unwrap();
-        let key = SealingKey::write_new(dir.path().join("platform.key")).unwrap();
-        let url = format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("fediversity.db").display()
-        );
-        let store = Arc::new(Store::connect(&url, key).await.unwrap());
-        let sandbox = dir.path().join("sandbox");
-        let platform = Platform {
-            infra: Infra::sandbox(),
-            providers: Arc::new(move |_| Ok(fediversity_providers::sandbox_providers(&sandbox))),
-        };
+        let (store, platform) = platform_in(dir.path()).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = watch::channel(false);
@@ -99,6 +89,19 @@ impl Drop for Panel {
     fn drop(&mut self) {
         self.stop.send_replace(true);
     }
+}
+
+/// A store and a sandbox platform in `dir`, as `fediversity serve` makes them by default.
+pub async fn platform_in(dir: &std::path::Path) -> (Arc<Store>, Platform) {
+    let key = SealingKey::write_new(dir.join("platform.key")).unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.join("fediversity.db").display());
+    let store = Arc::new(Store::connect(&url, key).await.unwrap());
+    let sandbox = dir.join("sandbox");
+    let platform = Platform {
+        infra: Infra::sandbox(),
+        providers: Arc::new(move |_| Ok(fediversity_providers::sandbox_providers(&sandbox))),
+    };
+    (store, platform)
 }
 
 /// The password every test account has.

@@ -15,3 +15,4 @@ mod bad_input;
 mod flow;
 mod harness;
 mod tenancy;
+mod worker;
