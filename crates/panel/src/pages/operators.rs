@@ -361,10 +361,13 @@ struct VersionRow {
     saved: String,
     services: String,
     maintenance: String,
+    /// What changed from the version before, one line per field.
+    changes: Vec<String>,
     deployments: Vec<DeploymentRow>,
 }
 
-/// Every configuration version, newest first, with the deployments of each.
+/// Every configuration version, newest first, with what changed from the one before and the
+/// deployments of each.
 pub async fn history(
     State(state): State<AppState>,
     user: SignedIn,
@@ -372,57 +375,87 @@ pub async fn history(
 ) -> Result<Response, PanelError> {
     let operator = user.operator(&operator)?;
     let deployments = state.store().deployments(&operator).await?;
-    let versions = state
-        .store()
-        .configurations(&operator)
-        .await?
-        .into_iter()
-        .rev()
-        .map(|stored| {
-            let config = serde_json::from_value::<OperatorConfig>(stored.config).ok();
-            let services = config.as_ref().map_or_else(String::new, |config| {
-                let on: Vec<&str> = config.services.enabled().map(|(k, _)| k.title()).collect();
-                if on.is_empty() {
-                    "none".to_owned()
-                } else {
-                    on.join(", ")
-                }
-            });
-            let maintenance = config.as_ref().map_or_else(String::new, |config| {
-                config
-                    .maintenance
-                    .windows
-                    .iter()
-                    .map(|w| {
-                        format!(
-                            "{} from {} for {} min",
-                            forms::day_names(&w.days),
-                            w.start,
-                            w.duration_minutes
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            });
-            VersionRow {
-                version: stored.version,
-                saved: format_time(stored.created_at),
-                services,
-                maintenance,
-                deployments: deployments
-                    .iter()
-                    .filter(|d| d.configuration_version == stored.version)
-                    .map(DeploymentRow::from)
-                    .collect(),
-            }
+    let stored = state.store().configurations(&operator).await?;
+    let mut versions: Vec<VersionRow> = stored
+        .iter()
+        .enumerate()
+        .map(|(index, this)| {
+            let previous = index.checked_sub(1).and_then(|i| stored.get(i));
+            version_row(this, previous, &deployments)
         })
         .collect();
+    versions.reverse();
     let view = HistoryPage {
         chrome: Chrome::of(&user),
         operator: operator.to_string(),
         versions,
     };
     page(StatusCode::OK, &view)
+}
+
+/// One version of the history: what it turns on, its maintenance, what changed from the
+/// version before (secrets masked), and its deployments.
+fn version_row(
+    stored: &StoredConfiguration,
+    previous: Option<&StoredConfiguration>,
+    deployments: &[Deployment],
+) -> VersionRow {
+    let config = serde_json::from_value::<OperatorConfig>(stored.config.clone()).ok();
+    let services = config.as_ref().map_or_else(String::new, |config| {
+        let on: Vec<&str> = config.services.enabled().map(|(k, _)| k.title()).collect();
+        if on.is_empty() {
+            "none".to_owned()
+        } else {
+            on.join(", ")
+        }
+    });
+    let maintenance = config.as_ref().map_or_else(String::new, |config| {
+        config
+            .maintenance
+            .windows
+            .iter()
+            .map(|w| {
+                let days = forms::day_names(&w.days);
+                format!("{days} from {} for {} min", w.start, w.duration_minutes)
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    });
+    let changes = previous.map_or_else(Vec::new, |previous| {
+        fediversity_engine::diff::changes(&previous.config, &stored.config)
+            .iter()
+            .map(|change| {
+                let change = change.masked();
+                format!(
+                    "{}: {} → {}",
+                    change.path,
+                    shown(change.before.as_ref()),
+                    shown(change.after.as_ref())
+                )
+            })
+            .collect()
+    });
+    VersionRow {
+        version: stored.version,
+        saved: format_time(stored.created_at),
+        services,
+        maintenance,
+        changes,
+        deployments: deployments
+            .iter()
+            .filter(|d| d.configuration_version == stored.version)
+            .map(DeploymentRow::from)
+            .collect(),
+    }
+}
+
+/// A value in a change: text as is, anything else as compact JSON, absent as `(none)`.
+fn shown(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None => "(none)".to_owned(),
+        Some(serde_json::Value::String(text)) => text.clone(),
+        Some(other) => other.to_string(),
+    }
 }
 
 /// Milliseconds since the epoch as `2026-11-24 03:15 UTC`.

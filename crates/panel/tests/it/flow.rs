@@ -106,6 +106,14 @@ async fn configure_plan_deploy_and_watch_it_succeed() {
         "{}",
         plan.body
     );
+    let history = browser.get("/operators/uni/history").await;
+    assert!(
+        history
+            .body
+            .contains("services.mastodon.enable: true → false"),
+        "the diff between versions: {}",
+        history.body
+    );
     panel.stop().await;
 }
 
