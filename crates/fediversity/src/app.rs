@@ -16,9 +16,10 @@ use fediversity_engine::{Approval, Engine, EngineOptions, Plan, Providers};
 use fediversity_model::Infra;
 use fediversity_model::graph::DesiredGraph;
 use fediversity_model::names::OperatorId;
-use fediversity_store::{DeploymentId, DeploymentOutcome, EventRecord, SealingKey, Store};
+use fediversity_store::{
+    DeploymentId, DeploymentOutcome, EventWriter as StoreSink, SealingKey, Store,
+};
 use serde_json::Value;
-use tokio::sync::mpsc;
 
 use crate::address_pool::StoreAddressPool;
 use crate::progress::{Display, Printer};
@@ -303,45 +304,5 @@ struct Tee(Vec<Box<dyn EventSink>>);
 impl EventSink for Tee {
     fn emit(&self, event: &Event) {
         self.0.iter().for_each(|sink| sink.emit(event));
-    }
-}
-
-/// Persists events in the store, in batches, from a task of its own so the run never waits on
-/// the database for its progress reports.
-struct StoreSink(mpsc::UnboundedSender<EventRecord>);
-
-impl StoreSink {
-    fn start(
-        store: Arc<Store>,
-        operator: OperatorId,
-        deployment: DeploymentId,
-    ) -> (Self, tokio::task::JoinHandle<()>) {
-        let (sender, mut receiver) = mpsc::unbounded_channel::<EventRecord>();
-        let writer = tokio::spawn(async move {
-            while let Some(first) = receiver.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < 512 {
-                    match receiver.try_recv() {
-                        Ok(record) => batch.push(record),
-                        Err(_) => break,
-                    }
-                }
-                if let Err(error) = store.append_events(&operator, deployment, &batch).await {
-                    tracing::error!(%error, "could not record a deployment's events");
-                }
-            }
-        });
-        (Self(sender), writer)
-    }
-}
-
-impl EventSink for StoreSink {
-    fn emit(&self, event: &Event) {
-        let record = EventRecord {
-            at: SystemClock.now(),
-            event: event.clone(),
-        };
-        // The writer only stops when this sink is dropped.
-        let _ = self.0.send(record);
     }
 }

@@ -26,6 +26,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the web panel, with a worker that runs the deployments it queues.
+    Serve(cmd::serve::Opts),
+    /// Run queued deployments (alongside `serve` processes sharing a PostgreSQL store).
+    Worker(cmd::worker::Opts),
+    /// Manage the panel's administrators.
+    #[command(subcommand)]
+    Admin(cmd::admin::Command),
     /// Show the resources an operator configuration needs.
     Plan(cmd::plan::Opts),
     /// Deploy an operator configuration: plan, ask, apply.
@@ -59,6 +66,9 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Serve(opts) => cmd::serve::run(opts).await,
+        Command::Worker(opts) => cmd::worker::run(opts).await,
+        Command::Admin(command) => cmd::admin::run(command).await,
         Command::Plan(opts) => cmd::plan::run(opts),
         Command::Apply(opts) => cmd::apply::run(opts).await,
         Command::Destroy(opts) => cmd::destroy::run(opts).await,

@@ -1,1 +1,129 @@
-//! placeholder
+//! The operators' web panel and the worker that runs the deployments it queues.
+//!
+//! Server-rendered pages (axum + askama, one template struct per page) with htmx for the live
+//! parts; htmx and its SSE extension are vendored under `static/`, so there is no front-end
+//! build step. Everything an operator does goes through the store: accounts and sessions,
+//! configuration versions, deployments queued as jobs, and their events, which the deployment
+//! page streams over SSE while a [`worker`] applies them.
+//!
+//! Tenancy: every operator page is under `/operators/{id}/…`, and one check
+//! ([`auth::SignedIn::operator`]) answers 404 for an operator the user is not a member of, so a
+//! page cannot forget it. Administrators of the hosting provider see every operator.
+//!
+//! It must not know how resources are made: the binary hands it a [`Platform`] (the
+//! infrastructure description and a way to get the providers a graph needs).
+
+mod api;
+mod auth;
+mod error;
+mod forms;
+mod pages;
+mod words;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use fediversity_engine::Providers;
+use fediversity_model::Infra;
+use fediversity_model::graph::DesiredGraph;
+use fediversity_store::Store;
+use tokio::net::TcpListener;
+
+pub use auth::hash_password;
+
+/// Gives the providers a resource graph needs, or says in words why this installation cannot
+/// deploy it.
+pub type ProvidersFor = Arc<dyn Fn(&DesiredGraph) -> Result<Providers, String> + Send + Sync>;
+
+/// What the panel and the worker deploy onto.
+#[derive(Clone)]
+pub struct Platform {
+    /// The hosting provider's infrastructure (size classes, limits, which providers exist).
+    pub infra: Infra,
+    /// The providers for a graph.
+    pub providers: ProvidersFor,
+}
+
+/// How the panel behaves.
+#[derive(Clone, Debug)]
+pub struct PanelOptions {
+    /// Mark cookies `Secure`: set when the panel is reached over the network, where a reverse
+    /// proxy terminates TLS; left off on loopback so that `http://127.0.0.1` works.
+    pub secure_cookies: bool,
+}
+
+impl PanelOptions {
+    /// The options for a panel listening on `addr`.
+    pub fn for_address(addr: SocketAddr) -> Self {
+        Self {
+            secure_cookies: !addr.ip().is_loopback(),
+        }
+    }
+}
+
+/// What every handler shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<Store>,
+    platform: Platform,
+    options: PanelOptions,
+    limiter: auth::LoginLimiter,
+    /// Set when the server starts shutting down: live streams end so that it can.
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+impl AppState {
+    /// The state of a panel on `store` deploying onto `platform`.
+    pub fn new(store: Arc<Store>, platform: Platform, options: PanelOptions) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                platform,
+                options,
+                limiter: auth::LoginLimiter::default(),
+                closing: tokio::sync::watch::Sender::new(false),
+            }),
+        }
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn platform(&self) -> &Platform {
+        &self.inner.platform
+    }
+
+    /// Becomes true when the server starts shutting down.
+    fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.closing.subscribe()
+    }
+}
+
+/// The panel's routes, for [`serve`] and for tests that call it directly.
+pub fn app(state: AppState) -> Router {
+    pages::router().with_state(state)
+}
+
+/// Serves the panel on `listener` until `shutdown` resolves, then finishes the requests in
+/// flight (live progress streams end with the shutdown too).
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let closing = state.inner.closing.clone();
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            closing.send_replace(true);
+        })
+        .await
+}

@@ -128,6 +128,10 @@ pub enum Error {
     #[error("operator `{0}` already exists")]
     OperatorExists(OperatorId),
 
+    /// Another user signs in with this e-mail address.
+    #[error("a user with the e-mail address `{0}` already exists: sign in, or use another address")]
+    EmailTaken(String),
+
     /// The operator is not registered.
     #[error("operator `{0}` does not exist: create it first")]
     UnknownOperator(OperatorId),

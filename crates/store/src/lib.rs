@@ -4,8 +4,8 @@
 //! It owns the tables and what goes into them:
 //! - the engine's state, through [`fediversity_engine::store::StateStore`]: resource records,
 //!   the journal of provider calls (intents and outcomes) and the per-operator leases;
-//! - the panel's persistence: operators, every version of their configurations, deployments,
-//!   their event logs and the job queue workers claim from;
+//! - the panel's persistence: operators, their users and sessions, every version of their
+//!   configurations, deployments, their event logs and the job queue workers claim from;
 //! - the addresses VMs hold from the infrastructure's pools (one resource per address);
 //! - secrets at rest: every `{"$secret": …}` value is sealed under the platform key
 //!   ([`SealingKey`]) before it is written, and a store opened with another key refuses to
@@ -21,15 +21,19 @@
 //!
 //! [`OperatorId`]: fediversity_model::names::OperatorId
 
+mod accounts;
 mod addresses;
 mod backend;
 mod error;
+mod event_writer;
 mod records;
 mod sealing;
 mod state_store;
 mod store;
 
+pub use accounts::{Role, Session, User, UserId};
 pub use error::{Error, Result};
+pub use event_writer::EventWriter;
 pub use records::{
     ConfigurationVersion, Deployment, DeploymentId, DeploymentOutcome, DeploymentStatus,
     EventRecord, Job, JobId, NewJob, StoredConfiguration, StoredEvent,

@@ -10,7 +10,8 @@
 //! - [`command_line`]: misuse of the command line, missing files, standard input;
 //! - [`deploy`]: apply, state, refresh and destroy on the sandbox, end to end;
 //! - [`crash`]: the apply killed at every provider call, and the next run converging;
-//! - [`secret_grep`]: a whole operator's life at trace level, searched for every secret value.
+//! - [`secret_grep`]: a whole operator's life at trace level, searched for every secret value;
+//! - [`serve`]: the panel's server started, checked and stopped, and `admin create`.
 //!
 //! Golden files change only through `scripts/update-golden`; every test that compares with one
 //! has `golden` in its name so that script refreshes it.
@@ -31,4 +32,5 @@ mod plan;
 mod sandbox;
 mod schema;
 mod secret_grep;
+mod serve;
 mod validate;

@@ -116,6 +116,8 @@ async fn begin_write(
     connection.begin().await
 }
 
+account_queries!(PostgresBackend);
+
 shared_queries!(PostgresBackend, PgConnection {
     fn name(&self) -> &'static str {
         "PostgreSQL"

@@ -180,6 +180,8 @@ async fn begin_write(
     connection.begin_with("BEGIN IMMEDIATE").await
 }
 
+account_queries!(SqliteBackend);
+
 shared_queries!(SqliteBackend, SqliteConnection {
     fn name(&self) -> &'static str {
         "SQLite"

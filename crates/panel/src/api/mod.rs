@@ -1,0 +1,303 @@
+//! The JSON API, `/api/v1`: the panel's capabilities for automation (configurations, plans,
+//! deployments and their events), with the same tenancy check as the pages.
+//!
+//! Requests authenticate with `Authorization: Bearer <token>` (tokens are made on the
+//! dashboard and act as the user who made them); cookies are not accepted here, so the API
+//! needs no CSRF token. Errors are JSON, `{"error": "…"}`, with `problems` (path and message,
+//! as `fediversity validate` reports them) for a configuration that is refused.
+
+mod openapi;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use fediversity_engine::clock::{Clock, SystemClock};
+use fediversity_model::names::OperatorId;
+use fediversity_model::{Problem, Problems, parse_operator_config};
+use fediversity_store::{Deployment, User};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{id_hash, visible_operator};
+use crate::error::PanelError;
+use crate::pages::deployments::{find, preview, refuse_if_busy};
+use crate::pages::operators::latest;
+use crate::{AppState, worker};
+
+/// The API's routes, to nest under `/api/v1`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/openapi.json", get(openapi::document))
+        .route(
+            "/operators/{operator}/configurations",
+            get(configurations).post(save_configuration),
+        )
+        .route("/operators/{operator}/plan", get(plan))
+        .route(
+            "/operators/{operator}/deployments",
+            get(deployments).post(deploy),
+        )
+        .route(
+            "/operators/{operator}/deployments/{deployment}",
+            get(deployment),
+        )
+        .route(
+            "/operators/{operator}/deployments/{deployment}/events",
+            get(events),
+        )
+        .fallback(|| async { ApiError::from(PanelError::NotFound) })
+}
+
+/// An API error, answered as JSON.
+pub enum ApiError {
+    /// A page error, with its status and message.
+    Panel(PanelError),
+    /// Not signed in with a valid token.
+    Unauthorised,
+    /// A configuration that is refused, with every problem.
+    Invalid(Problems),
+}
+
+impl From<PanelError> for ApiError {
+    fn from(error: PanelError) -> Self {
+        Self::Panel(error)
+    }
+}
+
+impl From<fediversity_store::Error> for ApiError {
+    fn from(error: fediversity_store::Error) -> Self {
+        Self::Panel(error.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, body) = match self {
+            Self::Unauthorised => (
+                StatusCode::UNAUTHORIZED,
+                json!({"error": "send `Authorization: Bearer <token>` with a token made on the panel's dashboard"}),
+            ),
+            Self::Invalid(problems) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                json!({
+                    "error": "the configuration is not valid: nothing was saved",
+                    "problems": problems.as_slice().iter()
+                        .map(|p| json!({"path": p.path, "message": p.message}))
+                        .collect::<Vec<_>>(),
+                }),
+            ),
+            Self::Panel(error) => {
+                let status = error.status();
+                let message = match &error {
+                    PanelError::Internal(detail) => {
+                        tracing::error!(error = %detail, "an API request failed");
+                        "internal error: it was logged; try again later".to_owned()
+                    }
+                    PanelError::SignInFirst => return Self::Unauthorised.into_response(),
+                    other => other.to_string(),
+                };
+                (status, json!({ "error": message }))
+            }
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+/// The user a bearer token belongs to.
+pub struct ApiUser(User);
+
+impl ApiUser {
+    fn operator(&self, id: &str) -> Result<OperatorId, ApiError> {
+        Ok(visible_operator(&self.0.role, id)?)
+    }
+}
+
+impl FromRequestParts<AppState> for ApiUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or(ApiError::Unauthorised)?;
+        state
+            .store()
+            .api_token_user(&id_hash(token.trim()))
+            .await?
+            .map(ApiUser)
+            .ok_or(ApiError::Unauthorised)
+    }
+}
+
+/// Every configuration version, oldest first.
+async fn configurations(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(operator): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let operator = user.operator(&operator)?;
+    let versions: Vec<Value> = state
+        .store()
+        .configurations(&operator)
+        .await?
+        .into_iter()
+        .map(|c| json!({"version": c.version, "created_at": c.created_at, "config": c.config}))
+        .collect();
+    Ok(Json(json!(versions)))
+}
+
+/// Saves an operator configuration (the JSON document `fediversity apply` reads) as the next
+/// version, after the same checks; an unchanged document saves nothing.
+async fn save_configuration(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(operator): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let operator = user.operator(&operator)?;
+    let text = std::str::from_utf8(&body)
+        .map_err(|_| PanelError::BadRequest("the body is not UTF-8 JSON".to_owned()))?;
+    let config = parse_operator_config(text).map_err(ApiError::Invalid)?;
+    if config.operator.id != operator {
+        let problem = Problem::new(
+            "operator.id",
+            format!(
+                "this is `{}`'s configuration, not `{operator}`'s",
+                config.operator.id
+            ),
+        );
+        return Err(ApiError::Invalid(problem.into()));
+    }
+    fediversity_configurator::configure(&config, &state.platform().infra)
+        .map_err(ApiError::Invalid)?;
+    let document = serde_json::to_value(&config)
+        .map_err(|e| PanelError::internal(format!("serialising a configuration: {e}")))?;
+    if let Some((stored, _)) = latest(&state, &operator).await?
+        && stored.config == document
+    {
+        return Ok(Json(json!({"version": stored.version, "saved": false})).into_response());
+    }
+    let version = state
+        .store()
+        .save_configuration(&operator, &document, SystemClock.now())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"version": version, "saved": true})),
+    )
+        .into_response())
+}
+
+/// The plan of the latest configuration version against what is deployed.
+async fn plan(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(operator): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let operator = user.operator(&operator)?;
+    let (stored, config) = latest(&state, &operator).await?.ok_or_else(|| {
+        PanelError::Conflict("no configuration is saved yet: POST one first".to_owned())
+    })?;
+    let graph = fediversity_configurator::configure(&config, &state.platform().infra)
+        .map_err(ApiError::Invalid)?;
+    let (summary, interrupted) = preview(&state, &graph)
+        .await
+        .map_err(PanelError::Conflict)?;
+    Ok(Json(json!({
+        "version": stored.version,
+        "interrupted_changes": interrupted,
+        "plan": summary,
+    })))
+}
+
+fn deployment_json(deployment: &Deployment) -> Value {
+    json!({
+        "id": deployment.id.0,
+        "configuration_version": deployment.configuration_version,
+        "status": deployment.status.as_str(),
+        "created_at": deployment.created_at,
+        "started_at": deployment.started_at,
+        "finished_at": deployment.finished_at,
+        "report": deployment.report,
+    })
+}
+
+/// The operator's deployments, newest first.
+async fn deployments(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(operator): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let operator = user.operator(&operator)?;
+    let all = state.store().deployments(&operator).await?;
+    Ok(Json(json!(
+        all.iter().map(deployment_json).collect::<Vec<_>>()
+    )))
+}
+
+#[derive(Deserialize)]
+struct DeployRequest {
+    version: i64,
+}
+
+/// Queues a deployment of a configuration version; 202 with its id.
+async fn deploy(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path(operator): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let operator = user.operator(&operator)?;
+    let request: DeployRequest = serde_json::from_slice(&body)
+        .map_err(|e| PanelError::BadRequest(format!("expected {{\"version\": N}}: {e}")))?;
+    refuse_if_busy(&state, &operator).await?;
+    let id = worker::enqueue_deployment(state.store(), &operator, request.version, false)
+        .await
+        .map_err(|error| match error {
+            fediversity_store::Error::UnknownConfiguration { .. } => PanelError::NotFound,
+            other => other.into(),
+        })?;
+    let url = format!("/api/v1/operators/{operator}/deployments/{id}");
+    Ok((StatusCode::ACCEPTED, Json(json!({"id": id.0, "url": url}))).into_response())
+}
+
+/// One deployment, with its report once it ended.
+async fn deployment(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path((operator, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let operator = user.operator(&operator)?;
+    Ok(Json(deployment_json(&find(&state, &operator, &id).await?)))
+}
+
+#[derive(Deserialize)]
+struct Since {
+    #[serde(default)]
+    after: i64,
+}
+
+/// A deployment's events after `?after=` (a sequence number; 0 for all), in order.
+async fn events(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path((operator, id)): Path<(String, String)>,
+    Query(since): Query<Since>,
+) -> Result<Json<Value>, ApiError> {
+    let operator = user.operator(&operator)?;
+    let deployment = find(&state, &operator, &id).await?;
+    let events: Vec<Value> = state
+        .store()
+        .events_since(&operator, deployment.id, since.after)
+        .await?
+        .into_iter()
+        .map(|e| json!({"seq": e.seq, "at": e.at, "event": e.event}))
+        .collect();
+    Ok(Json(json!(events)))
+}

@@ -1,0 +1,129 @@
+//! The API's OpenAPI 3.1 document, served at `/api/v1/openapi.json`. The operator
+//! configuration's schema in it is the one `fediversity schema operator` prints, generated from
+//! the same types, so it cannot drift; the test suite checks that every path it lists is routed.
+
+use axum::response::Json;
+use serde_json::{Value, json};
+
+/// A response carrying JSON described by `schema`.
+fn reply(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+/// The error responses every operator route may give.
+fn errors() -> Value {
+    let error = json!({"$ref": "#/components/schemas/Error"});
+    json!({
+        "401": reply("No valid bearer token.", error.clone()),
+        "404": reply("No such operator or deployment, or not one this token may see.", error),
+    })
+}
+
+fn with_errors(mut responses: Value) -> Value {
+    if let (Some(map), Value::Object(errors)) = (responses.as_object_mut(), errors()) {
+        map.extend(errors);
+    }
+    responses
+}
+
+fn operator_parameter() -> Value {
+    json!({"name": "operator", "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
+fn deployment_parameter() -> Value {
+    json!({"name": "deployment", "in": "path", "required": true, "schema": {"type": "integer"}})
+}
+
+/// The document.
+pub async fn document() -> Json<Value> {
+    let deployment = json!({"$ref": "#/components/schemas/Deployment"});
+    let invalid = reply(
+        "The configuration is refused; every problem is listed.",
+        json!({"$ref": "#/components/schemas/Problems"}),
+    );
+    Json(json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Fediversity panel API",
+            "version": "1",
+            "description": "Configure, plan and deploy an operator's services. Authenticate with `Authorization: Bearer <token>`, a token made on the panel's dashboard.",
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/api/v1/operators/{operator}/configurations": {
+                "parameters": [operator_parameter()],
+                "get": {
+                    "summary": "Every configuration version, oldest first.",
+                    "responses": with_errors(json!({"200": reply("The versions.", json!({"type": "array", "items": {"type": "object", "properties": {"version": {"type": "integer"}, "created_at": {"type": "integer", "description": "milliseconds since the Unix epoch"}, "config": {"$ref": "#/components/schemas/OperatorConfig"}}}}))})),
+                },
+                "post": {
+                    "summary": "Save a configuration as the next version (nothing is saved when it is unchanged).",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OperatorConfig"}}}},
+                    "responses": with_errors(json!({
+                        "201": reply("Saved.", json!({"type": "object", "properties": {"version": {"type": "integer"}, "saved": {"const": true}}})),
+                        "200": reply("Unchanged: the latest version is the same.", json!({"type": "object", "properties": {"version": {"type": "integer"}, "saved": {"const": false}}})),
+                        "400": reply("The body is not JSON.", json!({"$ref": "#/components/schemas/Error"})),
+                        "422": invalid,
+                    })),
+                },
+            },
+            "/api/v1/operators/{operator}/plan": {
+                "parameters": [operator_parameter()],
+                "get": {
+                    "summary": "What deploying the latest configuration would do, against what is deployed. Nothing is changed.",
+                    "responses": with_errors(json!({"200": reply("The plan, secrets masked.", json!({"type": "object", "properties": {"version": {"type": "integer"}, "interrupted_changes": {"type": "integer"}, "plan": {"type": "object"}}})), "409": reply("No configuration saved yet.", json!({"$ref": "#/components/schemas/Error"}))})),
+                },
+            },
+            "/api/v1/operators/{operator}/deployments": {
+                "parameters": [operator_parameter()],
+                "get": {
+                    "summary": "The operator's deployments, newest first.",
+                    "responses": with_errors(json!({"200": reply("The deployments.", json!({"type": "array", "items": deployment}))})),
+                },
+                "post": {
+                    "summary": "Queue a deployment of a configuration version.",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["version"], "properties": {"version": {"type": "integer"}}}}}},
+                    "responses": with_errors(json!({
+                        "202": reply("Queued.", json!({"type": "object", "properties": {"id": {"type": "integer"}, "url": {"type": "string"}}})),
+                        "400": reply("The body is not `{\"version\": N}`.", json!({"$ref": "#/components/schemas/Error"})),
+                        "409": reply("Another deployment is under way.", json!({"$ref": "#/components/schemas/Error"})),
+                    })),
+                },
+            },
+            "/api/v1/operators/{operator}/deployments/{deployment}": {
+                "parameters": [operator_parameter(), deployment_parameter()],
+                "get": {
+                    "summary": "One deployment: `queued`, `running`, `succeeded` or `failed`, with its report once it ended.",
+                    "responses": with_errors(json!({"200": reply("The deployment.", deployment)})),
+                },
+            },
+            "/api/v1/operators/{operator}/deployments/{deployment}/events": {
+                "parameters": [operator_parameter(), deployment_parameter(), {"name": "after", "in": "query", "schema": {"type": "integer", "default": 0}, "description": "Only events numbered after this one."}],
+                "get": {
+                    "summary": "The deployment's events in order: planned, started, progress, succeeded, failed, finished. Poll with `after` set to the last `seq` seen.",
+                    "responses": with_errors(json!({"200": reply("The events.", json!({"type": "array", "items": {"type": "object", "properties": {"seq": {"type": "integer"}, "at": {"type": "integer"}, "event": {"type": "object"}}}}))})),
+                },
+            },
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "OperatorConfig": fediversity_model::schema::operator_schema(),
+                "Deployment": {"type": "object", "properties": {
+                    "id": {"type": "integer"},
+                    "configuration_version": {"type": "integer"},
+                    "status": {"enum": ["queued", "running", "succeeded", "failed"]},
+                    "created_at": {"type": "integer"},
+                    "started_at": {"type": ["integer", "null"]},
+                    "finished_at": {"type": ["integer", "null"]},
+                    "report": {"type": ["object", "null"]},
+                }},
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+                "Problems": {"type": "object", "properties": {
+                    "error": {"type": "string"},
+                    "problems": {"type": "array", "items": {"type": "object", "properties": {"path": {"type": "string"}, "message": {"type": "string"}}}},
+                }},
+            },
+        },
+    }))
+}
