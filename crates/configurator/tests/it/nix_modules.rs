@@ -491,7 +491,7 @@ fn env_files_carry_secrets_and_refuse_what_they_cannot_carry() {
     let written = std::fs::read_to_string(&env_file).unwrap();
     assert_eq!(
         written,
-        "APP_KEY='base64:value-of-app-key'\nAWS_SECRET_ACCESS_KEY='value-of-s3-secret-access-key'\n"
+        "APP_KEY='base64:value-of-app-key'\nAWS_SECRET_ACCESS_KEY='value-of-s3-secret-access-key'\nMAIL_PASSWORD='value-of-smtp-password'\n"
     );
     let mode = std::fs::metadata(&env_file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "{mode:o}");
