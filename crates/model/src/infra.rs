@@ -116,6 +116,12 @@ pub struct ProxmoxInfra {
     /// A CA certificate (PEM) to trust for the API, when it is not publicly trusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// The SHA-256 fingerprint of the API's certificate, pinned: any other certificate is
+    /// refused, even one the CA signed. Written as `pvenode cert info` shows it (`AB:CD:…`, 32
+    /// bytes in hexadecimal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$"))]
+    pub fingerprint: Option<String>,
     /// Nodes VMs may be placed on.
     #[schemars(length(min = 1))]
     pub nodes: Vec<String>,
@@ -569,6 +575,7 @@ impl Infra {
                 token_id: "fediversity@pve!deploy".to_owned(),
                 token_secret_file: "/etc/fediversity/proxmox-token".into(),
                 ca_file: Some("/etc/fediversity/proxmox-ca.pem".into()),
+                fingerprint: None,
                 nodes: vec!["pve1".to_owned(), "pve2".to_owned(), "pve3".to_owned()],
                 template_vmid: 9000,
                 storage: "linstor-nvme".to_owned(),

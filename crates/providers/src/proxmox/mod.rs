@@ -110,7 +110,7 @@ fn read_file(what: &'static str, path: &Path) -> Result<Vec<u8>, Error> {
 
 impl ProxmoxProvider {
     /// The provider for the infra's `[proxmox]` section, reading the token secret and the CA
-    /// file now; addresses come from `addresses` (the store's pool in production).
+    /// file now and pinning the certificate fingerprint when one is given; addresses come from `addresses` (the store's pool in production).
     pub fn from_infra(
         infra: &ProxmoxInfra,
         addresses: Arc<dyn AddressPool>,
@@ -126,13 +126,22 @@ impl ProxmoxProvider {
             .as_deref()
             .map(|path| read_file("CA file", path))
             .transpose()?;
+        let fingerprint = infra
+            .fingerprint
+            .as_deref()
+            .map(crate::tls::parse_fingerprint)
+            .transpose()
+            .map_err(|reason| Error::Proxmox {
+                endpoint: infra.endpoint.to_string(),
+                reason: format!("[proxmox] fingerprint in infra.toml: {reason}"),
+            })?;
         let options = ProxmoxOptions {
             endpoint: infra.endpoint.to_string(),
             token_id: infra.token_id.clone(),
             token_secret: SecretString::new(secret.trim()),
             trust: Trust {
                 ca_pem,
-                fingerprint: None,
+                fingerprint,
             },
             nodes: infra.nodes.clone(),
             ipv4: infra.ipv4.clone(),

@@ -629,6 +629,24 @@ async fn the_infra_section_reads_its_files_and_names_a_missing_one() {
         "no IPv6 pool, no IPv6 address"
     );
 
+    // A pinned fingerprint from infra.toml is checked on the connection, and a malformed one
+    // is refused before any.
+    infra.fingerprint = Some("AB:".repeat(31) + "AB");
+    let pinned_wrong = ProxmoxProvider::from_infra(&infra, pool.clone()).unwrap();
+    let error = pinned_wrong
+        .create(&ctx(OPERATOR, "vm.other"), &inputs(1, 10))
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Permanent, "{error}");
+    infra.fingerprint = Some("not-hex".to_owned());
+    let error = ProxmoxProvider::from_infra(&infra, pool.clone()).unwrap_err();
+    assert!(
+        error.to_string().contains("[proxmox] fingerprint"),
+        "{error}"
+    );
+    infra.fingerprint = Some(sim.fingerprint());
+    ProxmoxProvider::from_infra(&infra, pool.clone()).unwrap();
+
     infra.token_secret_file = "/nonexistent/token".into();
     let error = ProxmoxProvider::from_infra(&infra, pool).unwrap_err();
     assert!(
