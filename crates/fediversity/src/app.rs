@@ -134,7 +134,7 @@ pub fn providers_for(
         .collect();
     if !missing.is_empty() {
         bail!(
-            "this build cannot deploy to {} yet (named in infra.toml): remove those sections to deploy into the local sandbox",
+            "this build has no provider {} (named by the resource graph)",
             missing
                 .into_iter()
                 .map(|p| format!("`{p}`"))
