@@ -136,18 +136,36 @@ pub struct StepSummary {
     pub changes: Vec<FieldChange>,
 }
 
-/// The plan that brings `state` to `desired`.
+/// The reason shown for a replacement asked for by name (`--replace`).
+pub const REPLACEMENT_REQUESTED: &str = "replacement requested";
+
+/// The plan that brings `state` to `desired`, replacing the resources in `replace` even if
+/// they are as desired (like Terraform's `-replace`: rotating a secret or a key). Every address
+/// in `replace` must be a resource of `desired`, else nothing is planned.
 pub fn plan(
     desired: &DesiredGraph,
     state: &RecordedState,
     providers: &Providers,
+    replace: &BTreeSet<ResourceAddress>,
 ) -> EngineResult<Plan> {
+    let unknown: Vec<String> = replace
+        .iter()
+        .filter(|address| !desired.resources.contains_key(*address))
+        .map(ToString::to_string)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(EngineError::UnknownReplacement {
+            operator: desired.operator.to_string(),
+            addresses: unknown.join(", "),
+        });
+    }
     let order = desired
         .topological_order()
         .ok_or_else(|| EngineError::Graph("the desired graph has a cycle".to_owned()))?;
     let mut steps: BTreeMap<ResourceAddress, Step> = BTreeMap::new();
     for address in order {
-        let step = plan_desired(desired, state, providers, &steps, address)?;
+        let requested = replace.contains(address);
+        let step = plan_desired(desired, state, providers, &steps, address, requested)?;
         steps.insert(address.clone(), step);
     }
     for (address, record) in &state.resources {
@@ -198,6 +216,7 @@ fn plan_desired(
     providers: &Providers,
     steps: &BTreeMap<ResourceAddress, Step>,
     address: &ResourceAddress,
+    requested: bool,
 ) -> EngineResult<Step> {
     let resource = &desired.resources[address];
     let provider =
@@ -248,6 +267,9 @@ fn plan_desired(
         .filter(|c| c.kind == ChangeKind::Replace)
         .map(|c| format!("`{}` cannot be changed in place", c.path))
         .collect();
+    if requested {
+        reasons.insert(0, REPLACEMENT_REQUESTED.to_owned());
+    }
     let replace = !reasons.is_empty();
     if replace {
         refuse_data_loss(desired, address, record, &reasons.join(", "))?;
@@ -262,12 +284,12 @@ fn plan_desired(
         return Ok(step(action, reasons, changes));
     }
     let action = match (changes.is_empty(), replace) {
-        (true, _) if metadata_changed(record, resource, desired) => {
+        (_, true) => Action::Replace,
+        (true, false) if metadata_changed(record, resource, desired) => {
             reasons.push("records its service, retention and dependencies anew".to_owned());
             Action::Update
         }
-        (true, _) => Action::Unchanged,
-        (false, true) => Action::Replace,
+        (true, false) => Action::Unchanged,
         (false, false) => {
             reasons.push(format!("{} field(s) changed", changes.len()));
             Action::Update
