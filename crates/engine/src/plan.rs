@@ -148,17 +148,7 @@ pub fn plan(
     providers: &Providers,
     replace: &BTreeSet<ResourceAddress>,
 ) -> EngineResult<Plan> {
-    let unknown: Vec<String> = replace
-        .iter()
-        .filter(|address| !desired.resources.contains_key(*address))
-        .map(ToString::to_string)
-        .collect();
-    if !unknown.is_empty() {
-        return Err(EngineError::UnknownReplacement {
-            operator: desired.operator.to_string(),
-            addresses: unknown.join(", "),
-        });
-    }
+    check_replacements(desired, replace)?;
     let order = desired
         .topological_order()
         .ok_or_else(|| EngineError::Graph("the desired graph has a cycle".to_owned()))?;
@@ -180,6 +170,26 @@ pub fn plan(
         operator: desired.operator.clone(),
         steps,
     })
+}
+
+/// Refuses replacements of resources `desired` does not have: callers check before they start
+/// anything (the CLI before it records a deployment), and [`plan`] checks again.
+pub fn check_replacements(
+    desired: &DesiredGraph,
+    replace: &BTreeSet<ResourceAddress>,
+) -> EngineResult<()> {
+    let unknown: Vec<String> = replace
+        .iter()
+        .filter(|address| !desired.resources.contains_key(*address))
+        .map(ToString::to_string)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(EngineError::UnknownReplacement {
+            operator: desired.operator.to_string(),
+            addresses: unknown.join(", "),
+        });
+    }
+    Ok(())
 }
 
 /// Looks up a reference's value at plan time: outputs of resources that stay are known; those of
