@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fediversity_model::Retention;
-use fediversity_model::graph::{DesiredGraph, Reference, ResourceAddress};
+use fediversity_model::graph::{DesiredGraph, Reference, ResourceAddress, ResourceKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -277,13 +277,18 @@ fn plan_desired(
         .filter(|c| c.kind == ChangeKind::Replace)
         .map(|c| format!("`{}` cannot be changed in place", c.path))
         .collect();
+    if !reasons.is_empty() {
+        refuse_data_loss(desired, address, record, &reasons.join(", "))?;
+    }
     if requested {
+        // A secret's or a key's value is what rotating it replaces: asked for by name, that
+        // is the point. Anything else holding data (a bucket, say) stays protected.
+        if !rotatable(address) {
+            refuse_data_loss(desired, address, record, REPLACEMENT_REQUESTED)?;
+        }
         reasons.insert(0, REPLACEMENT_REQUESTED.to_owned());
     }
     let replace = !reasons.is_empty();
-    if replace {
-        refuse_data_loss(desired, address, record, &reasons.join(", "))?;
-    }
     if let RecordStatus::Retained { note } = &record.status {
         reasons.insert(0, format!("reuses the data kept earlier ({note})"));
         let action = if replace {
@@ -306,6 +311,13 @@ fn plan_desired(
         }
     };
     Ok(step(action, reasons, changes))
+}
+
+/// Whether replacing the resource on request only gives it a new value (secrets and keys)
+/// rather than deleting data kept under retention `keep`. Rotating a key that encrypts stored
+/// data still makes that data unreadable: the operator asks for it by name.
+fn rotatable(address: &ResourceAddress) -> bool {
+    matches!(address.kind(), ResourceKind::Secret | ResourceKind::Sshkey)
 }
 
 /// The retention that applies to a recorded resource: its service's choice in the desired

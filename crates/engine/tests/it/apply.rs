@@ -440,3 +440,34 @@ async fn a_requested_replacement_of_kept_data_is_refused() {
     assert!(error.contains("replacement requested"), "{error}");
     assert!(error.contains("retention"), "{error}");
 }
+
+#[tokio::test]
+async fn a_requested_rotation_of_a_kept_secret_goes_ahead() {
+    let h = Harness::new();
+    let kept = graph(
+        vec![(
+            "secret.mastodon-admin",
+            data(ServiceKind::Mastodon, json!({"name": "admin"})),
+        )],
+        &[(ServiceKind::Mastodon, Retention::Keep)],
+    );
+    h.apply(&kept).await;
+    let before = h.fake.log().len();
+    let report = replacing(&h, &["secret.mastodon-admin"])
+        .apply(
+            &kept,
+            h.events.clone(),
+            fediversity_engine::Approval::Automatic,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(
+        h.fake.log()[before..],
+        [
+            "delete secret.mastodon-admin",
+            "create secret.mastodon-admin"
+        ]
+    );
+}
