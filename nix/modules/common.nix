@@ -1,7 +1,7 @@
 # What every Fediversity host shares: it reads the host spec (fediversity.specFile), names the
-# host, lets the deployer in over SSH with its key only, opens the firewall for the service,
-# sets up ACME, keeps the secrets directory root's alone, writes the environment files made
-# from secrets, and publishes /etc/fediversity/health.json for the nixos provider.
+# host, lets the deployer in over SSH with the spec's deploy_keys only, opens the firewall for
+# the service, sets up ACME, keeps the secrets directory root's alone, writes the environment
+# files made from secrets, and publishes /etc/fediversity/health.json for the nixos provider.
 {
   config,
   lib,
@@ -58,6 +58,12 @@ in
         PermitRootLogin = "prohibit-password";
       };
     };
+
+    # The deployer's key(s) from the spec are root's only way in: not the home directory's
+    # authorized_keys (cloud-init's first key), so that rotating the deployment key drops the
+    # old one from the host once the nixos provider has proven the new one.
+    users.users.root.openssh.authorizedKeys.keys = spec.deploy_keys or [ ];
+    services.openssh.authorizedKeysInHomedir = !(spec ? deploy_keys);
 
     networking.firewall = {
       enable = true;

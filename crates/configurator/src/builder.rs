@@ -251,7 +251,12 @@ impl<'a> Builder<'a> {
             .keys()
             .map(|name| (name.clone(), Value::from(format!("{SECRETS_DIR}/{name}"))))
             .collect();
-        merge(&mut spec, json!({ "secret_files": files }));
+        // The system authorizes exactly these keys for root, so rotating the deployment key
+        // (`--replace sshkey.deploy`) drops the old one from the host once the new one works.
+        merge(
+            &mut spec,
+            json!({ "secret_files": files, "deploy_keys": [deploy_key.output("public_key")] }),
+        );
         let mut inputs = json!({
             "host": host.vm.output("ipv4"),
             "host_key": host.vm.output("host_key"),

@@ -57,6 +57,16 @@ pub enum EngineError {
         "the plan changed after it was shown (an interrupted run was settled, or another run changed the operator's resources): nothing was done; run the command again to see the new plan"
     )]
     PlanChanged,
+    /// A replacement was asked for a resource the configuration does not have.
+    #[error(
+        "cannot replace {addresses}: operator `{operator}` has no such resource; `fediversity plan` lists its resources (e.g. secret.mastodon-admin, sshkey.deploy)"
+    )]
+    UnknownReplacement {
+        /// Whose configuration.
+        operator: String,
+        /// The addresses asked for that are not in it.
+        addresses: String,
+    },
     /// The graph cannot be walked: a cycle or a reference to an output that does not exist.
     #[error("the resource graph is inconsistent: {0}")]
     Graph(String),

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use fediversity_model::Retention;
-use fediversity_model::graph::{DesiredGraph, Reference, ResourceAddress};
+use fediversity_model::graph::{DesiredGraph, Reference, ResourceAddress, ResourceKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -136,18 +136,26 @@ pub struct StepSummary {
     pub changes: Vec<FieldChange>,
 }
 
-/// The plan that brings `state` to `desired`.
+/// The reason shown for a replacement asked for by name (`--replace`).
+pub const REPLACEMENT_REQUESTED: &str = "replacement requested";
+
+/// The plan that brings `state` to `desired`, replacing the resources in `replace` even if
+/// they are as desired (like Terraform's `-replace`: rotating a secret or a key). Every address
+/// in `replace` must be a resource of `desired`, else nothing is planned.
 pub fn plan(
     desired: &DesiredGraph,
     state: &RecordedState,
     providers: &Providers,
+    replace: &BTreeSet<ResourceAddress>,
 ) -> EngineResult<Plan> {
+    check_replacements(desired, replace)?;
     let order = desired
         .topological_order()
         .ok_or_else(|| EngineError::Graph("the desired graph has a cycle".to_owned()))?;
     let mut steps: BTreeMap<ResourceAddress, Step> = BTreeMap::new();
     for address in order {
-        let step = plan_desired(desired, state, providers, &steps, address)?;
+        let requested = replace.contains(address);
+        let step = plan_desired(desired, state, providers, &steps, address, requested)?;
         steps.insert(address.clone(), step);
     }
     for (address, record) in &state.resources {
@@ -162,6 +170,26 @@ pub fn plan(
         operator: desired.operator.clone(),
         steps,
     })
+}
+
+/// Refuses replacements of resources `desired` does not have: callers check before they start
+/// anything (the CLI before it records a deployment), and [`plan`] checks again.
+pub fn check_replacements(
+    desired: &DesiredGraph,
+    replace: &BTreeSet<ResourceAddress>,
+) -> EngineResult<()> {
+    let unknown: Vec<String> = replace
+        .iter()
+        .filter(|address| !desired.resources.contains_key(*address))
+        .map(ToString::to_string)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(EngineError::UnknownReplacement {
+            operator: desired.operator.to_string(),
+            addresses: unknown.join(", "),
+        });
+    }
+    Ok(())
 }
 
 /// Looks up a reference's value at plan time: outputs of resources that stay are known; those of
@@ -198,6 +226,7 @@ fn plan_desired(
     providers: &Providers,
     steps: &BTreeMap<ResourceAddress, Step>,
     address: &ResourceAddress,
+    requested: bool,
 ) -> EngineResult<Step> {
     let resource = &desired.resources[address];
     let provider =
@@ -248,10 +277,18 @@ fn plan_desired(
         .filter(|c| c.kind == ChangeKind::Replace)
         .map(|c| format!("`{}` cannot be changed in place", c.path))
         .collect();
-    let replace = !reasons.is_empty();
-    if replace {
+    if !reasons.is_empty() {
         refuse_data_loss(desired, address, record, &reasons.join(", "))?;
     }
+    if requested {
+        // A secret's or a key's value is what rotating it replaces: asked for by name, that
+        // is the point. Anything else holding data (a bucket, say) stays protected.
+        if !rotatable(address) {
+            refuse_data_loss(desired, address, record, REPLACEMENT_REQUESTED)?;
+        }
+        reasons.insert(0, REPLACEMENT_REQUESTED.to_owned());
+    }
+    let replace = !reasons.is_empty();
     if let RecordStatus::Retained { note } = &record.status {
         reasons.insert(0, format!("reuses the data kept earlier ({note})"));
         let action = if replace {
@@ -262,18 +299,25 @@ fn plan_desired(
         return Ok(step(action, reasons, changes));
     }
     let action = match (changes.is_empty(), replace) {
-        (true, _) if metadata_changed(record, resource, desired) => {
+        (_, true) => Action::Replace,
+        (true, false) if metadata_changed(record, resource, desired) => {
             reasons.push("records its service, retention and dependencies anew".to_owned());
             Action::Update
         }
-        (true, _) => Action::Unchanged,
-        (false, true) => Action::Replace,
+        (true, false) => Action::Unchanged,
         (false, false) => {
             reasons.push(format!("{} field(s) changed", changes.len()));
             Action::Update
         }
     };
     Ok(step(action, reasons, changes))
+}
+
+/// Whether replacing the resource on request only gives it a new value (secrets and keys)
+/// rather than deleting data kept under retention `keep`. Rotating a key that encrypts stored
+/// data still makes that data unreadable: the operator asks for it by name.
+fn rotatable(address: &ResourceAddress) -> bool {
+    matches!(address.kind(), ResourceKind::Secret | ResourceKind::Sshkey)
 }
 
 /// The retention that applies to a recorded resource: its service's choice in the desired

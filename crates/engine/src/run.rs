@@ -47,6 +47,9 @@ pub struct EngineOptions {
     /// How long one provider call may take before it counts as a transient failure whose
     /// outcome is unknown.
     pub call_timeout: Duration,
+    /// Resources to replace even if they are as desired (`--replace`: rotating a secret or a
+    /// key); their dependents see the new outputs and are updated as usual.
+    pub replace: BTreeSet<ResourceAddress>,
 }
 
 impl Default for EngineOptions {
@@ -61,6 +64,7 @@ impl Default for EngineOptions {
                 rand::random::<u64>()
             ),
             call_timeout: Duration::from_secs(30 * 60),
+            replace: BTreeSet::new(),
         }
     }
 }
@@ -136,7 +140,15 @@ impl Engine {
         let store = &self.inner.store;
         let open = store.open_intents(&desired.operator).await?.len();
         let state = store.load_state(&desired.operator).await?;
-        Ok((plan::plan(desired, &state, &self.inner.providers)?, open))
+        Ok((
+            plan::plan(
+                desired,
+                &state,
+                &self.inner.providers,
+                &self.inner.options.replace,
+            )?,
+            open,
+        ))
     }
 
     /// Brings the operator's resources to `desired`: takes the lease, settles interrupted
@@ -164,7 +176,12 @@ impl Engine {
             let started = Instant::now();
             self.reconcile(operator, desired).await?;
             let state = self.inner.store.load_state(operator).await?;
-            let plan = plan::plan(desired, &state, &self.inner.providers)?;
+            let plan = plan::plan(
+                desired,
+                &state,
+                &self.inner.providers,
+                &self.inner.options.replace,
+            )?;
             if approved.is_some_and(|approved| approved != plan.summary()) {
                 return Err(EngineError::PlanChanged);
             }

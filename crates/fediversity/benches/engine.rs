@@ -255,8 +255,8 @@ async fn scenario(name: &str) {
                         .await
                         .unwrap_or_else(|e| panic!("{e}"));
                     loading += load.elapsed();
-                    let planned =
-                        plan(desired, &state, &providers).unwrap_or_else(|e| panic!("{e}"));
+                    let planned = plan(desired, &state, &providers, &Default::default())
+                        .unwrap_or_else(|e| panic!("{e}"));
                     assert!(planned.is_empty());
                     resources += planned.steps.len();
                 }

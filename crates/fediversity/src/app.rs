@@ -2,6 +2,7 @@
 //! sandbox), the providers for an infrastructure, and one deployment flow that records the
 //! configuration, the deployment and its events in the store.
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use fediversity_engine::events::{Event, EventSink};
 use fediversity_engine::report::Report;
 use fediversity_engine::{Approval, Engine, EngineOptions, Plan, Providers};
 use fediversity_model::Infra;
-use fediversity_model::graph::DesiredGraph;
+use fediversity_model::graph::{DesiredGraph, ResourceAddress};
 use fediversity_model::names::OperatorId;
 use fediversity_store::{
     DeploymentId, DeploymentOutcome, EventWriter as StoreSink, SealingKey, Store,
@@ -167,12 +168,14 @@ fn seconds(text: &str) -> Result<Duration, String> {
 
 /// Runs one deployment of `desired`: records it, shows the plan, asks (or not), applies,
 /// records events and the report. Returns the report, or `None` when nothing was applied.
+/// The resources in `replace` are made anew even if unchanged (rotating a secret or a key).
 pub async fn deploy(
     store: Arc<Store>,
     providers: Providers,
     desired: &DesiredGraph,
     config: Option<&Value>,
     opts: &DeployOpts,
+    replace: BTreeSet<ResourceAddress>,
 ) -> Result<Option<Report>> {
     let clock = SystemClock;
     let operator = &desired.operator;
@@ -188,6 +191,7 @@ pub async fn deploy(
     let options = EngineOptions {
         lease_wait: opts.wait,
         holder: holder(),
+        replace,
         ..EngineOptions::default()
     };
     let engine = Engine::new(providers, store.clone(), Arc::new(clock), options);

@@ -1,7 +1,8 @@
 //! The `secret` provider: random secrets generated once, and secrets the operator stored.
 //!
 //! Inputs, one of:
-//! - `{"generate": "password", "length": n}` — `n` characters from `A-Za-z0-9`;
+//! - `{"generate": "password", "length": n}` — `n` characters from `A-Za-z0-9`, or from
+//!   `"alphabet": "…"` when given (2 to 94 distinct printable ASCII characters, no space);
 //! - `{"generate": "hex", "length": n}` — `n` lower-case hexadecimal digits;
 //! - `{"generate": "base64", "bytes": n}` — `n` random bytes, standard base64 with padding;
 //! - `{"generate": "vapid-keypair"}` — a P-256 key pair for Web Push (VAPID), both halves in
@@ -79,17 +80,15 @@ pub(crate) fn random_hex(chars: usize) -> ProviderResult<String> {
     Ok(text)
 }
 
-/// `length` characters from `A-Za-z0-9`, each equally likely (bytes at or above the largest
-/// multiple of 62 are dropped, so no character is favoured).
-fn random_password(length: usize) -> ProviderResult<String> {
-    let limit = 256 - 256 % ALPHANUMERIC.len();
+/// `length` characters from `alphabet`, each equally likely (bytes at or above the largest
+/// multiple of its size are dropped, so no character is favoured).
+fn random_password(length: usize, alphabet: &[u8]) -> ProviderResult<String> {
+    let limit = 256 - 256 % alphabet.len();
     let mut password = String::with_capacity(length);
     while password.len() < length {
         for byte in random_bytes(length - password.len() + 8)? {
             if usize::from(byte) < limit && password.len() < length {
-                password.push(char::from(
-                    ALPHANUMERIC[usize::from(byte) % ALPHANUMERIC.len()],
-                ));
+                password.push(char::from(alphabet[usize::from(byte) % alphabet.len()]));
             }
         }
     }
@@ -130,13 +129,32 @@ struct SecretInputs {
     #[serde(default)]
     file: Option<PathBuf>,
     #[serde(default)]
+    alphabet: Option<String>,
+    #[serde(default)]
     rotation: Option<Value>,
+}
+
+/// The characters a password is drawn from: `given`, checked, or `A-Za-z0-9`. `Err` says why
+/// `given` cannot be one.
+fn password_alphabet(given: Option<&str>) -> Result<Vec<u8>, String> {
+    let Some(given) = given else {
+        return Ok(ALPHANUMERIC.to_vec());
+    };
+    let bytes = given.as_bytes();
+    if !bytes.iter().all(u8::is_ascii_graphic) {
+        return Err("`alphabet` may hold printable ASCII characters only (no space)".to_owned());
+    }
+    let distinct: std::collections::BTreeSet<&u8> = bytes.iter().collect();
+    if distinct.len() != bytes.len() || bytes.len() < 2 {
+        return Err("`alphabet` needs at least 2 characters, each once".to_owned());
+    }
+    Ok(bytes.to_vec())
 }
 
 /// What a secret is made from.
 #[derive(Clone, Debug, PartialEq)]
 enum Recipe {
-    Password { length: usize },
+    Password { length: usize, alphabet: Vec<u8> },
     Hex { length: usize },
     Base64 { bytes: usize },
     VapidKeypair,
@@ -157,6 +175,7 @@ impl Recipe {
             let given = [
                 ("length", parsed.length.is_some()),
                 ("bytes", parsed.bytes.is_some()),
+                ("alphabet", parsed.alphabet.is_some()),
             ];
             match given.iter().find(|(f, set)| *set && !allowed.contains(f)) {
                 Some((field, _)) => Err(refuse(&format!("`{field}` does not apply here"))),
@@ -188,9 +207,11 @@ impl Recipe {
                 Recipe::Operator { name }
             }
             (Some("password"), None) => {
-                only(&["length"])?;
+                only(&["length", "alphabet"])?;
                 Recipe::Password {
                     length: size(parsed.length, "length")?,
+                    alphabet: password_alphabet(parsed.alphabet.as_deref())
+                        .map_err(|why| refuse(&why))?,
                 }
             }
             (Some("hex"), None) => {
@@ -222,7 +243,13 @@ impl Recipe {
         };
         // What the secret is made from, as recorded in the `parameters` output.
         let mut parameters = match &recipe {
-            Recipe::Password { length } => json!({"generate": "password", "length": length}),
+            Recipe::Password { length, .. } => match &parsed.alphabet {
+                // Recorded only when given, so the records of earlier passwords still match.
+                Some(alphabet) => {
+                    json!({"generate": "password", "length": length, "alphabet": alphabet})
+                }
+                None => json!({"generate": "password", "length": length}),
+            },
             Recipe::Hex { length } => json!({"generate": "hex", "length": length}),
             Recipe::Base64 { bytes } => json!({"generate": "base64", "bytes": bytes}),
             Recipe::VapidKeypair => json!({"generate": "vapid-keypair"}),
@@ -353,9 +380,10 @@ impl SecretProvider {
             outputs.sensitive.insert(name.to_owned());
         };
         match recipe {
-            Recipe::Password { length } => {
-                sensitive("value", SecretString::new(random_password(*length)?))
-            }
+            Recipe::Password { length, alphabet } => sensitive(
+                "value",
+                SecretString::new(random_password(*length, alphabet)?),
+            ),
             Recipe::Hex { length } => sensitive("value", SecretString::new(random_hex(*length)?)),
             Recipe::Base64 { bytes } => {
                 sensitive(
@@ -433,8 +461,8 @@ fn still_fits(recipe: &Recipe, parameters: &Value, recorded: &Outputs) -> bool {
         return recorded_parameters == parameters;
     }
     match (recipe, value) {
-        (Recipe::Password { length }, Some(v)) => {
-            v.len() == *length && v.bytes().all(|b| b.is_ascii_alphanumeric())
+        (Recipe::Password { length, alphabet }, Some(v)) => {
+            v.len() == *length && v.bytes().all(|b| alphabet.contains(&b))
         }
         (Recipe::Hex { length }, Some(v)) => {
             v.len() == *length && v.bytes().all(|b| b.is_ascii_hexdigit())
@@ -599,8 +627,59 @@ pub(crate) mod tests {
 
     #[test]
     fn passwords_use_the_whole_alphabet() {
-        let seen: BTreeSet<char> = random_password(4000).unwrap().chars().collect();
+        let seen: BTreeSet<char> = random_password(4000, ALPHANUMERIC)
+            .unwrap()
+            .chars()
+            .collect();
         assert_eq!(seen.len(), 62);
+    }
+
+    #[tokio::test]
+    async fn a_password_may_name_its_alphabet_and_is_drawn_evenly_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = provider(dir.path());
+        // 5 characters: 256 is no multiple of 5, so the rejection of byte 255 is exercised.
+        let inputs = json!({"generate": "password", "length": 4000, "alphabet": "abcd!"});
+        let out = p.create(&ctx("secret.a"), &inputs).await.unwrap();
+        let v = value(&out, "value");
+        let counts = ['a', 'b', 'c', 'd', '!'].map(|c| v.chars().filter(|&x| x == c).count());
+        assert_eq!(
+            counts.iter().sum::<usize>(),
+            4000,
+            "only the alphabet: {counts:?}"
+        );
+        // 800 expected each; 5 standard deviations is ±127.
+        assert!(
+            counts.iter().all(|&n| (673..=927).contains(&n)),
+            "{counts:?}"
+        );
+        assert_eq!(out.values["parameters"]["alphabet"], "abcd!");
+        let unchanged = p.update(&ctx("secret.a"), &inputs, &out).await.unwrap();
+        assert_eq!(value(&unchanged, "value"), v, "generated once");
+
+        let plain = json!({"generate": "password", "length": 8});
+        let out = p.create(&ctx("secret.b"), &plain).await.unwrap();
+        assert!(
+            out.values["parameters"].get("alphabet").is_none(),
+            "earlier records still match"
+        );
+        for (alphabet, why) in [
+            ("a", "at least 2"),
+            ("aab", "each once"),
+            ("ab c", "printable"),
+        ] {
+            let bad = json!({"generate": "password", "length": 8, "alphabet": alphabet});
+            let error = p.create(&ctx("secret.c"), &bad).await.unwrap_err();
+            assert!(error.message.contains(why), "{alphabet}: {error:?}");
+        }
+        let error = p
+            .create(
+                &ctx("secret.c"),
+                &json!({"generate": "hex", "length": 8, "alphabet": "ab"}),
+            )
+            .await
+            .unwrap_err();
+        assert!(error.message.contains("does not apply"), "{error:?}");
     }
 
     #[tokio::test]

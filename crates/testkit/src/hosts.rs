@@ -8,8 +8,10 @@
 //!   interface of the machine (another test binary's hosts, say) has an address in that /24;
 //! - per host a namespace (`ip netns add`), a veth pair from the bridge into it, the address
 //!   `10.X.Y.(i+2)`, loopback up, and `sshd -D` run inside it with its own Ed25519 host key and
-//!   its own configuration: root may log in with the set's test key only (no password, no
-//!   keyboard-interactive, no PAM);
+//!   its own configuration: root may log in with the set's test key (no password, no
+//!   keyboard-interactive, no PAM), and with the keys in [`TestHost::authorized_keys`] under
+//!   the host's root, the file a deployed system's `deploy_keys` go to (as NixOS's
+//!   `/etc/ssh/authorized_keys.d/root`);
 //! - per host a directory, [`TestHost::root`], standing for the host's file system: its Nix
 //!   store is the chroot store `local?root=<root>` (what `nix copy` addresses through
 //!   `ssh-ng://…?remote-store=local?root=<root>`), and the provider writes its secrets and
@@ -42,6 +44,9 @@ use tempfile::TempDir;
 
 /// Where Debian installs `sshd`.
 const SSHD: &str = "/usr/sbin/sshd";
+
+/// Root's authorized keys under a host's root, as NixOS keeps them.
+const AUTHORIZED_KEYS: &str = "etc/ssh/authorized_keys.d/root";
 
 /// How long a host's sshd may take to listen.
 const SSHD_START: Duration = Duration::from_secs(10);
@@ -80,6 +85,12 @@ impl TestHost {
     /// The directory standing for the host's file system (its Nix store is under it).
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// The host's own authorized keys for root, which the test system writes from the spec's
+    /// `deploy_keys` on activation (and a test may write first, as cloud-init would).
+    pub fn authorized_keys(&self) -> PathBuf {
+        self.root.join(AUTHORIZED_KEYS)
     }
 
     /// How many SSH logins the host's sshd has accepted so far.
@@ -247,7 +258,10 @@ impl TestHosts {
             sshd_config(
                 address,
                 &key,
-                &self.dir.path().join("authorized_keys"),
+                &[
+                    &self.dir.path().join("authorized_keys"),
+                    &root.join(AUTHORIZED_KEYS),
+                ],
                 &host_dir,
             ),
         )
@@ -313,7 +327,8 @@ impl Drop for TestHosts {
 
 /// The configuration of one host's sshd. `StrictModes no`: the set's files are private, but
 /// they live under /tmp, whose world-writable mode sshd would refuse (it ignores the sticky bit).
-fn sshd_config(address: Ipv4Addr, host_key: &Path, authorized: &Path, dir: &Path) -> String {
+fn sshd_config(address: Ipv4Addr, host_key: &Path, authorized: &[&Path], dir: &Path) -> String {
+    let authorized: Vec<String> = authorized.iter().map(|p| p.display().to_string()).collect();
     format!(
         "ListenAddress {address}\n\
          Port 22\n\
@@ -332,7 +347,7 @@ fn sshd_config(address: Ipv4Addr, host_key: &Path, authorized: &Path, dir: &Path
          LogLevel VERBOSE\n",
         host_key.display(),
         dir.join("sshd.pid").display(),
-        authorized.display(),
+        authorized.join(" "),
     )
 }
 

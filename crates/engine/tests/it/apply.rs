@@ -67,7 +67,7 @@ async fn changes_are_made_in_place_or_by_replacement() {
     let changed = with_input(changed, "vm.a", "name", json!("a2"));
     let state = h.store.load_state(&operator()).await.unwrap();
     let providers = crate::fake::providers(&h.fake);
-    let planned = plan(&changed, &state, &providers).unwrap();
+    let planned = plan(&changed, &state, &providers, &Default::default()).unwrap();
     let actions: Vec<(String, Action)> = planned
         .steps
         .iter()
@@ -342,5 +342,132 @@ async fn kept_data_is_deleted_once_retention_says_delete() {
             .unwrap()
             .resources
             .is_empty()
+    );
+}
+
+/// An engine over `h`'s fake and store that replaces `addresses` on request.
+fn replacing(h: &Harness, addresses: &[&str]) -> fediversity_engine::Engine {
+    let mut options = crate::fake::options("replacing run");
+    options.replace = addresses.iter().map(|a| a.parse().unwrap()).collect();
+    fediversity_engine::Engine::new(
+        crate::fake::providers(&h.fake),
+        h.store.clone(),
+        std::sync::Arc::new(fediversity_engine::clock::SystemClock),
+        options,
+    )
+}
+
+#[tokio::test]
+async fn a_requested_replacement_replaces_an_unchanged_resource_and_updates_its_dependents() {
+    let h = Harness::new();
+    h.apply(&chain()).await;
+    let engine = replacing(&h, &["vm.a"]);
+    let (planned, _) = engine.preview(&chain()).await.unwrap();
+    let vm = &planned.steps[&"vm.a".parse().unwrap()];
+    assert_eq!(
+        (vm.action, vm.reasons.clone()),
+        (Action::Replace, vec!["replacement requested".to_owned()])
+    );
+    let dns = &planned.steps[&"dns.a".parse().unwrap()];
+    assert_eq!(dns.action, Action::Update, "its dependents see new outputs");
+    let before = h.fake.log().len();
+    let report = engine
+        .apply(
+            &chain(),
+            h.events.clone(),
+            fediversity_engine::Approval::Automatic,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(
+        h.fake.log()[before..before + 2],
+        ["delete vm.a", "create vm.a"],
+        "replaced: removed, then made anew"
+    );
+    let again = h.apply(&chain()).await;
+    assert_eq!(
+        again.provider_calls, 0,
+        "a replacement is done once, not kept"
+    );
+}
+
+#[tokio::test]
+async fn a_replacement_of_an_unknown_resource_is_refused_before_anything_starts() {
+    let h = Harness::new();
+    h.apply(&chain()).await;
+    let calls = h.fake.calls();
+    let error = replacing(&h, &["vm.nope", "vm.a"])
+        .apply(
+            &chain(),
+            h.events.clone(),
+            fediversity_engine::Approval::Automatic,
+        )
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("cannot replace vm.nope"), "{error}");
+    assert!(
+        !error.contains("vm.a,"),
+        "only the unknown one is named: {error}"
+    );
+    assert_eq!(h.fake.calls(), calls, "nothing was called");
+}
+
+#[tokio::test]
+async fn a_requested_replacement_of_kept_data_is_refused() {
+    let h = Harness::new();
+    let kept = graph(
+        vec![(
+            "bucket.media",
+            data(ServiceKind::Mastodon, json!({"name": "m"})),
+        )],
+        &[(ServiceKind::Mastodon, Retention::Keep)],
+    );
+    h.apply(&kept).await;
+    let error = replacing(&h, &["bucket.media"])
+        .apply(
+            &kept,
+            h.events.clone(),
+            fediversity_engine::Approval::Automatic,
+        )
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("replacement requested"), "{error}");
+    assert!(error.contains("retention"), "{error}");
+}
+
+#[tokio::test]
+async fn a_requested_rotation_of_a_kept_secret_goes_ahead() {
+    let h = Harness::new();
+    let kept = graph(
+        vec![(
+            "secret.mastodon-admin",
+            data(ServiceKind::Mastodon, json!({"name": "admin"})),
+        )],
+        &[(ServiceKind::Mastodon, Retention::Keep)],
+    );
+    h.apply(&kept).await;
+    let before = h.fake.log().len();
+    let report = replacing(&h, &["secret.mastodon-admin"])
+        .apply(
+            &kept,
+            h.events.clone(),
+            fediversity_engine::Approval::Automatic,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(report.succeeded(), "{report:?}");
+    assert_eq!(
+        h.fake.log()[before..],
+        [
+            "delete secret.mastodon-admin",
+            "create secret.mastodon-admin"
+        ]
     );
 }

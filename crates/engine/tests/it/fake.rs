@@ -283,6 +283,7 @@ pub fn options(holder: &str) -> EngineOptions {
         lease_wait: Duration::ZERO,
         holder: holder.to_owned(),
         call_timeout: Duration::from_secs(10),
+        replace: std::collections::BTreeSet::new(),
     }
 }
 

@@ -67,7 +67,7 @@ proptest! {
                 prop_assert!(report.succeeded(), "{:?}", report);
                 let state = h.store.load_state(&operator()).await.unwrap();
                 let providers = crate::fake::providers(&h.fake);
-                let again = plan(desired, &state, &providers).unwrap();
+                let again = plan(desired, &state, &providers, &Default::default()).unwrap();
                 prop_assert!(again.is_empty(), "{:?}", again.summary());
                 let world: BTreeSet<String> = h.fake.objects().keys().cloned().collect();
                 let wanted: BTreeSet<String> = desired.resources.keys().map(|a| format!("uni/{a}")).collect();

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use fediversity_model::graph::ResourceAddress;
 
 use crate::app::{self, DeployOpts, StoreOpts};
 use crate::input::{Configured, InfraOpts, configured};
@@ -21,6 +22,11 @@ pub struct Opts {
     store: StoreOpts,
     #[command(flatten)]
     deploy: DeployOpts,
+    /// Replace this resource even if it is unchanged, e.g. `secret.mastodon-admin` to rotate a
+    /// secret or `sshkey.deploy` to rotate the deploy key; may be given several times. What
+    /// uses it is updated with the new value.
+    #[arg(long = "replace", value_name = "ADDRESS")]
+    replace: Vec<ResourceAddress>,
 }
 
 pub async fn run(opts: Opts) -> Result<()> {
@@ -30,10 +36,20 @@ pub async fn run(opts: Opts) -> Result<()> {
         infra,
         ..
     } = configured(&opts.file, &opts.infra)?;
+    let replace = opts.replace.into_iter().collect();
+    fediversity_engine::plan::check_replacements(&graph, &replace)?;
     let store = opts.store.open().await?;
     let providers = app::providers_for(&opts.store, &store, &infra, &graph)?;
     let config_json = serde_json::to_value(&config)?;
-    let report = app::deploy(store, providers, &graph, Some(&config_json), &opts.deploy).await?;
+    let report = app::deploy(
+        store,
+        providers,
+        &graph,
+        Some(&config_json),
+        &opts.deploy,
+        replace,
+    )
+    .await?;
     finish(report, opts.deploy.json)
 }
 

@@ -40,7 +40,15 @@ pub async fn run(opts: Opts) -> Result<()> {
     };
     let (infra, _) = opts.infra.load()?;
     let providers = crate::app::providers(&opts.store, &store, &infra)?;
-    let report = app::deploy(store, providers, &desired, None, &opts.deploy).await?;
+    let report = app::deploy(
+        store,
+        providers,
+        &desired,
+        None,
+        &opts.deploy,
+        Default::default(),
+    )
+    .await?;
     super::apply::finish(report, opts.deploy.json)
 }
 

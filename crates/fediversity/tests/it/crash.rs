@@ -229,7 +229,7 @@ async fn assert_converged(dir: &Path, desired: &DesiredGraph, context: &str) {
     let wanted: BTreeSet<&ResourceAddress> = desired.resources.keys().collect();
     assert_eq!(recorded, wanted, "{context}");
     let providers = fediversity_providers::sandbox_providers(&dir.join("sandbox"));
-    let again = plan(desired, &state, &providers).unwrap();
+    let again = plan(desired, &state, &providers, &Default::default()).unwrap();
     assert!(
         again.is_empty(),
         "{context}: still to do: {:?}",

@@ -212,3 +212,32 @@ fn a_deployment_from_first_apply_to_account_deletion() {
         );
     }
 }
+
+#[test]
+fn a_replacement_of_an_unknown_address_is_refused_before_anything_is_recorded() {
+    let data = TempDir::new("replace-unknown");
+    let config = workspace_root().join("examples/operators/university.json");
+    let refused = fed(
+        &data,
+        [
+            "apply",
+            "-f",
+            config.to_str().unwrap(),
+            "--auto-approve",
+            "--replace",
+            "secret.no-such-secret",
+        ],
+    )
+    .run();
+    refused.exits(1);
+    assert!(
+        refused.stderr.contains(
+            "cannot replace secret.no-such-secret: operator `uni-utrecht` has no such resource"
+        ),
+        "{refused}"
+    );
+    assert!(
+        !data.path().join("fediversity.db").exists() && !sandbox(&data).exists(),
+        "nothing was recorded or made"
+    );
+}

@@ -1,11 +1,13 @@
 //! No secret value anywhere a person or a log collector could see it: a whole life of an
 //! example operator on the sandbox (plan, apply with JSON events, apply again for people, state
-//! list and show of every resource, refresh, destroy), every command at the most verbose log
+//! list and show of every resource, refresh, a rotation of the Mastodon admin password and
+//! of the deployment key with `apply --replace`, destroy), every command at the most verbose log
 //! level, and then every byte printed, every event and deployment stored (unsealed with the
 //! platform key, as the panel would read them) and the raw database files are searched for
 //! every secret value that exists: the hosts' secret files, the operator's stored secret, the
 //! S3 keys' secrets, every value the state holds as a secret (the deployment key's private
-//! half among them) and the platform key itself.
+//! half among them) and the platform key itself, both before and after the rotation: neither
+//! the old values nor the new ones may show.
 
 use std::path::Path;
 
@@ -155,10 +157,39 @@ async fn no_secret_value_is_printed_logged_or_stored_in_the_clear() {
     }
     run(fed(&data, ["refresh", "--operator", OPERATOR]), 0);
 
-    // Every secret that exists, while it all still exists.
+    // Every secret that exists, before and after the rotation, while it all still exists.
     let operator = OperatorId::try_from(OPERATOR).unwrap();
     let store = open_store(data.path()).await;
     let mut secrets = sandbox_secrets(&sandbox);
+    secrets.extend(state_secrets(&store, &operator).await);
+    store.close().await;
+    let admin_password = sandbox.join("vms/fedi-uni-utrecht-mastodon/secrets/admin-password");
+    let before = std::fs::read_to_string(&admin_password).unwrap();
+    let rotation = [
+        "apply",
+        "-f",
+        config,
+        "--auto-approve",
+        "--replace",
+        "secret.mastodon-admin",
+        "--replace",
+        "sshkey.deploy",
+    ];
+    let rotated = run(fed(&data, rotation), 0);
+    assert!(
+        rotated.stdout.contains("replacement requested"),
+        "{rotated}"
+    );
+    // Once more with JSON events: a second rotation, its old values being the first's new ones.
+    let mut as_json = [""; 9];
+    as_json[..8].copy_from_slice(&rotation);
+    as_json[8] = "--json";
+    let again = run(fed(&data, as_json), 0);
+    assert!(again.stdout.contains("\"succeeded\""), "{again}");
+    let after = std::fs::read_to_string(&admin_password).unwrap();
+    assert_ne!(before, after, "the host has the new admin password");
+    let store = open_store(data.path()).await;
+    secrets.extend(sandbox_secrets(&sandbox));
     secrets.extend(state_secrets(&store, &operator).await);
     secrets.push(
         std::fs::read_to_string(data.path().join("platform.key"))

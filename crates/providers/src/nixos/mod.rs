@@ -19,6 +19,16 @@
 //!    active and its loopback URLs answer as expected within the health timeout ([`health`]);
 //!    when secrets changed, `fediversity-secrets.service` is restarted first.
 //!
+//! **Deployment key rotation.** The host spec names the deployment public key(s) the system
+//! authorizes for root (`deploy_keys`). The provider records, as a sensitive output, the
+//! private key it last logged in with; when the inputs carry another one (`--replace
+//! sshkey.deploy`), it offers the new key first and the recorded one second, so a host that
+//! does not authorize the new key yet still lets it in. Once the system that authorizes the new
+//! key is active and healthy, a connection with the new key alone must succeed, or the host is
+//! rolled back like on a failed health check: no step leaves the platform locked out, and a
+//! run interrupted anywhere converges when run again (the recorded key stays the old one until
+//! the new one is proven).
+//!
 //! When activation or the health check fails, the host is switched back to the generation it
 //! ran before, and the error reports both the failure and the rollback. Such an error is
 //! permanent: trying the same system again would fail the same way. Everything on the host
@@ -201,6 +211,27 @@ impl Generation {
     }
 }
 
+/// The output holding the private key the provider last logged in to the host with (sensitive).
+const KEY_OUTPUT: &str = "ssh_private_key";
+
+/// The key recorded in `recorded` as the last one the host let in, if another than `current`.
+fn fallback_key(recorded: Option<&Outputs>, current: &SecretString) -> Option<SecretString> {
+    recorded
+        .and_then(|r| r.values.get(KEY_OUTPUT))
+        .and_then(Value::as_str)
+        .filter(|key| *key != current.expose())
+        .map(SecretString::new)
+}
+
+/// `outputs` with `key` recorded as the one the host lets in.
+fn with_key(mut outputs: Outputs, key: &SecretString) -> Outputs {
+    outputs
+        .values
+        .insert(KEY_OUTPUT.to_owned(), json!(key.expose()));
+    outputs.sensitive.insert(KEY_OUTPUT.to_owned());
+    outputs
+}
+
 /// A short timeout for one small command on the host.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -209,7 +240,12 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 const LONG_POLL: Duration = Duration::from_secs(10);
 
 impl NixosProvider {
-    async fn session(&self, inputs: &NixosInputs) -> ProviderResult<Session> {
+    /// A session logging in with the inputs' key, or with `fallback` when the host refuses it.
+    async fn session(
+        &self,
+        inputs: &NixosInputs,
+        fallback: Option<&SecretString>,
+    ) -> ProviderResult<Session> {
         let root = self
             .options
             .hosts_root
@@ -220,7 +256,10 @@ impl NixosProvider {
             &inputs.host,
             &root,
             &inputs.host_key,
-            &inputs.ssh_private_key,
+            &[Some(&inputs.ssh_private_key), fallback]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
             ssh::Settings {
                 connect_timeout: self.options.connect_timeout,
                 kex_algorithms: self.options.ssh_kex_algorithms.clone(),
@@ -229,9 +268,16 @@ impl NixosProvider {
         .await
     }
 
-    /// Builds, copies, uploads, activates and checks; rolls back on failure.
-    async fn deploy(&self, ctx: &CallContext, inputs: &Value) -> ProviderResult<Outputs> {
+    /// Builds, copies, uploads, activates and checks; rolls back on failure. `recorded` holds
+    /// the key the host let in last time, the fallback while the deployment key rotates.
+    async fn deploy(
+        &self,
+        ctx: &CallContext,
+        inputs: &Value,
+        recorded: Option<&Outputs>,
+    ) -> ProviderResult<Outputs> {
         let inputs = NixosInputs::parse(ctx, inputs)?;
+        let fallback = fallback_key(recorded, &inputs.ssh_private_key);
         let at = &ctx.address;
         ctx.progress.report(
             format!("build: building the system from {}", inputs.flake),
@@ -243,7 +289,10 @@ impl NixosProvider {
             .await
             .map_err(|e| in_context(at, e))?;
         let contract = Contract::of(&system).await.map_err(|e| in_context(at, e))?;
-        let session = self.session(&inputs).await.map_err(|e| in_context(at, e))?;
+        let session = self
+            .session(&inputs, fallback.as_ref())
+            .await
+            .map_err(|e| in_context(at, e))?;
         let host = session.host().to_owned();
         ctx.progress.report(
             format!("secrets: {} file(s) to {host}", inputs.secrets.len()),
@@ -268,7 +317,12 @@ impl NixosProvider {
                 .map_err(|failure| {
                     ProviderError::permanent(format!("{at}: {host} runs {system}, but {failure}"))
                 })?;
-            return Ok(running.outputs());
+            if fallback.is_some() {
+                self.check_new_key(&inputs).await.map_err(|failure| {
+                    ProviderError::permanent(format!("{at}: {host} runs {system}, but {failure}"))
+                })?;
+            }
+            return Ok(with_key(running.outputs(), &inputs.ssh_private_key));
         }
         ctx.progress
             .report(format!("copy: {system} to {host}"), Some(0.3));
@@ -285,10 +339,11 @@ impl NixosProvider {
                     Some(0.8),
                 );
                 match self.restart_secrets(&session, changed).await {
-                    Ok(()) => self
-                        .check_health(ctx, &session, &contract)
-                        .await
-                        .map(|()| Generation { number, system }),
+                    Ok(()) => match self.check_health(ctx, &session, &contract).await {
+                        Ok(()) if fallback.is_some() => self.check_new_key(&inputs).await,
+                        checked => checked,
+                    }
+                    .map(|()| Generation { number, system }),
                     Err(e) => Err(e.message),
                 }
             }
@@ -297,12 +352,24 @@ impl NixosProvider {
         match outcome {
             Ok(deployed) => {
                 tracing::info!(%host, system = %deployed.system, generation = deployed.number, "host deployed");
-                Ok(deployed.outputs())
+                Ok(with_key(deployed.outputs(), &inputs.ssh_private_key))
             }
             Err(failure) => Err(self
                 .roll_back(ctx, &session, previous.as_ref(), &failure)
                 .await),
         }
+    }
+
+    /// After a rotation: the host must let the new deployment key in on its own, or the old
+    /// key would be the only way in once it is forgotten. `Err` says why not.
+    async fn check_new_key(&self, inputs: &NixosInputs) -> Result<(), String> {
+        let session = self.session(inputs, None).await.map_err(|e| {
+            format!(
+                "it does not let the new deployment key in ({}): does the system authorize the spec's deploy_keys?",
+                e.message
+            )
+        })?;
+        current(&session).await.map(|_| ()).map_err(|e| e.message)
     }
 
     /// Points the profile at `generation` (`new` for a new one) and switches to `system`,
@@ -631,7 +698,7 @@ impl Provider for NixosProvider {
 
     #[tracing::instrument(name = "nixos.create", skip_all, fields(operator = %ctx.operator, address = %ctx.address))]
     async fn create(&self, ctx: &CallContext, inputs: &Value) -> ProviderResult<Outputs> {
-        self.deploy(ctx, inputs).await
+        self.deploy(ctx, inputs, None).await
     }
 
     #[tracing::instrument(name = "nixos.read", skip_all, fields(operator = %ctx.operator, address = %ctx.address))]
@@ -639,20 +706,23 @@ impl Provider for NixosProvider {
         &self,
         ctx: &CallContext,
         inputs: &Value,
-        _recorded: Option<&Outputs>,
+        recorded: Option<&Outputs>,
     ) -> ProviderResult<Option<Observed>> {
         let parsed = NixosInputs::parse(ctx, inputs)?;
+        let fallback = fallback_key(recorded, &parsed.ssh_private_key);
         let session = self
-            .session(&parsed)
+            .session(&parsed, fallback.as_ref())
             .await
             .map_err(|e| in_context(&ctx.address, e))?;
         let running = current(&session)
             .await
             .map_err(|e| in_context(&ctx.address, e))?;
         // Logging in with the pinned key proves the host and its key are the recorded ones.
+        // The recorded fallback key stays recorded: only a deployment proves the new key.
+        let key = fallback.as_ref().unwrap_or(&parsed.ssh_private_key);
         Ok(running.map(|generation| Observed {
             inputs: json!({"host": parsed.host, "host_key": parsed.host_key}),
-            outputs: generation.outputs(),
+            outputs: with_key(generation.outputs(), key),
         }))
     }
 
@@ -661,9 +731,9 @@ impl Provider for NixosProvider {
         &self,
         ctx: &CallContext,
         inputs: &Value,
-        _recorded: &Outputs,
+        recorded: &Outputs,
     ) -> ProviderResult<Outputs> {
-        self.deploy(ctx, inputs).await
+        self.deploy(ctx, inputs, Some(recorded)).await
     }
 
     /// Removes the host's secrets; the system stays (a host cannot run no system), and the
@@ -673,12 +743,13 @@ impl Provider for NixosProvider {
         &self,
         ctx: &CallContext,
         inputs: &Value,
-        _recorded: &Outputs,
+        recorded: &Outputs,
         _retention: Retention,
     ) -> ProviderResult<Deletion> {
         let parsed = NixosInputs::parse(ctx, inputs)?;
+        let fallback = fallback_key(Some(recorded), &parsed.ssh_private_key);
         let session = self
-            .session(&parsed)
+            .session(&parsed, fallback.as_ref())
             .await
             .map_err(|e| in_context(&ctx.address, e))?;
         let ran = session

@@ -12,6 +12,8 @@
 //!
 //! `ssh` reads keys from files (or an agent): the deployment key lives, for the length of one
 //! call, in a 0600 file inside a 0700 directory under /tmp, removed with the [`Session`].
+//! During a key rotation a session holds two keys, the new one first: `ssh` offers them in
+//! that order, so a host that does not authorize the new key yet lets the old one in.
 
 use std::process::{Output, Stdio};
 use std::time::Duration;
@@ -52,7 +54,14 @@ pub(crate) struct Session {
     /// Root's files on the host are under this prefix: empty on a real host.
     root: String,
     dir: TempDir,
+    /// How many deployment keys the directory holds (`key0`, `key1`, …), offered in order.
+    key_count: usize,
     settings: Settings,
+}
+
+/// The file name of the `i`th deployment key in a session's directory.
+fn key_file(i: usize) -> String {
+    format!("key{i}")
 }
 
 /// What a command run on the host said.
@@ -67,16 +76,17 @@ pub(crate) struct Ran {
 
 impl Session {
     /// Opens the master connection to `host`, checking its host key against `host_key` and
-    /// logging in with `private_key`.
+    /// logging in with the first of `private_keys` the host accepts (tried in order).
     pub async fn open(
         host: &str,
         root: &str,
         host_key: &str,
-        private_key: &SecretString,
+        private_keys: &[&SecretString],
         settings: Settings,
     ) -> ProviderResult<Session> {
         let (host, root, host_key) = (host.to_owned(), root.to_owned(), host_key.to_owned());
-        let key = private_key.clone();
+        let keys: Vec<SecretString> = private_keys.iter().map(|&k| k.clone()).collect();
+        let key_count = keys.len();
         let dir = crate::files::blocking(move || {
             // A short path under /tmp: the control socket's path must fit in 108 bytes.
             let dir = tempfile::Builder::new()
@@ -87,9 +97,11 @@ impl Session {
                         "cannot create a private directory for SSH: {e}"
                     ))
                 })?;
-            let mut pem = key.expose().trim_end().to_owned();
-            pem.push('\n');
-            write_atomic(&dir.path().join("key"), pem.as_bytes(), PRIVATE_FILE)?;
+            for (i, key) in keys.iter().enumerate() {
+                let mut pem = key.expose().trim_end().to_owned();
+                pem.push('\n');
+                write_atomic(&dir.path().join(key_file(i)), pem.as_bytes(), PRIVATE_FILE)?;
+            }
             let known = format!("{HOST_KEY_ALIAS} {}\n", host_key_line(&host_key)?);
             write_atomic(
                 &dir.path().join("known_hosts"),
@@ -103,6 +115,7 @@ impl Session {
             host,
             root,
             dir,
+            key_count,
             settings,
         };
         session.connect().await?;
@@ -119,12 +132,11 @@ impl Session {
     pub fn options(&self) -> Vec<String> {
         let dir = self.dir.path();
         let file = |name: &str| dir.join(name).display().to_string();
-        let mut options = vec![
-            "-F".to_owned(),
-            "/dev/null".to_owned(),
-            "-i".to_owned(),
-            file("key"),
-        ];
+        let mut options = vec!["-F".to_owned(), "/dev/null".to_owned()];
+        for i in 0..self.key_count {
+            options.push("-i".to_owned());
+            options.push(file(&key_file(i)));
+        }
         for (name, value) in [
             ("IdentitiesOnly", "yes".to_owned()),
             ("UserKnownHostsFile", file("known_hosts")),

@@ -618,3 +618,32 @@ async fn bad_inputs_and_foreign_kinds_are_refused_without_values() {
         "nothing was written"
     );
 }
+
+#[tokio::test]
+async fn a_rotated_deployment_key_changes_the_sandbox_vm_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalProvider::new(dir.path());
+    let c = ctx(OP, "vm.mastodon");
+    let old = vm_inputs("fedi-example-org-mastodon", "ssh-ed25519 AAAAold deploy");
+    let new = vm_inputs("fedi-example-org-mastodon", "ssh-ed25519 AAAAnew deploy");
+    let made = local.create(&c, &old).await.unwrap();
+    let changes = local.diff(&c.address, &old, &new);
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c.path.as_str(), c.kind))
+            .collect::<Vec<_>>(),
+        [(
+            "ssh_public_key",
+            fediversity_engine::provider::ChangeKind::InPlace
+        )],
+        "a new key must not replace the VM"
+    );
+    let updated = local.update(&c, &new, &made).await.unwrap();
+    assert_eq!(updated, made, "the same VM");
+    let record = read_json(
+        &dir.path()
+            .join("example-org/vms/fedi-example-org-mastodon/vm.json"),
+    );
+    assert_eq!(record["ssh_public_key"], "ssh-ed25519 AAAAnew deploy");
+}

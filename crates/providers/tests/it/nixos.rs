@@ -444,3 +444,137 @@ async fn a_rotated_secret_reaches_the_host_and_nothing_else() {
         "a secret in the host's store: {found:?}"
     );
 }
+
+/// A new deployment key: (private, public).
+async fn deploy_key(name: &str) -> (String, String) {
+    let made = fediversity_providers::SshKeyProvider::new()
+        .create(
+            &ctx("example-org", &format!("sshkey.{name}")),
+            &json!({"algorithm": "ed25519"}),
+        )
+        .await
+        .unwrap();
+    let text = |output: &str| made.values[output].as_str().unwrap().to_owned();
+    (text("private_key"), text("public_key"))
+}
+
+/// The inputs for `host` logging in with `private` and authorizing `public` (the spec's
+/// `deploy_keys`, as the configurator writes them).
+fn keyed_inputs(hosts: &TestHosts, host: &TestHost, private: &str, public: &str) -> Value {
+    let mut inputs = inputs(hosts, host, json!({"label": "v1"}), json!({}));
+    inputs["ssh_private_key"] = json!(private);
+    inputs["spec"]["deploy_keys"] = json!([public]);
+    inputs
+}
+
+#[tokio::test]
+async fn a_rotated_deployment_key_is_authorized_before_the_old_one_stops_working() {
+    let hosts = TestHosts::start(1);
+    let host = &hosts.hosts()[0];
+    let nixos = provider(&hosts);
+    let c = ctx("example-org", "nixos.mastodon");
+    let (old, old_public) = deploy_key("old").await;
+    let (new, new_public) = deploy_key("new").await;
+    // As cloud-init would: the VM lets the first deployment key in.
+    std::fs::create_dir_all(host.authorized_keys().parent().unwrap()).unwrap();
+    std::fs::write(host.authorized_keys(), format!("{old_public}\n")).unwrap();
+
+    let first = nixos
+        .create(&c, &keyed_inputs(&hosts, host, &old, &old_public))
+        .await
+        .unwrap();
+    assert!(first.sensitive.contains("ssh_private_key"), "{first:?}");
+    assert_eq!(first.values["ssh_private_key"], json!(old));
+
+    // The new key alone is refused before the rotation: the host does not know it yet.
+    let refused = nixos
+        .update(
+            &c,
+            &keyed_inputs(&hosts, host, &new, &new_public),
+            &Outputs::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message.contains("refused the deployment key"),
+        "{refused:?}"
+    );
+    assert!(!refused.message.contains(&new) && !refused.message.contains(&old));
+
+    // The rotation: the recorded (old) key lets the provider in, the new system authorizes the
+    // new key, and the new key is proven before the record forgets the old one.
+    let rotated = nixos
+        .update(&c, &keyed_inputs(&hosts, host, &new, &new_public), &first)
+        .await
+        .unwrap();
+    assert_eq!(rotated.values["ssh_private_key"], json!(new));
+    assert_eq!(
+        std::fs::read_to_string(host.authorized_keys())
+            .unwrap()
+            .trim(),
+        new_public.trim(),
+        "the old key is no longer authorized"
+    );
+
+    // A run interrupted after the activation, whose record still holds the old key, converges:
+    // the new key is offered first and let in.
+    let again = nixos
+        .update(&c, &keyed_inputs(&hosts, host, &new, &new_public), &first)
+        .await
+        .unwrap();
+    assert_eq!(
+        generation(&again),
+        generation(&rotated),
+        "nothing left to do"
+    );
+
+    // The old key alone is now refused.
+    let locked_out = nixos
+        .read(&c, &keyed_inputs(&hosts, host, &old, &old_public), None)
+        .await
+        .unwrap_err();
+    assert!(
+        locked_out.message.contains("refused the deployment key"),
+        "{locked_out:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_system_that_does_not_authorize_the_new_key_is_rolled_back() {
+    let hosts = TestHosts::start(1);
+    let host = &hosts.hosts()[0];
+    let nixos = provider(&hosts);
+    let c = ctx("example-org", "nixos.mastodon");
+    let (old, old_public) = deploy_key("old").await;
+    let (new, _) = deploy_key("new").await;
+    std::fs::create_dir_all(host.authorized_keys().parent().unwrap()).unwrap();
+    std::fs::write(host.authorized_keys(), format!("{old_public}\n")).unwrap();
+    let first = nixos
+        .create(&c, &keyed_inputs(&hosts, host, &old, &old_public))
+        .await
+        .unwrap();
+
+    // The spec still names the old key only: the new key would never be let in.
+    let mut wrong = keyed_inputs(&hosts, host, &new, &old_public);
+    wrong["spec"]["test"]["label"] = json!("v2");
+    let error = nixos.update(&c, &wrong, &first).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Permanent, "{error:?}");
+    assert!(
+        error
+            .message
+            .contains("does not let the new deployment key in"),
+        "{error:?}"
+    );
+    assert!(error.message.contains("back to generation 1"), "{error:?}");
+    assert_eq!(label(host), "v1", "the previous system runs again");
+    // The old key still works: nothing was locked out.
+    nixos
+        .read(
+            &c,
+            &keyed_inputs(&hosts, host, &old, &old_public),
+            Some(&first),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -724,3 +724,31 @@ async fn every_request_and_answer_of_a_whole_life_matches_the_api_schema() {
     );
     assert_conforms(&requests);
 }
+
+#[tokio::test]
+async fn a_rotated_deployment_key_changes_cloud_init_in_place() {
+    let (sim, provider, _pool) = setup().await;
+    let ctx = ctx(OPERATOR, ADDRESS);
+    let (outputs, vmid) = create(&provider, &ctx).await;
+    let rotated_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOQ3HAL6vDJkTsQIT7yHBRBwfhzAFW4YAOe4HGMhJiJo fediversity-deploy";
+    let mut rotated = inputs(2, 40);
+    rotated["ssh_public_key"] = json!(rotated_key);
+
+    let changes = provider.diff(&ADDRESS.parse().unwrap(), &inputs(2, 40), &rotated);
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c.path.as_str(), c.kind))
+            .collect::<Vec<_>>(),
+        [("ssh_public_key", ChangeKind::InPlace)],
+        "a new key must not replace the VM"
+    );
+    let updated = provider.update(&ctx, &rotated, &outputs).await.unwrap();
+    assert_eq!(updated, outputs, "the same VM");
+    let vm = sim.vm(vmid).unwrap();
+    assert!(
+        vm.config["sshkeys"].contains("AAAAIOQ3HAL6vDJkTsQIT7yH"),
+        "cloud-init has the new key for future boots: {}",
+        vm.config["sshkeys"]
+    );
+}
