@@ -118,16 +118,29 @@ pub(super) async fn delete(
         return Ok(Deletion::Removed);
     };
     match retention {
-        Retention::Keep => Ok(Deletion::Kept {
-            note: format!(
-                "bucket `{}` (id {}) is kept with its {} objects on the Garage cluster at {}; \
-                 no key of the service can reach it any more",
-                inputs.alias,
-                bucket.id,
-                bucket.objects,
-                admin.endpoint()
-            ),
-        }),
+        Retention::Keep => {
+            // Website access is Garage's anonymous read path: a kept bucket must not go on
+            // serving its media to anyone once the service is off.
+            let closed = BucketUpdate {
+                website_access: WebsiteAccess {
+                    enabled: false,
+                    index_document: None,
+                },
+                cors_rules: Vec::new(),
+                ..update(&inputs)
+            };
+            admin.update_bucket(&bucket.id, &closed).await?;
+            Ok(Deletion::Kept {
+                note: format!(
+                    "bucket `{}` (id {}) is kept with its {} objects on the Garage cluster at {}, \
+                     closed to the public; no key of the service can reach it any more",
+                    inputs.alias,
+                    bucket.id,
+                    bucket.objects,
+                    admin.endpoint()
+                ),
+            })
+        }
         Retention::Delete => {
             // Garage's object counters lag behind writes, so they cannot say whether the bucket
             // is empty: Garage's refusal to delete it can.

@@ -95,10 +95,11 @@ impl AdminError {
         }
     }
 
-    /// Whether the thing asked about does not exist.
+    /// Whether the thing asked about does not exist: Garage said so with one of its `NoSuch…`
+    /// codes. A bare 404 (a proxy, a wrong port or path prefix) is not taken for "gone", or a
+    /// delete would claim success and a read would make the platform create again.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, AdminError::Refused { status: 404, .. })
-            || matches!(self.code(), Some("NoSuchBucket" | "NoSuchAccessKey"))
+        self.code().is_some_and(|code| code.starts_with("NoSuch"))
     }
 }
 
@@ -459,6 +460,11 @@ mod tests {
             r#"{"code":"NoSuchBucket","message":"Bucket not found: x","region":"garage","path":"/"}"#,
         );
         assert!(missing.is_not_found());
+        let elsewhere = c.failure("GetBucketInfo", StatusCode::NOT_FOUND, "<h1>Not Found</h1>");
+        assert!(
+            !elsewhere.is_not_found(),
+            "a 404 that is not Garage's answer says nothing about the bucket"
+        );
         let error = ProviderError::from(missing);
         assert_eq!(
             error.kind,

@@ -379,6 +379,15 @@ async fn operators_are_isolated_and_a_kept_bucket_outlives_its_revoked_key() {
     )
     .await;
     assert_eq!(info["objects"], 1, "the object is kept");
+    assert_eq!(
+        info["websiteAccess"],
+        json!(false),
+        "a kept bucket is no longer served to the public: {info:#}"
+    );
+    assert!(
+        info["corsRules"].is_null() || info["corsRules"] == json!([]),
+        "nor open to other sites: {info:#}"
+    );
 
     // Turned on again, the kept bucket is adopted and a new key reads the kept object.
     let bucket = provider
@@ -386,6 +395,17 @@ async fn operators_are_isolated_and_a_kept_bucket_outlives_its_revoked_key() {
         .await
         .unwrap();
     assert_eq!(bucket, buckets["alpha"].1, "the same bucket");
+    let info = admin_call(
+        &garage,
+        "GET",
+        "GetBucketInfo",
+        &format!("globalAlias={alpha_bucket}"),
+    )
+    .await;
+    assert_eq!(
+        info["websiteAccess"], bucket_inputs_alpha["website"],
+        "turned on again, the bucket is served as its inputs say"
+    );
     let key = provider
         .create(&ctx("alpha", "s3key.mastodon"), &key_inputs_alpha)
         .await
