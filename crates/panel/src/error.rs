@@ -61,7 +61,11 @@ impl PanelError {
 
 impl From<fediversity_store::Error> for PanelError {
     fn from(error: fediversity_store::Error) -> Self {
-        Self::Internal(error.to_string())
+        match error {
+            // The operator's own doing, and its message says what to do.
+            fediversity_store::Error::DomainTaken(_) => Self::Conflict(error.to_string()),
+            _ => Self::Internal(error.to_string()),
+        }
     }
 }
 

@@ -224,7 +224,11 @@ impl Worker {
 
     /// The end of an account deletion, once its resources are gone.
     async fn remove_users(&self, operator: &OperatorId) -> Result<(), String> {
-        match self.store.delete_users(operator).await {
+        let removed = match self.store.delete_users(operator).await {
+            Ok(removed) => self.store.release_domain(operator).await.map(|()| removed),
+            Err(error) => Err(error),
+        };
+        match removed {
             Ok(removed) => {
                 tracing::info!(%operator, removed, "account deleted");
                 Ok(())

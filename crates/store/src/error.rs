@@ -132,6 +132,13 @@ pub enum Error {
     #[error("a user with the e-mail address `{0}` already exists: sign in, or use another address")]
     EmailTaken(String),
 
+    /// Another operator deploys under this domain, a name above it or a name under it.
+    #[error(
+        "the domain `{0}` cannot be used: another operator deploys under it, above it or below it \
+         (ask the hosting provider if it is yours)"
+    )]
+    DomainTaken(String),
+
     /// The operator is not registered.
     #[error("operator `{0}` does not exist: create it first")]
     UnknownOperator(OperatorId),

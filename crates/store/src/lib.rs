@@ -24,6 +24,7 @@
 mod accounts;
 mod addresses;
 mod backend;
+mod domains;
 mod error;
 mod event_writer;
 mod records;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use fediversity_engine::clock::{Clock, SystemClock};
 use fediversity_model::graph::ResourceAddress;
 
 use crate::app::{self, DeployOpts, StoreOpts};
@@ -40,6 +41,9 @@ pub async fn run(opts: Opts) -> Result<()> {
     fediversity_engine::plan::check_replacements(&graph, &replace)?;
     let store = opts.store.open().await?;
     let providers = app::providers_for(&opts.store, &store, &infra, &graph)?;
+    store
+        .claim_domain(&config.operator.id, &config.domain, SystemClock.now())
+        .await?;
     let config_json = serde_json::to_value(&config)?;
     let report = app::deploy(
         store,

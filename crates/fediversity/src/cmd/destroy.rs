@@ -41,7 +41,7 @@ pub async fn run(opts: Opts) -> Result<()> {
     let (infra, _) = opts.infra.load()?;
     let providers = crate::app::providers(&opts.store, &store, &infra)?;
     let report = app::deploy(
-        store,
+        store.clone(),
         providers,
         &desired,
         None,
@@ -49,6 +49,10 @@ pub async fn run(opts: Opts) -> Result<()> {
         Default::default(),
     )
     .await?;
+    // Its names are free for others once nothing of the operator is left under them.
+    if report.as_ref().is_some_and(|r| r.succeeded()) {
+        store.release_domain(&opts.operator).await?;
+    }
     super::apply::finish(report, opts.deploy.json)
 }
 

@@ -241,3 +241,55 @@ fn a_replacement_of_an_unknown_address_is_refused_before_anything_is_recorded() 
         "nothing was recorded or made"
     );
 }
+
+/// One operator's domain is never another's: a configuration naming the same domain, or one
+/// under it, is refused before anything is made, without saying whose it is; once the first
+/// operator is deleted, the domain is free.
+#[test]
+fn another_operators_domain_is_refused_until_it_is_released() {
+    let data = TempDir::new("domain-claims");
+    let config = workspace_root().join("examples/operators/photo-club.json");
+    fed(
+        &data,
+        ["apply", "-f", config.to_str().unwrap(), "--auto-approve"],
+    )
+    .run()
+    .exits(0);
+    let mut document: Value =
+        serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let owner = document["operator"]["id"].as_str().unwrap().to_owned();
+    let domain = document["domain"].as_str().unwrap().to_owned();
+    document["operator"]["id"] = "squatter".into();
+    for claimed in [domain.clone(), format!("social.{domain}")] {
+        document["domain"] = claimed.clone().into();
+        let other = data.path().join("squatter.json");
+        std::fs::write(&other, document.to_string()).unwrap();
+        let refused = fed(
+            &data,
+            ["apply", "-f", other.to_str().unwrap(), "--auto-approve"],
+        )
+        .run();
+        refused.exits(1);
+        assert!(
+            refused
+                .stderr
+                .contains(&format!("the domain `{claimed}` cannot be used")),
+            "{refused}"
+        );
+        assert!(!refused.stderr.contains(&owner), "{refused}");
+        assert!(
+            !data.path().join("sandbox/squatter").exists(),
+            "nothing was made"
+        );
+    }
+    fed(&data, ["destroy", "--operator", &owner, "--auto-approve"])
+        .run()
+        .exits(0);
+    let other = data.path().join("squatter.json");
+    fed(
+        &data,
+        ["apply", "-f", other.to_str().unwrap(), "--auto-approve"],
+    )
+    .run()
+    .exits(0);
+}

@@ -183,9 +183,15 @@ async fn save_configuration(
     {
         return Ok(Json(json!({"version": stored.version, "saved": false})).into_response());
     }
+    let now = SystemClock.now();
+    state
+        .store()
+        .claim_domain(&operator, &config.domain, now)
+        .await
+        .map_err(PanelError::from)?;
     let version = state
         .store()
-        .save_configuration(&operator, &document, SystemClock.now())
+        .save_configuration(&operator, &document, now)
         .await?;
     Ok((
         StatusCode::CREATED,

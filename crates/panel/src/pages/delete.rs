@@ -99,6 +99,7 @@ pub async fn delete(
         }
         None => {
             state.store().delete_users(&operator).await?;
+            state.store().release_domain(&operator).await?;
             Ok(Redirect::to("/sign-in").into_response())
         }
     }

@@ -334,9 +334,20 @@ pub async fn configure(
                 .map_err(|e| PanelError::internal(format!("serialising a configuration: {e}")))?;
             let unchanged = previous.is_some_and(|(stored, _)| stored.config == document);
             if !unchanged {
+                let now = SystemClock.now();
+                if let Err(taken) = state
+                    .store()
+                    .claim_domain(&operator, &config.domain, now)
+                    .await
+                {
+                    let errors =
+                        FieldErrors::from([("domain".to_owned(), vec![taken.to_string()])]);
+                    let view = ConfigurePage::new(&state, &user, &operator, fields, errors);
+                    return page(StatusCode::CONFLICT, &view);
+                }
                 state
                     .store()
-                    .save_configuration(&operator, &document, SystemClock.now())
+                    .save_configuration(&operator, &document, now)
                     .await?;
             }
             Ok(Redirect::to(&format!("/operators/{operator}/plan")).into_response())

@@ -255,6 +255,12 @@ pub(crate) trait Queries: accounts::AccountQueries + Send + Sync {
     /// Gives up the lease if `holder` holds it.
     async fn release_lease(&self, operator: &str, holder: &str) -> Result<()>;
 
+    /// Records `domain` as `operator`'s, replacing its earlier claim; false (and nothing
+    /// written) when another operator holds `domain`, a name above it or a name under it.
+    async fn claim_domain(&self, operator: &str, domain: &str, now: Millis) -> Result<bool>;
+    /// Forgets `operator`'s domain claim.
+    async fn release_domain(&self, operator: &str) -> Result<()>;
+
     /// The address `resource` of `operator` holds in `pool`.
     async fn held_address(
         &self,

@@ -109,6 +109,10 @@ impl PostgresBackend {
     }
 }
 
+/// Serialises domain claims for the length of their transaction (the number is arbitrary,
+/// the store's own): PostgreSQL lets two transactions read before either writes.
+const SERIALIZE_DOMAIN_CLAIMS: &str = "SELECT pg_advisory_xact_lock(7304512691)";
+
 /// Begins a write transaction on `connection`.
 async fn begin_write(
     connection: &mut PgConnection,

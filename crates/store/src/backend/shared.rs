@@ -444,6 +444,60 @@ macro_rules! shared_queries {
                 Ok(())
             }
 
+            async fn claim_domain(
+                &self,
+                operator: &str,
+                domain: &str,
+                now: fediversity_engine::clock::Millis,
+            ) -> $crate::error::Result<bool> {
+                const FAILED: &str = "claiming a domain";
+                let mut conn = self.connection(FAILED).await?;
+                let mut tx = begin_write(&mut *conn).await.map_err(self.failed(FAILED))?;
+                // Nested names cannot be a unique key: claims are serialised instead, so the
+                // check below and the write cannot interleave with another claim's.
+                sqlx::query(SERIALIZE_DOMAIN_CLAIMS)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.failed(FAILED))?;
+                let clash: Option<String> = sqlx::query_scalar(
+                    "SELECT domain FROM domain_claims WHERE operator <> $1 \
+                     AND (domain = $2 OR $2 LIKE '%.' || domain OR domain LIKE '%.' || $2) \
+                     LIMIT 1",
+                )
+                .bind(operator)
+                .bind(domain)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(self.failed(FAILED))?;
+                if clash.is_some() {
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO domain_claims (operator, domain, claimed_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (operator) DO UPDATE SET domain = excluded.domain, \
+                     claimed_at = excluded.claimed_at",
+                )
+                .bind(operator)
+                .bind(domain)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(self.failed(FAILED))?;
+                tx.commit().await.map_err(self.failed(FAILED))?;
+                Ok(true)
+            }
+
+            async fn release_domain(&self, operator: &str) -> $crate::error::Result<()> {
+                const FAILED: &str = "releasing a domain";
+                let mut conn = self.connection(FAILED).await?;
+                sqlx::query("DELETE FROM domain_claims WHERE operator = $1")
+                    .bind(operator)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(self.failed(FAILED))?;
+                Ok(())
+            }
+
             async fn held_address(
                 &self,
                 pool: &str,

@@ -173,6 +173,10 @@ fn failed<'a>(
     }
 }
 
+/// Domain claims need nothing more: a write transaction begins `IMMEDIATE`, holding the
+/// database's one write lock.
+const SERIALIZE_DOMAIN_CLAIMS: &str = "SELECT 1";
+
 /// Begins a write transaction on `connection`.
 async fn begin_write(
     connection: &mut SqliteConnection,

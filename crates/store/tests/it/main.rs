@@ -15,6 +15,7 @@
 mod accounts;
 mod addresses;
 mod connect;
+mod domains;
 mod harness;
 mod jobs;
 mod panel;
@@ -52,6 +53,8 @@ on_both_backends!(
     accounts::sessions_live_until_they_expire_or_end,
     addresses::addresses_are_claimed_once_held_and_released,
     addresses::of_many_concurrent_claims_of_one_address_exactly_one_wins,
+    domains::a_domain_belongs_to_one_operator_and_nothing_nests_across_operators,
+    domains::of_nested_domains_claimed_at_once_exactly_one_wins,
     state::state_round_trips_with_secrets,
     state::operators_never_see_each_others_rows,
     state::finish_intent_writes_outcome_and_record_together,
