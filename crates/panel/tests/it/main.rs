@@ -12,6 +12,7 @@
 mod accounts;
 mod api;
 mod bad_input;
+mod browser;
 mod flow;
 mod harness;
 mod tenancy;
