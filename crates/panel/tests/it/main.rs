@@ -15,5 +15,6 @@ mod bad_input;
 mod browser;
 mod flow;
 mod harness;
+mod metrics;
 mod tenancy;
 mod worker;
