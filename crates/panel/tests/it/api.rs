@@ -67,8 +67,8 @@ async fn configure_plan_and_deploy_through_the_api() {
     use reqwest::Method;
     let panel = Panel::start().await;
     let browser = panel.operator("uni").await;
-    let token = token(&browser, "uni").await;
-    let token = Some(token.as_str());
+    let secret = token(&browser, "uni").await;
+    let token = Some(secret.as_str());
     let base = "/api/v1/operators/uni";
 
     let (status, body) = call(
@@ -207,7 +207,7 @@ async fn configure_plan_and_deploy_through_the_api() {
     assert_eq!(after, json!([]));
 
     // The same events as a stream, then the finished deployment; resumable by event id.
-    let streamed = stream(&browser, token.unwrap(), &format!("{url}/stream"), None).await;
+    let streamed = stream(&browser, &secret, &format!("{url}/stream"), None).await;
     assert_eq!(
         streamed.matches("event: event\n").count(),
         events.len(),
@@ -217,13 +217,7 @@ async fn configure_plan_and_deploy_through_the_api() {
     assert!(streamed.contains(&format!("id: {last}\n")), "{streamed}");
     assert!(streamed.contains("event: done\n"), "{streamed}");
     assert!(streamed.contains(r#""status":"succeeded""#), "{streamed}");
-    let resumed = stream(
-        &browser,
-        token.unwrap(),
-        &format!("{url}/stream"),
-        Some(last),
-    )
-    .await;
+    let resumed = stream(&browser, &secret, &format!("{url}/stream"), Some(last)).await;
     assert!(!resumed.contains("event: event"), "{resumed}");
     assert!(resumed.contains("event: done\n"), "{resumed}");
     panel.stop().await;
