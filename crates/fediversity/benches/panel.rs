@@ -78,7 +78,15 @@ impl Client {
         let mut raw = String::new();
         stream.read_to_string(&mut raw).unwrap();
         let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-        let head = head.to_ascii_lowercase();
+        // Header names are case-insensitive; values (cookies) are not.
+        let head = head
+            .lines()
+            .map(|line| match line.split_once(':') {
+                Some((name, value)) => format!("{}:{value}", name.to_ascii_lowercase()),
+                None => line.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         let status = head.split(' ').nth(1).unwrap().parse().unwrap();
         let response = Response {
             status,
@@ -131,8 +139,18 @@ fn free_address() -> SocketAddr {
         .unwrap()
 }
 
+/// A running `fediversity serve`, stopped (SIGTERM) when dropped, also when the bench fails.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts `fediversity serve` on `address` with its data in `dir`, and waits until it answers.
-fn start_server(address: SocketAddr, dir: &Path) -> Child {
+fn start_server(address: SocketAddr, dir: &Path) -> Server {
     let server = Command::new(env!("CARGO_BIN_EXE_fediversity"))
         .args(["serve", "--listen", &address.to_string(), "--data-dir"])
         .arg(dir)
@@ -149,7 +167,7 @@ fn start_server(address: SocketAddr, dir: &Path) -> Child {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    server
+    Server(server)
 }
 
 /// Signs up the operator, configures two services and deploys them; returns its cookies.
@@ -307,10 +325,10 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("fediversity-bench-panel-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let address = free_address();
-    let mut server = start_server(address, &dir);
+    let server = start_server(address, &dir);
     let cookies = set_up(address);
     std::thread::sleep(Duration::from_secs(2));
-    let idle_rss = rss_mib(server.id());
+    let idle_rss = rss_mib(server.0.id());
 
     let output = Command::new(&wrk)
         .args([
@@ -330,13 +348,9 @@ fn main() {
         String::from_utf8_lossy(&output.stderr)
     );
     let load = parse_wrk(&String::from_utf8_lossy(&output.stdout));
-    let loaded_rss = rss_mib(server.id());
+    let loaded_rss = rss_mib(server.0.id());
 
-    Command::new("kill")
-        .arg(server.id().to_string())
-        .status()
-        .unwrap();
-    server.wait().unwrap();
+    drop(server);
     std::fs::remove_dir_all(&dir).unwrap();
 
     println!(
