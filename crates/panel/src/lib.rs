@@ -17,6 +17,7 @@ mod api;
 mod auth;
 mod error;
 mod forms;
+mod metrics;
 mod pages;
 mod words;
 pub mod worker;
@@ -32,6 +33,7 @@ use fediversity_store::Store;
 use tokio::net::TcpListener;
 
 pub use auth::hash_password;
+pub use metrics::Metrics;
 
 /// Gives the providers a resource graph needs, or says in words why this installation cannot
 /// deploy it.
@@ -74,6 +76,7 @@ struct Inner {
     platform: Platform,
     options: PanelOptions,
     limiter: auth::LoginLimiter,
+    metrics: Arc<Metrics>,
     /// Set when the server starts shutting down: live streams end so that it can.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -87,6 +90,7 @@ impl AppState {
                 platform,
                 options,
                 limiter: auth::LoginLimiter::default(),
+                metrics: Arc::default(),
                 closing: tokio::sync::watch::Sender::new(false),
             }),
         }
@@ -94,6 +98,12 @@ impl AppState {
 
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// This process's counters, for `/metrics`: hand them to the process's worker
+    /// ([`worker::Worker::with_metrics`]) so that its provider errors are counted too.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
     }
 
     fn platform(&self) -> &Platform {
@@ -108,7 +118,12 @@ impl AppState {
 
 /// The panel's routes, for [`serve`] and for tests that call it directly.
 pub fn app(state: AppState) -> Router {
-    pages::router().with_state(state)
+    pages::router()
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_requests,
+        ))
+        .with_state(state)
 }
 
 /// Serves the panel on `listener` until `shutdown` resolves, then finishes the requests in

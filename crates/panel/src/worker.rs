@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::Platform;
+use crate::{Metrics, Platform};
 
 /// The kind of job that deploys a configuration version.
 pub const DEPLOY: &str = "deploy";
@@ -82,6 +82,7 @@ pub struct Worker {
     name: String,
     store: Arc<Store>,
     platform: Platform,
+    metrics: Arc<Metrics>,
 }
 
 impl Worker {
@@ -98,7 +99,16 @@ impl Worker {
             name,
             store,
             platform,
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts the provider errors of the runs in `metrics`: the panel's of the same process,
+    /// which `/metrics` shows.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Claims and runs jobs until `stop` turns true; a job under way is finished first.
@@ -286,7 +296,10 @@ impl Worker {
         drop(sink);
         written.await.ok();
         match result {
-            Ok(Some(report)) => Ok(report),
+            Ok(Some(report)) => {
+                self.metrics.count_failures(&graph, &report);
+                Ok(report)
+            }
             Ok(None) => Err("the run was declined".to_owned()),
             Err(error) => Err(error.to_string()),
         }

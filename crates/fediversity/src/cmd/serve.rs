@@ -36,8 +36,13 @@ pub async fn run(opts: Opts) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let address = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let worker = tokio::spawn(Worker::new(store.clone(), platform.clone()).run(stopped));
-    let state = AppState::new(store, platform, PanelOptions::for_address(address));
+    let state = AppState::new(
+        store.clone(),
+        platform.clone(),
+        PanelOptions::for_address(address),
+    );
+    let worker = Worker::new(store, platform).with_metrics(state.metrics().clone());
+    let worker = tokio::spawn(worker.run(stopped));
     anstream::eprintln!("Fediversity panel on http://{address}/ (stop with Ctrl-C)");
     let served = fediversity_panel::serve(listener, state, super::worker::shutdown_signal()).await;
     stop.send_replace(true);

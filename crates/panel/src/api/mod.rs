@@ -10,21 +10,23 @@ mod openapi;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use fediversity_engine::clock::{Clock, SystemClock};
 use fediversity_model::names::OperatorId;
 use fediversity_model::{Problem, Problems, parse_operator_config};
-use fediversity_store::{Deployment, User};
+use fediversity_store::{Deployment, DeploymentId, StoredEvent, User};
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::{id_hash, visible_operator};
 use crate::error::PanelError;
-use crate::pages::deployments::{find, preview, refuse_if_busy};
+use crate::pages::deployments::{Batch, find, next_batch, preview, refuse_if_busy, resume_after};
 use crate::pages::operators::latest;
 use crate::{AppState, worker};
 
@@ -48,6 +50,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/operators/{operator}/deployments/{deployment}/events",
             get(events),
+        )
+        .route(
+            "/operators/{operator}/deployments/{deployment}/stream",
+            get(stream),
         )
         .fallback(|| async { ApiError::from(PanelError::NotFound) })
 }
@@ -303,7 +309,57 @@ async fn events(
         .events_since(&operator, deployment.id, since.after)
         .await?
         .into_iter()
-        .map(|e| json!({"seq": e.seq, "at": e.at, "event": e.event}))
+        .map(|e| event_json(&e))
         .collect();
     Ok(Json(json!(events)))
+}
+
+/// A stored event as the API shows it.
+fn event_json(stored: &StoredEvent) -> Value {
+    json!({"seq": stored.seq, "at": stored.at, "event": stored.event})
+}
+
+/// Where an API stream is: `None` once its `done` event is sent.
+type Cursor = Option<(AppState, OperatorId, DeploymentId, i64)>;
+
+/// A deployment's events as server-sent events, as they happen: one `event` per stored event
+/// (its `seq` as the SSE id, so a client that reconnects with `Last-Event-ID` resumes), then
+/// one `done` with the finished deployment; the stream then ends.
+async fn stream(
+    State(state): State<AppState>,
+    user: ApiUser,
+    Path((operator, id)): Path<(String, String)>,
+    Query(since): Query<Since>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>>, ApiError> {
+    let operator = user.operator(&operator)?;
+    let deployment = find(&state, &operator, &id).await?;
+    let after = resume_after(&headers, since.after);
+    let cursor: Cursor = Some((state, operator, deployment.id, after));
+    let batches = futures_util::stream::unfold(cursor, |cursor| async move {
+        let (state, operator, id, seen) = cursor?;
+        match next_batch(&state, &operator, id, seen).await? {
+            Batch::Events(events) => {
+                let last = events.last().map_or(seen, |e| e.seq);
+                let sse: Vec<_> = events
+                    .iter()
+                    .map(|e| {
+                        Ok(SseEvent::default()
+                            .event("event")
+                            .id(e.seq.to_string())
+                            .data(event_json(e).to_string()))
+                    })
+                    .collect();
+                Some((sse, Some((state, operator, id, last))))
+            }
+            Batch::Finished(done) => {
+                let event = SseEvent::default()
+                    .event("done")
+                    .data(deployment_json(&done).to_string());
+                Some((vec![Ok(event)], None))
+            }
+        }
+    });
+    let events = batches.flat_map(futures_util::stream::iter);
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

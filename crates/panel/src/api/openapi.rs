@@ -104,6 +104,13 @@ pub async fn document() -> Json<Value> {
                     "responses": with_errors(json!({"200": reply("The events.", json!({"type": "array", "items": {"type": "object", "properties": {"seq": {"type": "integer"}, "at": {"type": "integer"}, "event": {"type": "object"}}}}))})),
                 },
             },
+            "/api/v1/operators/{operator}/deployments/{deployment}/stream": {
+                "parameters": [operator_parameter(), deployment_parameter(), {"name": "after", "in": "query", "schema": {"type": "integer", "default": 0}, "description": "Only events numbered after this one (a `Last-Event-ID` header takes precedence)."}],
+                "get": {
+                    "summary": "The deployment's events as server-sent events, as they happen: an `event` message per event (data: `{seq, at, event}`, id: its `seq`), then one `done` message with the finished deployment, and the stream ends.",
+                    "responses": with_errors(json!({"200": {"description": "The event stream.", "content": {"text/event-stream": {"schema": {"type": "string"}}}}})),
+                },
+            },
         },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},

@@ -273,11 +273,7 @@ pub async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, PanelError> {
     let operator = user.operator(&operator)?;
     let deployment = find(&state, &operator, &id).await?;
-    let after = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(since.after);
+    let after = resume_after(&headers, since.after);
     let stream = futures_util::stream::unfold(
         Live {
             state,
@@ -325,59 +321,100 @@ impl Live {
         html.replace('\r', "")
     }
 
-    /// The next batch of SSE events, waiting for the deployment to move on; `None` once the
-    /// report is sent, the deployment is gone, or the server shuts down.
+    /// The next SSE event, waiting for the deployment to move on; `None` once the report is
+    /// sent, the deployment is gone, or the server shuts down.
     async fn next(mut self) -> Option<(Result<SseEvent, Infallible>, Self)> {
-        let mut closing = self.state.closing();
         loop {
-            if self.done || *closing.borrow() {
+            if self.done {
                 return None;
             }
-            let store = self.state.store();
-            // The status first: every event is stored before the deployment is finished, so
-            // events read after a finished status are all there will be.
-            let current = match store.deployments(&self.operator).await {
-                Ok(all) => all.into_iter().find(|d| d.id == self.deployment.id)?,
-                Err(error) => {
-                    tracing::warn!(%error, "a live stream could not read its deployment");
-                    return None;
+            match next_batch(&self.state, &self.operator, self.deployment.id, self.seen).await? {
+                Batch::Events(events) => {
+                    let html = self.lines(&events);
+                    if !html.is_empty() {
+                        let event = SseEvent::default()
+                            .event("step")
+                            .id(self.after.to_string())
+                            .data(html);
+                        return Some((Ok(event), self));
+                    }
                 }
-            };
-            let events = match store
-                .events_since(&self.operator, self.deployment.id, self.seen)
-                .await
-            {
-                Ok(events) => events,
-                Err(error) => {
-                    tracing::warn!(%error, "a live stream could not read events");
-                    return None;
+                Batch::Finished(current) => {
+                    self.done = true;
+                    let report = report_of(&current)
+                        .and_then(|report| ReportFragment { report: &report }.render().ok())
+                        .unwrap_or_default();
+                    let event = SseEvent::default()
+                        .event("done")
+                        .data(report.replace('\r', ""));
+                    return Some((Ok(event), self));
                 }
-            };
-            let html = self.lines(&events);
-            if !html.is_empty() {
-                let event = SseEvent::default()
-                    .event("step")
-                    .id(self.after.to_string())
-                    .data(html);
-                return Some((Ok(event), self));
             }
-            if matches!(
-                current.status,
-                DeploymentStatus::Succeeded | DeploymentStatus::Failed
-            ) {
-                self.done = true;
-                let report = report_of(&current)
-                    .and_then(|report| ReportFragment { report: &report }.render().ok())
-                    .unwrap_or_default();
-                let event = SseEvent::default()
-                    .event("done")
-                    .data(report.replace('\r', ""));
-                return Some((Ok(event), self));
+        }
+    }
+}
+
+/// Where a live stream starts: after the last event id a reconnecting client sends, or else
+/// after `after` (the `?after=` parameter).
+pub(crate) fn resume_after(headers: &HeaderMap, after: i64) -> i64 {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(after)
+}
+
+/// What a live stream of a deployment gets next.
+pub(crate) enum Batch {
+    /// Events after the ones already read, in order.
+    Events(Vec<StoredEvent>),
+    /// The deployment, finished: every event it has was read before.
+    Finished(Deployment),
+}
+
+/// Waits until `deployment` has events after `seen`, or has finished; `None` when it is gone,
+/// the store fails, or the server shuts down. Both live streams (the page's and the API's)
+/// follow a deployment with it.
+pub(crate) async fn next_batch(
+    state: &AppState,
+    operator: &OperatorId,
+    deployment: DeploymentId,
+    seen: i64,
+) -> Option<Batch> {
+    let mut closing = state.closing();
+    loop {
+        if *closing.borrow() {
+            return None;
+        }
+        let store = state.store();
+        // The status first: every event is stored before the deployment is finished, so
+        // events read after a finished status are all there will be.
+        let current = match store.deployments(operator).await {
+            Ok(all) => all.into_iter().find(|d| d.id == deployment)?,
+            Err(error) => {
+                tracing::warn!(%error, "a live stream could not read its deployment");
+                return None;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(POLL) => {}
-                _ = closing.changed() => {}
+        };
+        let events = match store.events_since(operator, deployment, seen).await {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::warn!(%error, "a live stream could not read events");
+                return None;
             }
+        };
+        if !events.is_empty() {
+            return Some(Batch::Events(events));
+        }
+        if matches!(
+            current.status,
+            DeploymentStatus::Succeeded | DeploymentStatus::Failed
+        ) {
+            return Some(Batch::Finished(current));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(POLL) => {}
+            _ = closing.changed() => {}
         }
     }
 }

@@ -67,8 +67,8 @@ async fn configure_plan_and_deploy_through_the_api() {
     use reqwest::Method;
     let panel = Panel::start().await;
     let browser = panel.operator("uni").await;
-    let token = token(&browser, "uni").await;
-    let token = Some(token.as_str());
+    let secret = token(&browser, "uni").await;
+    let token = Some(secret.as_str());
     let base = "/api/v1/operators/uni";
 
     let (status, body) = call(
@@ -205,7 +205,40 @@ async fn configure_plan_and_deploy_through_the_api() {
     )
     .await;
     assert_eq!(after, json!([]));
+
+    // The same events as a stream, then the finished deployment; resumable by event id.
+    let streamed = stream(&browser, &secret, &format!("{url}/stream"), None).await;
+    assert_eq!(
+        streamed.matches("event: event\n").count(),
+        events.len(),
+        "{streamed}"
+    );
+    assert!(streamed.contains(r#""type":"planned""#), "{streamed}");
+    assert!(streamed.contains(&format!("id: {last}\n")), "{streamed}");
+    assert!(streamed.contains("event: done\n"), "{streamed}");
+    assert!(streamed.contains(r#""status":"succeeded""#), "{streamed}");
+    let resumed = stream(&browser, &secret, &format!("{url}/stream"), Some(last)).await;
+    assert!(!resumed.contains("event: event"), "{resumed}");
+    assert!(resumed.contains("event: done\n"), "{resumed}");
     panel.stop().await;
+}
+
+/// Reads an API event stream to its end, resuming after `last_event` when given.
+async fn stream(browser: &Browser, token: &str, path: &str, last_event: Option<i64>) -> String {
+    let mut request = browser
+        .client
+        .get(format!("{}{path}", browser.base))
+        .bearer_auth(token);
+    if let Some(last) = last_event {
+        request = request.header("last-event-id", last.to_string());
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    tokio::time::timeout(Duration::from_secs(60), response.text())
+        .await
+        .expect("the stream ends after its done event")
+        .unwrap()
 }
 
 #[tokio::test]
@@ -259,6 +292,7 @@ async fn another_operators_token_gets_404_on_every_api_route() {
         ),
         (Method::GET, url.clone(), None),
         (Method::GET, format!("{url}/events"), None),
+        (Method::GET, format!("{url}/stream"), None),
         (Method::GET, url.replace("alpha", "beta"), None),
         (Method::GET, "/api/v1/no/such/route".to_owned(), None),
     ] {
@@ -288,7 +322,7 @@ async fn the_openapi_document_lists_the_routes_there_are() {
         document["components"]["schemas"]["OperatorConfig"]["properties"]["services"].is_object()
     );
     let paths = document["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 5);
+    assert_eq!(paths.len(), 6);
     for (path, item) in paths {
         let path = path
             .replace("{operator}", "uni")

@@ -31,9 +31,13 @@ impl Panel {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = watch::channel(false);
-        let worker =
-            tokio::spawn(Worker::new(store.clone(), platform.clone()).run(stopped.clone()));
-        let state = AppState::new(store.clone(), platform, PanelOptions::for_address(address));
+        let state = AppState::new(
+            store.clone(),
+            platform.clone(),
+            PanelOptions::for_address(address),
+        );
+        let worker = Worker::new(store.clone(), platform).with_metrics(state.metrics().clone());
+        let worker = tokio::spawn(worker.run(stopped.clone()));
         let mut on_stop = stopped;
         let server = tokio::spawn(fediversity_panel::serve(listener, state, async move {
             on_stop.changed().await.ok();
@@ -50,6 +54,9 @@ impl Panel {
 
     /// A browser with no cookies yet.
     pub fn visitor(&self) -> Browser {
+        // reqwest is built without a TLS provider (the workspace picks ring once); these
+        // clients only speak plain HTTP to loopback, but reqwest still wants one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Browser {
             base: self.base.clone(),
             client: reqwest::Client::builder()

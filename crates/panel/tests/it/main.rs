@@ -12,7 +12,9 @@
 mod accounts;
 mod api;
 mod bad_input;
+mod browser;
 mod flow;
 mod harness;
+mod metrics;
 mod tenancy;
 mod worker;
