@@ -60,11 +60,6 @@ impl Panel {
         Browser {
             base: self.base.clone(),
             client: reqwest::Client::builder()
-                // reqwest is built without a default TLS provider (the providers choose ring
-                // themselves); the tests speak plain HTTP but the client still wants one.
-                .tls_backend_preconfigured(
-                    fediversity_providers::tls::client_config(&Default::default()).unwrap(),
-                )
                 .cookie_store(true)
                 .redirect(Policy::none())
                 .timeout(Duration::from_secs(60))
