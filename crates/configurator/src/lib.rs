@@ -14,6 +14,8 @@ mod limits;
 mod services;
 mod storage;
 
+pub use limits::{LimitUse, usage_against_limits};
+
 use fediversity_model::graph::DesiredGraph;
 use fediversity_model::{Infra, OperatorConfig, Problem, Problems};
 

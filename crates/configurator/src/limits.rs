@@ -46,8 +46,20 @@ fn usage(config: &OperatorConfig, infra: &Infra) -> Usage {
     usage
 }
 
-/// One problem per limit the configuration exceeds, saying by how much.
-pub fn problems(config: &OperatorConfig, infra: &Infra) -> Vec<Problem> {
+/// How much of one limit a configuration uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitUse {
+    /// What is counted, in words: `VMs`, `vCPUs`, `MiB of memory`, `GiB of disk`, `buckets`.
+    pub what: &'static str,
+    /// How much the configuration needs.
+    pub used: u64,
+    /// How much the operator may use.
+    pub limit: u64,
+}
+
+/// What `config` uses of each of its operator's limits on `infra`: for the plan-time check
+/// and for the hosting provider's view of its operators.
+pub fn usage_against_limits(config: &OperatorConfig, infra: &Infra) -> Vec<LimitUse> {
     let usage = usage(config, infra);
     let limits: &ResourceLimits = infra.limits.for_operator(&config.operator.id);
     [
@@ -58,16 +70,24 @@ pub fn problems(config: &OperatorConfig, infra: &Infra) -> Vec<Problem> {
         ("buckets", usage.buckets, limits.buckets),
     ]
     .into_iter()
-    .filter(|(_, used, limit)| used > limit)
-    .map(|(what, used, limit)| {
-        Problem::new(
-            "services",
-            format!(
-                "needs {used} {what}, {} more than the {limit} operator `{}` may use; choose smaller sizes or fewer services, or ask the hosting provider to raise the limit",
-                used - limit,
-                config.operator.id
-            ),
-        )
-    })
+    .map(|(what, used, limit)| LimitUse { what, used, limit })
     .collect()
+}
+
+/// One problem per limit the configuration exceeds, saying by how much.
+pub fn problems(config: &OperatorConfig, infra: &Infra) -> Vec<Problem> {
+    usage_against_limits(config, infra)
+        .into_iter()
+        .filter(|u| u.used > u.limit)
+        .map(|LimitUse { what, used, limit }| {
+            Problem::new(
+                "services",
+                format!(
+                    "needs {used} {what}, {} more than the {limit} operator `{}` may use; choose smaller sizes or fewer services, or ask the hosting provider to raise the limit",
+                    used - limit,
+                    config.operator.id
+                ),
+            )
+        })
+        .collect()
 }

@@ -68,6 +68,7 @@ struct OperatorRow {
     id: String,
     versions: usize,
     last_deployment: String,
+    usage: String,
 }
 
 /// Every operator, for the hosting provider's administrators; an operator's member is sent
@@ -78,7 +79,16 @@ pub async fn list(State(state): State<AppState>, user: SignedIn) -> Result<Respo
     }
     let mut operators = Vec::new();
     for id in state.store().operators().await? {
-        let versions = state.store().configurations(&id).await?.len();
+        let configurations = state.store().configurations(&id).await?;
+        let versions = configurations.len();
+        // A deleted account's last version is a marker, not a configuration: it uses nothing.
+        let usage = configurations
+            .last()
+            .and_then(|c| serde_json::from_value::<OperatorConfig>(c.config.clone()).ok())
+            .map_or_else(
+                || "nothing configured".to_owned(),
+                |config| describe_usage(&config, &state.platform().infra),
+            );
         let last_deployment = state
             .store()
             .deployments(&id)
@@ -89,6 +99,7 @@ pub async fn list(State(state): State<AppState>, user: SignedIn) -> Result<Respo
             id: id.to_string(),
             versions,
             last_deployment,
+            usage,
         });
     }
     let view = OperatorsPage {
@@ -96,6 +107,15 @@ pub async fn list(State(state): State<AppState>, user: SignedIn) -> Result<Respo
         operators,
     };
     page(StatusCode::OK, &view)
+}
+
+/// `2 of 8 VMs, 4 of 32 vCPUs, …`: what the latest configuration uses of each limit.
+fn describe_usage(config: &OperatorConfig, infra: &fediversity_model::Infra) -> String {
+    fediversity_configurator::usage_against_limits(config, infra)
+        .iter()
+        .map(|u| format!("{} of {} {}", u.used, u.limit, u.what))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `deployment 3 of version 2: succeeded`

@@ -3,7 +3,7 @@
 
 use reqwest::StatusCode;
 
-use crate::harness::{Panel, deploy_mastodon, follow};
+use crate::harness::{Panel, configure, deploy_mastodon, follow, mastodon_config};
 
 #[tokio::test]
 async fn an_operator_gets_404_on_every_route_of_another() {
@@ -59,8 +59,25 @@ async fn an_operator_gets_404_on_every_route_of_another() {
 #[tokio::test]
 async fn an_administrator_sees_every_operator() {
     let panel = Panel::start().await;
-    panel.operator("alpha").await;
-    panel.operator("beta").await;
+    let alpha = panel.operator("alpha").await;
+    let beta = panel.operator("beta").await;
+    let saved = configure(
+        &alpha,
+        "alpha",
+        &mastodon_config("Alpha", "alpha.example.org"),
+    )
+    .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    // Beta cannot take alpha's domain, nor a name under it, and is not told whose it is.
+    for domain in ["alpha.example.org", "social.alpha.example.org"] {
+        let refused = configure(&beta, "beta", &mastodon_config("Beta", domain)).await;
+        assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+        assert!(
+            refused.body.contains("cannot be used") && !refused.body.contains("/operators/alpha"),
+            "{}",
+            refused.body
+        );
+    }
     let hash = fediversity_panel::hash_password(crate::harness::PASSWORD.to_owned())
         .await
         .unwrap();
@@ -78,6 +95,15 @@ async fn an_administrator_sees_every_operator() {
     let list = admin.get("/operators").await;
     assert!(
         list.body.contains("/operators/alpha") && list.body.contains("/operators/beta"),
+        "{}",
+        list.body
+    );
+    // What each operator's latest configuration uses of its limits (the sandbox's: small is
+    // 2 cores, 4096 MiB and 40 GiB; Mastodon has one bucket).
+    assert!(
+        list.body.contains(
+            "1 of 8 VMs, 2 of 32 vCPUs, 4096 of 65536 MiB of memory, 40 of 1000 GiB of disk, 1 of 16 buckets"
+        ) && list.body.contains("nothing configured"),
         "{}",
         list.body
     );
