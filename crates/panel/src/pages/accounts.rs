@@ -50,24 +50,36 @@ fn visitor_page(
     Ok(response)
 }
 
+/// A visitor's blank form, rendered by `render` with its CSRF token; someone signed in is sent
+/// home instead, since the form would carry the visitor's token, which a signed-in user's post
+/// is not checked against.
+fn blank_visitor_form(
+    state: &AppState,
+    signed_in: bool,
+    headers: &HeaderMap,
+    render: impl FnOnce(String) -> Result<String, askama::Error>,
+) -> Result<Response, PanelError> {
+    if signed_in {
+        return Ok(Redirect::to("/").into_response());
+    }
+    let (csrf, cookie) = visitor_csrf(state, headers);
+    visitor_page(StatusCode::OK, render(csrf), cookie)
+}
+
 pub async fn sign_up_page(
     State(state): State<AppState>,
     MaybeSignedIn(session): MaybeSignedIn,
     headers: HeaderMap,
 ) -> Result<Response, PanelError> {
-    if session.is_some() {
-        // Its form would carry the visitor's token, which a signed-in user's post is not
-        // checked against.
-        return Ok(Redirect::to("/").into_response());
-    }
-    let (csrf, cookie) = visitor_csrf(&state, &headers);
-    let page = SignUpPage {
-        csrf,
-        operator: String::new(),
-        email: String::new(),
-        errors: Vec::new(),
-    };
-    visitor_page(StatusCode::OK, page.render(), cookie)
+    blank_visitor_form(&state, session.is_some(), &headers, |csrf| {
+        SignUpPage {
+            csrf,
+            operator: String::new(),
+            email: String::new(),
+            errors: Vec::new(),
+        }
+        .render()
+    })
 }
 
 #[derive(Deserialize)]
@@ -143,18 +155,14 @@ pub async fn sign_in_page(
     MaybeSignedIn(session): MaybeSignedIn,
     headers: HeaderMap,
 ) -> Result<Response, PanelError> {
-    if session.is_some() {
-        // Its form would carry the visitor's token, which a signed-in user's post is not
-        // checked against.
-        return Ok(Redirect::to("/").into_response());
-    }
-    let (csrf, cookie) = visitor_csrf(&state, &headers);
-    let page = SignInPage {
-        csrf,
-        email: String::new(),
-        errors: Vec::new(),
-    };
-    visitor_page(StatusCode::OK, page.render(), cookie)
+    blank_visitor_form(&state, session.is_some(), &headers, |csrf| {
+        SignInPage {
+            csrf,
+            email: String::new(),
+            errors: Vec::new(),
+        }
+        .render()
+    })
 }
 
 #[derive(Deserialize)]

@@ -859,33 +859,33 @@ async fn a_dedicated_cluster_gets_its_layout_and_then_a_replicated_bucket() {
     );
     // Replication factor 3 on three nodes: every node stores every partition, and serves the
     // object. Nodes report what they store as they sync the new layout, so wait for it.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let layout_now = admin_call(first, "GET", "GetClusterLayout", "").await;
-        let roles = layout_now["roles"].as_array().unwrap();
-        if roles.iter().all(|role| role["storedPartitions"] == 256) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "every node stores every partition: {layout_now:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let every_partition_everywhere = |layout: &Value| {
+        layout["roles"]
+            .as_array()
+            .is_some_and(|roles| roles.iter().all(|role| role["storedPartitions"] == 256))
+    };
+    let layout_now = once_settled(
+        Duration::from_secs(60),
+        || admin_call(first, "GET", "GetClusterLayout", ""),
+        every_partition_everywhere,
+    )
+    .await;
+    assert!(
+        every_partition_everywhere(&layout_now),
+        "every node stores every partition: {layout_now:#}"
+    );
     // A node under load may briefly lose its RPC links to the others (Garage then answers
     // 503 "not connected" until it reconnects): what is checked is that every node serves the
     // object once connected.
     for node in cluster.nodes() {
         let reader = S3User::new(node, &made_key);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let answer = reader.get("fedi-alpha-mastodon-media", "a.txt").await;
-            if answer.0 != 503 || tokio::time::Instant::now() >= deadline {
-                assert_eq!(answer, (200, "replicated".to_owned()));
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let answer = once_settled(
+            Duration::from_secs(30),
+            || reader.get("fedi-alpha-mastodon-media", "a.txt"),
+            |answer| answer.0 != 503,
+        )
+        .await;
+        assert_eq!(answer, (200, "replicated".to_owned()));
     }
     let removed = provider
         .delete(&bucket_ctx, &bucket, &made_bucket, Retention::Delete)
@@ -904,4 +904,25 @@ fn http() -> reqwest::Client {
         .tls_backend_preconfigured(tls)
         .build()
         .unwrap()
+}
+
+/// Asks `probe` again every 200 ms until `settled` holds of its answer or `within` has passed,
+/// and returns the last answer for the caller to check: for what a cluster reaches only once
+/// its nodes have synced.
+async fn once_settled<T, F>(
+    within: Duration,
+    mut probe: impl FnMut() -> F,
+    settled: impl Fn(&T) -> bool,
+) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let answer = probe().await;
+        if settled(&answer) || tokio::time::Instant::now() >= deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
