@@ -48,6 +48,20 @@ pub struct Infra {
     /// resets, notifications). Without it, services send no mail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpInfra>,
+    /// The panel as the operators' services reach it. With it, the panel is the OpenID Connect
+    /// provider of every operator that names no identity provider of its own, so that an
+    /// operator's panel account is its admin account on each service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panel: Option<PanelInfra>,
+}
+
+/// The panel's public face.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PanelInfra {
+    /// The address operators and services reach the panel at, e.g. `https://panel.example.net`;
+    /// it is the OpenID Connect issuer, so it never changes once services use it.
+    pub public_url: HttpsUrl,
 }
 
 /// One size class: what a service VM of this size gets.
@@ -355,6 +369,7 @@ impl Infra {
             dns: None,
             nix: None,
             smtp: None,
+            panel: None,
         }
     }
 
@@ -622,6 +637,9 @@ impl Infra {
                 username: Some("fediversity".to_owned()),
                 password_file: Some("/etc/fediversity/smtp-password".into()),
                 from_domain: Some(Domain::try_from("mail.example.net")?),
+            }),
+            panel: Some(PanelInfra {
+                public_url: HttpsUrl::try_from("https://panel.example.net")?,
             }),
         })
     }
