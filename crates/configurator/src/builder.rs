@@ -94,6 +94,9 @@ impl<'a> Builder<'a> {
         match kind {
             ResourceKind::Sshkey => "sshkey",
             ResourceKind::Secret => "secret",
+            ResourceKind::Identity => "identity",
+            // The panel is the OpenID Connect provider, and its provider makes the clients.
+            ResourceKind::OidcClient => "oidc",
             ResourceKind::Vm if infra.proxmox.is_some() => "proxmox",
             ResourceKind::Dns if infra.dns.is_some() => "dns",
             ResourceKind::Bucket | ResourceKind::S3key | ResourceKind::S3cluster

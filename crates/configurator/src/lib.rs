@@ -10,6 +10,7 @@
 //! crashed before writing the answer down.
 
 mod builder;
+mod identity;
 mod limits;
 mod services;
 mod storage;
@@ -58,7 +59,7 @@ fn build(builder: &mut Builder<'_>) -> Result<(), Problem> {
         return Ok(());
     }
     let deploy_key = builder.deploy_key()?;
-    let identity = services::identity(builder)?;
+    let identity = identity::identity(builder)?;
     let mail = services::mail(builder)?;
     let s3 = storage::target(builder, &deploy_key)?;
     for (kind, service) in enabled {

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 
 use fediversity_model::graph::ResourceAddress;
 use fediversity_model::infra::SmtpInfra;
-use fediversity_model::operator::IdentityProvider;
 use fediversity_model::{Infra, OperatorConfig, Problem, ServiceConfig, ServiceKind};
 use serde_json::{Value, json};
 
 use crate::builder::{Builder, Host, merge};
+use crate::identity::Identity;
 use crate::storage::S3Target;
 
 /// The fixed needs of one service.
@@ -22,7 +22,7 @@ struct Profile {
 }
 
 #[derive(Clone, Copy)]
-enum Generate {
+pub(crate) enum Generate {
     /// Random characters from `A-Za-z0-9`.
     Password(u32),
     /// Random hexadecimal digits.
@@ -34,7 +34,7 @@ enum Generate {
 }
 
 impl Generate {
-    fn inputs(self) -> Value {
+    pub(crate) fn inputs(self) -> Value {
         match self {
             Self::Password(length) => json!({"generate": "password", "length": length}),
             Self::Hex(length) => json!({"generate": "hex", "length": length}),
@@ -100,55 +100,6 @@ pub fn size_problems(config: &OperatorConfig, infra: &Infra) -> Vec<Problem> {
 /// How many buckets a service has.
 pub fn bucket_count(kind: ServiceKind) -> u64 {
     profile(kind).buckets.len() as u64
-}
-
-/// The operator's identity provider: the secret it needs and the `identity` section of every
-/// host spec, or `None` when the operator has none.
-pub struct Identity {
-    spec: Value,
-    secret_file: &'static str,
-    secret: ResourceAddress,
-}
-
-pub fn identity(builder: &mut Builder<'_>) -> Result<Option<Identity>, Problem> {
-    let Some(provider) = &builder.config().identity else {
-        return Ok(None);
-    };
-    let (spec, secret_file, reference) = match provider {
-        IdentityProvider::Ldap(ldap) => (
-            json!({ "ldap": ldap }),
-            "identity-bind-password",
-            &ldap.bind_password,
-        ),
-        IdentityProvider::Oidc(oidc) => (
-            json!({ "oidc": oidc }),
-            "identity-client-secret",
-            &oidc.client_secret,
-        ),
-    };
-    let secret = builder.generated_secret(
-        secret_file,
-        None,
-        json!({"operator_secret": reference.secret}),
-    )?;
-    Ok(Some(Identity {
-        spec: without_secret_refs(spec),
-        secret_file,
-        secret,
-    }))
-}
-
-/// Drops the `{"secret": name}` references from a copied identity section: the host gets the
-/// value as a file instead, named in `secret_files`.
-fn without_secret_refs(mut spec: Value) -> Value {
-    if let Some(fields) = spec
-        .as_object_mut()
-        .and_then(|o| o.values_mut().next())
-        .and_then(Value::as_object_mut)
-    {
-        fields.retain(|_, v| v.get("secret").is_none());
-    }
-    spec
 }
 
 /// The hosting provider's SMTP relay, as every host spec gets it: the `mail` section's shared
@@ -270,12 +221,10 @@ pub fn add_service(
         "admin": {"username": config.admin.username, "email": config.admin.email},
         "s3": s3.host_spec(&key, &buckets),
     });
-    if let (Some(identity), Some(fields)) = (identity, spec.as_object_mut()) {
-        fields.insert("identity".into(), identity.spec.clone());
-        secrets.insert(
-            identity.secret_file.to_owned(),
-            identity.secret.output("value"),
-        );
+    if let Some(identity) = identity
+        && let Some(section) = identity.section(builder, kind, &fqdn, &mut secrets)?
+    {
+        merge(&mut spec, json!({ "identity": section }));
     }
     if let Some(mail) = mail {
         let section = mail.spec(config, kind, &fqdn, &mut secrets);

@@ -177,6 +177,26 @@ fn describe(address: &ResourceAddress, resource: &Resource) -> String {
                 .map_or(0, serde_json::Map::len);
             format!("NixOS system on {host}, {secrets} secrets uploaded as files")
         }
+        ResourceKind::Identity => describe_identity_check(inputs),
+        ResourceKind::OidcClient => format!(
+            "single sign-on client of the panel, redirecting to {}",
+            inputs["redirect_uris"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The operator's identity provider, as the check before any host changes sees it.
+fn describe_identity_check(inputs: &Value) -> String {
+    match (inputs["ldap"]["url"].as_str(), inputs["oidc"]["issuer"].as_str()) {
+        (Some(url), _) => format!("check of the LDAP directory {url}: bind, users, admin group"),
+        (None, Some(issuer)) => format!("check of the OpenID Connect provider {issuer}: discovery"),
+        (None, None) => "check of the operator's identity provider".to_owned(),
     }
 }
 

@@ -39,11 +39,16 @@ pub enum ResourceKind {
     S3key,
     /// A NixOS system deployed to a VM.
     Nixos,
+    /// A check of the operator's own identity provider (LDAP bind and search, or OIDC
+    /// discovery), which the service hosts depend on.
+    Identity,
+    /// A client of the panel's OpenID Connect provider, one per service.
+    OidcClient,
 }
 
 impl ResourceKind {
     /// Every kind, in graph order.
-    pub const ALL: [ResourceKind; 8] = [
+    pub const ALL: [ResourceKind; 10] = [
         Self::Sshkey,
         Self::Secret,
         Self::Vm,
@@ -52,6 +57,8 @@ impl ResourceKind {
         Self::Bucket,
         Self::S3key,
         Self::Nixos,
+        Self::Identity,
+        Self::OidcClient,
     ];
 
     /// The name used in addresses.
@@ -65,6 +72,8 @@ impl ResourceKind {
             Self::Bucket => "bucket",
             Self::S3key => "s3key",
             Self::Nixos => "nixos",
+            Self::Identity => "identity",
+            Self::OidcClient => "oidc_client",
         }
     }
 }

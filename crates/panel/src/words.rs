@@ -17,6 +17,8 @@ fn noun(address: &ResourceAddress) -> &'static str {
         ResourceKind::S3key => "storage access key",
         ResourceKind::S3cluster => "storage cluster",
         ResourceKind::Nixos => "server system",
+        ResourceKind::Identity => "sign-in directory check",
+        ResourceKind::OidcClient => "single sign-on client",
     }
 }
 

@@ -16,6 +16,7 @@ const CASES: &[(&str, &str)] = &[
     ("nothing-enabled", "example"),
     ("all-services", "sandbox"),
     ("all-services", "infra-dedicated"),
+    ("all-services-oidc", "example"),
 ];
 
 #[test]

@@ -121,11 +121,19 @@ fn kind_of(address: &ResourceAddress) -> ProviderResult<&'static dyn Kind> {
         ResourceKind::S3key => &s3key::S3Key,
         ResourceKind::Nixos => &nixos::Nixos,
         ResourceKind::S3cluster => &s3cluster::S3Cluster,
-        kind @ (ResourceKind::Sshkey | ResourceKind::Secret) => {
+        kind @ (ResourceKind::Sshkey
+        | ResourceKind::Secret
+        | ResourceKind::Identity
+        | ResourceKind::OidcClient) => {
+            // The panel's OpenID Connect provider makes its clients; every other kind here has
+            // a provider of its own name.
+            let provider = match kind {
+                ResourceKind::OidcClient => "oidc",
+                other => other.as_str(),
+            };
             return Err(ProviderError::permanent(format!(
-                "{address}: the sandbox provider `local` does not make `{}` resources; the `{}` provider does",
+                "{address}: the sandbox provider `local` does not make `{}` resources; the `{provider}` provider does",
                 kind.as_str(),
-                kind.as_str()
             )));
         }
     })
