@@ -16,6 +16,8 @@ rec {
 
   envFileScript = import ./env-files.nix;
   adminOnce = import ./admin-once.nix;
+  promoteOnSignIn = import ./promote-on-sign-in.nix;
+  peertubePluginScript = import ./peertube-plugin.nix;
 
   # Where the environment files made from secrets live: tmpfs, root's alone, rewritten at boot.
   runtimeDir = "/run/fediversity";
@@ -53,7 +55,8 @@ rec {
       uniqueSorted (
         map (v: v.secret) (builtins.attrValues m.secretEnv)
         ++ builtins.attrValues m.secretFileOptions
-        ++ (if m.admin == null then [ ] else [ m.admin.passwordSecret ])
+        ++ (if m.admin == null || m.admin.passwordSecret == null then [ ] else [ m.admin.passwordSecret ])
+        ++ (if (m.plugin or null) == null then [ ] else builtins.attrValues m.plugin.secretSettings)
       )
     );
 

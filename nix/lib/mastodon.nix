@@ -7,7 +7,7 @@ let
   media = spec.s3.buckets.media;
   webPort = 55001;
   mail = s.mail spec;
-  identity = spec.identity or { };
+  id = import ./identity.nix spec;
 
   s3 = {
     S3_ENABLED = "true";
@@ -43,34 +43,39 @@ let
           }
       );
 
+  # LDAP through Devise: Mastodon looks a signing-in member up by `uid` and makes the account
+  # on first sign-in, or takes the local account of that user name, so the admin account the
+  # admin unit made becomes the directory's account whose uid is the admin's user name.
   ldap =
     let
-      l = identity.ldap;
-      scheme = s.urlScheme l.url;
-      method =
-        if scheme == "ldaps" then
-          "simple_tls"
-        else if l.start_tls or false then
-          "start_tls"
-        else
-          throw "fediversity host spec: LDAP at ${l.url} needs ldaps:// or start_tls; the bind password never crosses the network in clear";
+      l = id.ldap;
     in
     {
       LDAP_ENABLED = "true";
-      LDAP_HOST = s.urlHost l.url;
-      LDAP_PORT = toString (s.urlPort l.url (if scheme == "ldaps" then 636 else 389));
-      LDAP_METHOD = method;
+      LDAP_HOST = l.host;
+      LDAP_PORT = toString l.port;
+      LDAP_METHOD = if l.tls == "ldaps" then "simple_tls" else "start_tls";
       LDAP_BASE = l.user_base;
       LDAP_BIND_DN = l.bind_dn;
       LDAP_UID = "uid";
       LDAP_MAIL = "mail";
+      # Directory uids may hold `.` and `-`, which Mastodon user names may not: it turns them
+      # into `_`.
       LDAP_UID_CONVERSION_ENABLED = "true";
-      LDAP_SEARCH_FILTER = "(&${l.user_filter}(|(%{uid}=%{email})(%{mail}=%{email})))";
+      LDAP_SEARCH_FILTER = "(&${l.userFilter}(|(%{uid}=%{email})(%{mail}=%{email})))";
     };
 
+  # OpenID Connect through OmniAuth, with discovery from the issuer. The user name comes from
+  # the uid field (Mastodon strips it to `[a-z0-9_]`, 30 characters). Sign-in is SSO only
+  # (OMNIAUTH_ONLY) from the first start, so no local account but the admin's exists: that one,
+  # made by the admin unit with the admin's e-mail, is re-attached at the first sign-in that
+  # carries the same e-mail, verified by the provider (ALLOW_UNSAFE_AUTH_PROVIDER_REATTACH;
+  # "unsafe" because any provider could then claim a local account, and here the only provider
+  # is the one every account comes from). Mastodon maps no group to a role: the admin keeps the
+  # Owner role the admin unit gave, other members are plain users.
   oidc =
     let
-      o = identity.oidc;
+      o = id.oidc;
     in
     {
       OIDC_ENABLED = "true";
@@ -81,7 +86,11 @@ let
       OIDC_UID_FIELD = "preferred_username";
       OIDC_CLIENT_ID = o.client_id;
       OIDC_REDIRECT_URI = "https://${spec.fqdn}/auth/auth/openid_connect/callback";
-      OIDC_SECURITY_ASSUME_EMAIL_IS_VERIFIED = "true";
+      # Only what the provider marks verified (`email_verified`) counts: an e-mail a member
+      # typed at the provider must not re-attach the admin's account.
+      OIDC_SECURITY_ASSUME_EMAIL_IS_VERIFIED = "false";
+      OMNIAUTH_ONLY = "true";
+      ALLOW_UNSAFE_AUTH_PROVIDER_REATTACH = "true";
     };
 in
 {
@@ -94,15 +103,15 @@ in
   env =
     s3
     // smtp
-    // (if identity ? ldap then ldap else { })
-    // (if identity ? oidc then oidc else { });
+    // (if id.kind == "ldap" then ldap else { })
+    // (if id.kind == "oidc" then oidc else { });
 
   secretEnv = {
     AWS_SECRET_ACCESS_KEY = s.fromSecret "s3-secret-access-key";
   }
   // s.withMailLogin spec { SMTP_PASSWORD = s.fromSecret "smtp-password"; }
-  // (if identity ? ldap then { LDAP_PASSWORD = s.fromSecret "identity-bind-password"; } else { })
-  // (if identity ? oidc then { OIDC_CLIENT_SECRET = s.fromSecret "identity-client-secret"; } else { });
+  // (if id.kind == "ldap" then { LDAP_PASSWORD = s.fromSecret id.ldap.passwordSecret; } else { })
+  // (if id.kind == "oidc" then { OIDC_CLIENT_SECRET = s.fromSecret id.oidc.clientSecret; } else { });
 
   # services.mastodon.<option> = the secret file it names. The module's init unit reads them
   # (as credentials: the secrets directory is root's alone). `otp-secret` is not read: Mastodon

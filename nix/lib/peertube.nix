@@ -6,6 +6,7 @@ let
   s = import ./spec.nix;
   inherit (spec.s3.buckets) playlists videos;
   mail = s.mail spec;
+  id = import ./identity.nix spec;
   listenPort = 9000;
 
   # Each kind of file has its own bucket, served publicly by Garage's website endpoint.
@@ -14,6 +15,50 @@ let
     prefix = "";
     base_url = b.public_url;
   };
+
+  # Sign-in through Framasoft's auth plugins, which keep their settings in PeerTube's database:
+  # the plugin unit installs the plugin and writes these settings through the REST API, the
+  # secret ones read from files at runtime. Both plugins create an account at a member's first
+  # sign-in, as a plain user: the OpenID Connect plugin takes a role only from an integer claim
+  # (0 administrator, 1 moderator, 2 user) that neither the panel nor a usual provider sends, and
+  # the LDAP plugin takes none.
+  oidcPlugin =
+    let
+      o = id.oidc;
+    in
+    {
+      npmName = "peertube-plugin-auth-openid-connect";
+      settings = {
+        "auth-display-name" = "Single sign-on";
+        "discover-url" = o.discoveryUrl;
+        "client-id" = o.client_id;
+        "username-property" = "preferred_username";
+        "mail-property" = "email";
+        "display-name-property" = "name";
+      };
+      secretSettings."client-secret" = o.clientSecret;
+    };
+
+  ldapPlugin =
+    let
+      l = id.ldap;
+    in
+    if l.tls != "ldaps" then
+      throw "fediversity host spec: PeerTube's LDAP plugin cannot use StartTLS (${l.url}); use ldaps://, or give PeerTube no identity section"
+    else
+      {
+        npmName = "peertube-plugin-auth-ldap";
+        settings = {
+          inherit (l) url;
+          "insecure-tls" = false;
+          "bind-dn" = l.bind_dn;
+          "search-base" = l.user_base;
+          "search-filter" = "(&${l.userFilter}(|(mail={{username}})(uid={{username}})))";
+          "mail-property" = "mail";
+          "username-property" = "uid";
+        };
+        secretSettings."bind-credentials" = l.passwordSecret;
+      };
 in
 {
   service = "peertube";
@@ -70,8 +115,18 @@ in
   }
   // s.withMailLogin spec { smtpPasswordFile = "smtp-password"; };
 
+  # The auth plugin and its settings, or null without an identity section.
+  plugin =
+    if id.kind == "oidc" then
+      oidcPlugin
+    else if id.kind == "ldap" then
+      ldapPlugin
+    else
+      null;
+
   admin = {
-    # PeerTube always names its first administrator `root`.
+    # PeerTube always names its first administrator `root` (its installer hard-codes the name,
+    # and no setting changes it).
     username = "root";
     inherit (spec.admin) email;
     passwordSecret = "admin-password";
@@ -83,7 +138,8 @@ in
       "redis-peertube.service"
       "peertube.service"
       "nginx.service"
-    ];
+    ]
+    ++ (if id.kind == null then [ ] else [ "fediversity-peertube-sso.service" ]);
     http = [
       {
         name = "peertube";

@@ -68,12 +68,14 @@ in
       adminUnit
     ];
 
-    # Creates the admin account once (../lib/admin-once.nix). user:create takes a password only
-    # as an argument, so it gets a throwaway one; the real one is hashed by PHP from the
-    # credential file and written through psql's standard input, so it appears in no process's
-    # arguments.
+    # The operator's admin account. With local accounts (../lib/admin-once.nix), created once:
+    # user:create takes a password only as an argument, so it gets a throwaway one; the real one
+    # is hashed by PHP from the credential file and written through psql's standard input, so it
+    # appears in no process's arguments. With OpenID Connect, no local account (Pixelfed would
+    # refuse the admin's own sign-in for its e-mail): a trigger makes the account that first
+    # signs in with the admin's e-mail an administrator (see ../lib/pixelfed.nix).
     systemd.services.${adminUnit} = {
-      description = "Fediversity: the operator's Pixelfed admin account, created once";
+      description = "Fediversity: the operator's Pixelfed admin account";
       wantedBy = [ "multi-user.target" ];
       requires = [ "pixelfed-data-setup.service" ];
       after = [ "pixelfed-data-setup.service" ];
@@ -88,24 +90,35 @@ in
         User = cfg.user;
         Group = cfg.group;
         WorkingDirectory = app;
+      }
+      // lib.optionalAttrs (m.admin.passwordSecret != null) {
         LoadCredential = "${m.admin.passwordSecret}:${fedi.spec.secretPath spec m.admin.passwordSecret}";
       };
-      script = fedi.adminOnce {
-        stamp = "${cfg.dataDir}/.fediversity-admin-created";
-        database = cfg.database.name;
-        existsQuery = "SELECT 1 FROM users WHERE username = '${m.admin.username}'";
-        create = ''
-          php artisan user:create --name=${m.admin.username} --username=${m.admin.username} \
-            --email=${lib.escapeShellArg m.admin.email} --password="$(head -c 24 /dev/urandom | base64)" \
-            --is_admin=true --confirm_email=1 >/dev/null
-        '';
-        setPassword = ''
-          hash=$(php -r 'echo password_hash(rtrim(file_get_contents(getenv("CREDENTIALS_DIRECTORY") . "/${m.admin.passwordSecret}"), "\r\n"), PASSWORD_BCRYPT);')
-          psql -v ON_ERROR_STOP=1 -d ${cfg.database.name} <<SQL
-          UPDATE users SET password = '$hash' WHERE username = '${m.admin.username}';
-          SQL
-        '';
-      };
+      script =
+        if m.admin.promoteOnSignIn then
+          fedi.promoteOnSignIn {
+            database = cfg.database.name;
+            table = "users";
+            inherit (m.admin) email;
+            promote = "NEW.is_admin := true;";
+          }
+        else
+          fedi.adminOnce {
+            stamp = "${cfg.dataDir}/.fediversity-admin-created";
+            database = cfg.database.name;
+            existsQuery = "SELECT 1 FROM users WHERE username = '${m.admin.username}'";
+            create = ''
+              php artisan user:create --name=${m.admin.username} --username=${m.admin.username} \
+                --email=${lib.escapeShellArg m.admin.email} --password="$(head -c 24 /dev/urandom | base64)" \
+                --is_admin=true --confirm_email=1 >/dev/null
+            '';
+            setPassword = ''
+              hash=$(php -r 'echo password_hash(rtrim(file_get_contents(getenv("CREDENTIALS_DIRECTORY") . "/${m.admin.passwordSecret}"), "\r\n"), PASSWORD_BCRYPT);')
+              psql -v ON_ERROR_STOP=1 -d ${cfg.database.name} <<SQL
+              UPDATE users SET password = '$hash' WHERE username = '${m.admin.username}';
+              SQL
+            '';
+          };
     };
   };
 }

@@ -193,7 +193,10 @@ fn describe(address: &ResourceAddress, resource: &Resource) -> String {
 
 /// The operator's identity provider, as the check before any host changes sees it.
 fn describe_identity_check(inputs: &Value) -> String {
-    match (inputs["ldap"]["url"].as_str(), inputs["oidc"]["issuer"].as_str()) {
+    match (
+        inputs["ldap"]["url"].as_str(),
+        inputs["oidc"]["issuer"].as_str(),
+    ) {
         (Some(url), _) => format!("check of the LDAP directory {url}: bind, users, admin group"),
         (None, Some(issuer)) => format!("check of the OpenID Connect provider {issuer}: discovery"),
         (None, None) => "check of the operator's identity provider".to_owned(),

@@ -17,6 +17,7 @@ const CASES: &[(&str, &str)] = &[
     ("all-services", "sandbox"),
     ("all-services", "infra-dedicated"),
     ("all-services-oidc", "example"),
+    ("all-services-local", "sandbox"),
 ];
 
 #[test]
@@ -161,4 +162,155 @@ fn mail_settings_reach_every_host_with_the_password_as_a_secret_reference() {
             .all(|r| r.inputs["spec"].get("mail").is_none()),
         "no relay, no mail"
     );
+}
+
+/// The `identity` section and secret files of `service`'s host in `graph`.
+fn host_identity(
+    graph: &fediversity_model::graph::DesiredGraph,
+    service: &str,
+) -> (serde_json::Value, serde_json::Value) {
+    let inputs = &graph.resources[&format!("nixos.{service}").parse().unwrap()].inputs;
+    (
+        inputs["spec"]["identity"].clone(),
+        inputs["secrets"].clone(),
+    )
+}
+
+#[test]
+fn without_an_identity_provider_the_panel_signs_members_in_to_every_service() {
+    let mut config = read_operator("all-services");
+    config.identity = None;
+    let graph = configure(&config, &infra("example")).unwrap();
+    for (service, callback) in [
+        (
+            "mastodon",
+            "https://social.example.org/auth/auth/openid_connect/callback",
+        ),
+        ("pixelfed", "https://photos.example.org/auth/oidc/callback"),
+        (
+            "peertube",
+            "https://video.example.org/plugins/auth-openid-connect/router/code-cb",
+        ),
+    ] {
+        let client = &graph.resources[&format!("oidc_client.{service}").parse().unwrap()];
+        assert_eq!(client.provider, "oidc");
+        assert_eq!(
+            client.service.map(|s| s.to_string()),
+            Some(service.to_owned())
+        );
+        assert_eq!(
+            client.inputs,
+            serde_json::json!({
+                "redirect_uris": [callback],
+                "client_secret": format!("${{secret.{service}-oidc-client.value}}"),
+            })
+        );
+        let secret = &graph.resources[&format!("secret.{service}-oidc-client").parse().unwrap()];
+        assert!(
+            secret.holds_data,
+            "kept with the service's data, like its other keys"
+        );
+        assert_eq!(
+            secret.inputs,
+            serde_json::json!({"generate": "password", "length": 48})
+        );
+        let (identity, secrets) = host_identity(&graph, service);
+        assert_eq!(
+            identity,
+            serde_json::json!({"oidc": {
+                "issuer": format!("${{oidc_client.{service}.issuer}}"),
+                "client_id": format!("${{oidc_client.{service}.client_id}}"),
+                "groups_claim": "groups",
+                "admin_group": "admins",
+                "authorization_endpoint": "https://panel.example.net/oidc/authorize",
+                "token_endpoint": "https://panel.example.net/oidc/token",
+                "userinfo_endpoint": "https://panel.example.net/oidc/userinfo",
+                "panel": true,
+            }})
+        );
+        assert_eq!(
+            secrets["identity-client-secret"],
+            format!("${{secret.{service}-oidc-client.value}}")
+        );
+    }
+    // No panel, no identity provider: local accounts only.
+    let sandbox = configure(&config, &infra("sandbox")).unwrap();
+    assert!(sandbox.resources.values().all(|r| r.provider != "oidc"));
+    assert!(
+        sandbox
+            .resources
+            .values()
+            .all(|r| r.inputs["spec"].get("identity").is_none())
+    );
+}
+
+#[test]
+fn the_operators_own_provider_is_checked_before_any_host_uses_it() {
+    let graph = configure(&read_operator("all-services"), &infra("example")).unwrap();
+    let check = &graph.resources[&"identity.ldap".parse().unwrap()];
+    assert_eq!(check.provider, "identity");
+    assert_eq!(check.service, None);
+    assert_eq!(
+        check.inputs["bind_password"],
+        "${secret.identity-bind-password.value}"
+    );
+    assert!(check.inputs["ldap"].get("bind_password").is_none());
+    assert!(
+        graph
+            .resources
+            .keys()
+            .all(|a| a.kind().as_str() != "oidc_client")
+    );
+    for service in ["mastodon", "peertube"] {
+        let (identity, secrets) = host_identity(&graph, service);
+        assert_eq!(identity["ldap"]["checked"], "${identity.ldap.checked}");
+        assert!(identity["ldap"].get("bind_password").is_none());
+        assert_eq!(
+            secrets["identity-bind-password"],
+            "${secret.identity-bind-password.value}"
+        );
+    }
+    let (identity, secrets) = host_identity(&graph, "pixelfed");
+    assert!(
+        identity.is_null(),
+        "Pixelfed keeps local accounts with LDAP"
+    );
+    assert!(secrets.get("identity-bind-password").is_none());
+
+    let oidc = configure(&read_operator("all-services-oidc"), &infra("example")).unwrap();
+    let check = &oidc.resources[&"identity.oidc".parse().unwrap()];
+    assert_eq!(
+        check.inputs["oidc"]["issuer"],
+        "https://id.example.org/realms/staff"
+    );
+    assert!(check.inputs["oidc"].get("client_secret").is_none());
+    for service in ["mastodon", "pixelfed", "peertube"] {
+        let (identity, secrets) = host_identity(&oidc, service);
+        for output in [
+            "authorization_endpoint",
+            "token_endpoint",
+            "userinfo_endpoint",
+            "checked",
+        ] {
+            assert_eq!(
+                identity["oidc"][output],
+                format!("${{identity.oidc.{output}}}")
+            );
+        }
+        assert_eq!(
+            secrets["identity-client-secret"],
+            "${secret.identity-client-secret.value}"
+        );
+    }
+
+    // The sandbox reaches no directory: no check there, and nothing waits for one.
+    let sandbox = configure(&read_operator("all-services"), &infra("sandbox")).unwrap();
+    assert!(
+        sandbox
+            .resources
+            .keys()
+            .all(|a| a.kind().as_str() != "identity")
+    );
+    let (identity, _) = host_identity(&sandbox, "mastodon");
+    assert!(identity["ldap"].get("checked").is_none());
 }

@@ -198,10 +198,125 @@ fn secrets_in_mapping(mapping: &Value) -> BTreeSet<String> {
             .values()
             .map(|v| v.as_str().unwrap().to_owned()),
     );
-    if let Some(admin) = mapping["admin"].as_object() {
-        names.insert(admin["passwordSecret"].as_str().unwrap().to_owned());
+    if let Some(password) = mapping["admin"]["passwordSecret"].as_str() {
+        names.insert(password.to_owned());
+    }
+    if let Some(plugin) = mapping["plugin"].as_object() {
+        names.extend(
+            plugin["secretSettings"]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|v| v.as_str().unwrap().to_owned()),
+        );
     }
     names
+}
+
+/// The identity settings of one host: each service reads the `identity` section its own way.
+fn check_identity(what: &str, spec: &Value, mapping: &Value, health: &Value) {
+    let env = &mapping["env"];
+    let secret_env = &mapping["secretEnv"];
+    let identity = &spec["identity"];
+    let units = health["units"].as_array().unwrap();
+    let plugin_unit = Value::from("fediversity-peertube-sso.service");
+    match (spec["service"].as_str().unwrap(), identity) {
+        ("mastodon", Value::Object(section)) if section.contains_key("ldap") => {
+            assert_eq!(env["LDAP_ENABLED"], "true", "{what}");
+            assert_eq!(env["LDAP_METHOD"], "simple_tls", "{what}");
+            assert_eq!(
+                secret_env["LDAP_PASSWORD"]["secret"], "identity-bind-password",
+                "{what}"
+            );
+        }
+        ("mastodon", Value::Object(section)) if section.contains_key("oidc") => {
+            assert_eq!(env["OIDC_ISSUER"], identity["oidc"]["issuer"], "{what}");
+            assert_eq!(
+                env["OIDC_CLIENT_ID"], identity["oidc"]["client_id"],
+                "{what}"
+            );
+            assert_eq!(
+                env["OIDC_REDIRECT_URI"],
+                format!(
+                    "https://{}/auth/auth/openid_connect/callback",
+                    spec["fqdn"].as_str().unwrap()
+                ),
+                "{what}"
+            );
+            // SSO from the first start, and the admin unit's account re-attached by e-mail.
+            assert_eq!(env["OMNIAUTH_ONLY"], "true", "{what}");
+            assert_eq!(env["ALLOW_UNSAFE_AUTH_PROVIDER_REATTACH"], "true", "{what}");
+            assert_eq!(env["OIDC_SECURITY_ASSUME_EMAIL_IS_VERIFIED"], "false");
+            assert_eq!(
+                secret_env["OIDC_CLIENT_SECRET"]["secret"], "identity-client-secret",
+                "{what}"
+            );
+        }
+        ("pixelfed", Value::Object(section)) => {
+            assert!(
+                !section.contains_key("ldap"),
+                "{what}: Pixelfed is given no LDAP"
+            );
+            let oidc = &identity["oidc"];
+            for (var, field) in [
+                ("PF_OIDC_AUTHORIZE_URL", "authorization_endpoint"),
+                ("PF_OIDC_TOKEN_URL", "token_endpoint"),
+                ("PF_OIDC_PROFILE_URL", "userinfo_endpoint"),
+                ("PF_OIDC_CLIENT_ID", "client_id"),
+            ] {
+                assert_eq!(env[var], oidc[field], "{what}: {var}");
+            }
+            assert_eq!(env["PF_OIDC_FIELD_ID"], "sub", "{what}");
+            assert_eq!(
+                secret_env["PF_OIDC_CLIENT_SECRET"]["secret"], "identity-client-secret",
+                "{what}"
+            );
+            assert_eq!(mapping["admin"]["promoteOnSignIn"], true, "{what}");
+            assert_eq!(mapping["admin"]["passwordSecret"], Value::Null, "{what}");
+        }
+        ("peertube", Value::Object(section)) => {
+            let plugin = &mapping["plugin"];
+            if section.contains_key("ldap") {
+                assert_eq!(plugin["npmName"], "peertube-plugin-auth-ldap", "{what}");
+                assert_eq!(plugin["settings"]["url"], identity["ldap"]["url"]);
+                assert_eq!(
+                    plugin["secretSettings"]["bind-credentials"],
+                    "identity-bind-password"
+                );
+            } else {
+                let issuer = identity["oidc"]["issuer"].as_str().unwrap();
+                assert_eq!(
+                    plugin["npmName"], "peertube-plugin-auth-openid-connect",
+                    "{what}"
+                );
+                assert_eq!(
+                    plugin["settings"]["discover-url"],
+                    format!("{issuer}/.well-known/openid-configuration"),
+                    "{what}"
+                );
+                assert_eq!(
+                    plugin["secretSettings"]["client-secret"], "identity-client-secret",
+                    "{what}"
+                );
+            }
+            assert!(units.contains(&plugin_unit), "{what}: {units:?}");
+        }
+        (_, Value::Null) => {
+            assert!(
+                env.as_object()
+                    .unwrap()
+                    .keys()
+                    .all(|k| !k.starts_with("LDAP_") && !k.contains("OIDC_")),
+                "{what}: {env}"
+            );
+            assert_eq!(mapping["plugin"], Value::Null, "{what}");
+            assert!(!units.contains(&plugin_unit), "{what}");
+            if let Some(admin) = mapping["admin"].as_object() {
+                assert_eq!(admin["passwordSecret"], "admin-password", "{what}");
+            }
+        }
+        (service, other) => panic!("{what}: unexpected identity for {service}: {other}"),
+    }
 }
 
 fn check_service_quirks(what: &str, spec: &Value, mapping: &Value) {
@@ -217,13 +332,6 @@ fn check_service_quirks(what: &str, spec: &Value, mapping: &Value) {
                 public.strip_prefix("https://"),
                 "{what}: media is served by the website endpoint, named without a scheme"
             );
-            if spec["identity"].get("ldap").is_some() {
-                assert_eq!(env["LDAP_ENABLED"], "true", "{what}");
-                assert_eq!(
-                    mapping["secretEnv"]["LDAP_PASSWORD"]["secret"], "identity-bind-password",
-                    "{what}"
-                );
-            }
         }
         "pixelfed" => {
             assert_eq!(env["AWS_USE_PATH_STYLE_ENDPOINT"], "true", "{what}");
@@ -284,9 +392,23 @@ fn check_service_quirks(what: &str, spec: &Value, mapping: &Value) {
     }
 }
 
+/// Which kind of identity provider a host spec names.
+fn identity_kind(identity: &Value) -> &'static str {
+    if identity.get("ldap").is_some() {
+        "ldap"
+    } else if identity["oidc"]["panel"] == true {
+        "panel"
+    } else if identity.get("oidc").is_some() {
+        "oidc"
+    } else {
+        "none"
+    }
+}
+
 #[test]
 fn every_golden_host_gets_the_quirks_and_only_its_own_secrets() {
     let mut hosts = 0;
+    let mut identities = BTreeSet::new();
     for (stem, path) in golden_graphs() {
         let described = describe_hosts(&path);
         for (host, spec) in host_specs(&path) {
@@ -330,10 +452,32 @@ fn every_golden_host_gets_the_quirks_and_only_its_own_secrets() {
             }
             assert_eq!(d["health"]["service"], spec["service"], "{what}");
             check_service_quirks(&what, &spec, mapping);
+            if spec["service"] != "garage" {
+                check_identity(&what, &spec, mapping, &d["health"]);
+                identities.insert((
+                    spec["service"].as_str().unwrap().to_owned(),
+                    identity_kind(&spec["identity"]),
+                ));
+            }
             hosts += 1;
         }
     }
     assert!(hosts >= 10, "only {hosts} golden hosts were checked");
+    // Each service meets each kind of provider it can use somewhere in the goldens.
+    for service in ["mastodon", "pixelfed", "peertube"] {
+        for kind in ["panel", "oidc", "none"] {
+            assert!(
+                identities.contains(&(service.to_owned(), kind)),
+                "no golden {service} host with identity {kind}: {identities:?}"
+            );
+        }
+    }
+    for service in ["mastodon", "peertube"] {
+        assert!(
+            identities.contains(&(service.to_owned(), "ldap")),
+            "{identities:?}"
+        );
+    }
 }
 
 /// The host spec of `host` in the all-services graph.
@@ -435,6 +579,101 @@ fn mail_and_oidc_settings_read_their_secrets_and_missing_ones_are_refused() {
     future["version"] = 2.into();
     let error = describe_spec(tmp.path(), &future).unwrap_err();
     assert!(error.contains("version 2"), "{error}");
+}
+
+/// The host spec of `host` in the golden graph `stem`.
+fn golden_spec(stem: &str, host: &str) -> Value {
+    let path = golden_dir().join(format!("{stem}.graph.json"));
+    host_specs(&path)
+        .into_iter()
+        .find(|(name, _)| name == host)
+        .map(|(_, spec)| spec)
+        .unwrap()
+}
+
+#[test]
+fn identity_sections_a_service_cannot_use_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The configurator gives Pixelfed no LDAP section; one written by hand is refused.
+    let mut pixelfed = golden_spec("all-services-local.sandbox", "pixelfed");
+    pixelfed["identity"] = all_services_spec("mastodon")["identity"].clone();
+    let error = describe_spec(tmp.path(), &pixelfed).unwrap_err();
+    assert!(
+        error.contains("Pixelfed cannot sign in against LDAP"),
+        "{error}"
+    );
+
+    // PeerTube's LDAP plugin has no StartTLS: the bind password would cross in clear.
+    let mut peertube = all_services_spec("peertube");
+    peertube["identity"]["ldap"]["url"] = "ldap://ldap.example.org".into();
+    peertube["identity"]["ldap"]["start_tls"] = true.into();
+    let error = describe_spec(tmp.path(), &peertube).unwrap_err();
+    assert!(error.contains("cannot use StartTLS"), "{error}");
+
+    // Pixelfed takes the endpoints from the spec; without them (no identity check ran) it is
+    // refused rather than configured with empty URLs.
+    let mut unchecked = golden_spec("all-services-oidc.example", "pixelfed");
+    unchecked["identity"]["oidc"]
+        .as_object_mut()
+        .unwrap()
+        .remove("token_endpoint");
+    let error = describe_spec(tmp.path(), &unchecked).unwrap_err();
+    assert!(error.contains("no token_endpoint"), "{error}");
+}
+
+/// Runs `sql` on the database at `url` with psql, failing the test on an error.
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args(["-v", "ON_ERROR_STOP=1", "-tA", "-d", url, "-c", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run psql ({e}): run scripts/setup-test"));
+    assert_success(&out, sql);
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[test]
+fn pixelfed_makes_the_account_first_signed_in_with_the_admin_email_an_administrator() {
+    let server = fediversity_testkit::postgres::PostgresServer::shared();
+    let url = server.create_database("promote");
+    psql(
+        &url,
+        "CREATE TABLE users (id serial PRIMARY KEY, email text UNIQUE, is_admin boolean DEFAULT false)",
+    );
+    psql(
+        &url,
+        "INSERT INTO users (email) VALUES ('Admin@Example.org.old')",
+    );
+    let script = eval_json(&format!(
+        "(import {nix}).promoteOnSignIn {{ database = {url}; table = \"users\"; email = \"it's-admin@example.org\"; promote = \"NEW.is_admin := true;\"; }}",
+        nix = nix_string(&nix_dir().join("lib").display().to_string()),
+        url = nix_string(&url),
+    ));
+    // Twice: every start installs it again, without doubling it.
+    for _ in 0..2 {
+        let status = Command::new("bash")
+            .args(["-e", "-c", script.as_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    psql(
+        &url,
+        "INSERT INTO users (email) VALUES ('member@example.org'), ('It''s-Admin@example.org')",
+    );
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT email || '=' || is_admin FROM users ORDER BY id"
+        ),
+        "Admin@Example.org.old=false\nmember@example.org=false\nIt's-Admin@example.org=true"
+    );
+    assert_eq!(
+        psql(
+            &url,
+            "SELECT count(*) FROM pg_trigger WHERE tgname = 'fediversity_promote_admin'"
+        ),
+        "1"
+    );
 }
 
 /// The pixelfed host spec of the all-services graph, with its secret files moved under `dir`.
