@@ -9,6 +9,7 @@
 # when the settings change again.
 #
 # plugin: { npmName; settings; secretSettings = { <setting> = <credential name>; }; }
+# pingAttempts: how many times (5 s apart) to ask whether PeerTube is up before giving up.
 # Pure: returns the script text.
 {
   plugin,
@@ -16,6 +17,7 @@
   stamp,
   settingsFile,
   adminPasswordCredential,
+  pingAttempts ? 120,
 }:
 let
   inherit (import ./spec.nix) shellQuote;
@@ -46,9 +48,9 @@ in
     exit 0
   fi
   # PeerTube answers only once its database is migrated.
-  for _ in $(seq 1 120); do
+  for attempt in $(seq 1 ${toString pingAttempts}); do
     curl -sf "$base/api/v1/ping" >/dev/null && break
-    sleep 5
+    [ "$attempt" = ${toString pingAttempts} ] || sleep 5
   done
   client=$(curl -sf "$base/api/v1/oauth-clients/local")
   token=$(jq -n --argjson client "$client" --rawfile password "$CREDENTIALS_DIRECTORY"/${shellQuote adminPasswordCredential} \

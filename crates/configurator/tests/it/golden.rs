@@ -303,6 +303,21 @@ fn the_operators_own_provider_is_checked_before_any_host_uses_it() {
         );
     }
 
+    // PeerTube's LDAP plugin has no StartTLS: behind it, PeerTube keeps local accounts.
+    let mut start_tls = read_operator("all-services");
+    if let Some(fediversity_model::operator::IdentityProvider::Ldap(ldap)) =
+        start_tls.identity.as_mut()
+    {
+        ldap.url = "ldap://ldap.example.org".try_into().unwrap();
+        ldap.start_tls = true;
+    }
+    let graph = configure(&start_tls, &infra("example")).unwrap();
+    assert!(host_identity(&graph, "peertube").0.is_null());
+    assert_eq!(
+        host_identity(&graph, "mastodon").0["ldap"]["url"],
+        "ldap://ldap.example.org"
+    );
+
     // The sandbox reaches no directory: no check there, and nothing waits for one.
     let sandbox = configure(&read_operator("all-services"), &infra("sandbox")).unwrap();
     assert!(

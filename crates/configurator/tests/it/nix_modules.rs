@@ -872,3 +872,178 @@ fn the_modules_evaluate_as_nixos_systems_when_nixpkgs_is_given() {
         assert_eq!(health["service"], spec["service"], "{host}");
     }
 }
+
+/// One request the stub PeerTube received: method, path, headers (lower-case names), body.
+#[derive(Debug)]
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+/// Reads one HTTP/1.1 request (with a Content-Length body) from `stream`.
+fn read_request(stream: &mut std::net::TcpStream) -> Request {
+    use std::io::{BufRead as _, BufReader, Read as _};
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let mut parts = line.split_whitespace();
+    let (method, path) = (
+        parts.next().unwrap().to_owned(),
+        parts.next().unwrap().to_owned(),
+    );
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        reader.read_line(&mut header).unwrap();
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        let (name, value) = header.split_once(':').unwrap();
+        headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let length = headers
+        .iter()
+        .find(|(name, _)| name == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap());
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    Request {
+        method,
+        path,
+        headers,
+        body: String::from_utf8(body).unwrap(),
+    }
+}
+
+/// A stub of PeerTube's API on a free loopback port: the answers the plugin unit needs, with the
+/// plugin `installed` or not. Returns its base URL and the requests it received, once `count`
+/// have arrived.
+fn stub_peertube(count: usize, installed: bool) -> (String, std::thread::JoinHandle<Vec<Request>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for stream in listener.incoming().take(count) {
+            let mut stream = stream.unwrap();
+            let request = read_request(&mut stream);
+            let (status, body) = match (request.method.as_str(), request.path.as_str()) {
+                ("GET", "/api/v1/ping") => ("200 OK", String::new()),
+                ("GET", "/api/v1/oauth-clients/local") => (
+                    "200 OK",
+                    r#"{"client_id":"local-id","client_secret":"local-secret"}"#.to_owned(),
+                ),
+                ("POST", "/api/v1/users/token") => {
+                    ("200 OK", r#"{"access_token":"token-value"}"#.to_owned())
+                }
+                ("GET", _) if installed => ("200 OK", "{}".to_owned()),
+                ("GET", _) => ("404 Not Found", String::new()),
+                _ => ("200 OK", "{}".to_owned()),
+            };
+            write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            seen.push(request);
+        }
+        seen
+    });
+    (base, server)
+}
+
+#[test]
+fn peertube_plugin_unit_installs_the_plugin_and_writes_its_settings_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let credentials = tmp.path().join("credentials");
+    let runtime = tmp.path().join("runtime");
+    std::fs::create_dir_all(&credentials).unwrap();
+    std::fs::create_dir_all(&runtime).unwrap();
+    std::fs::write(credentials.join("admin-password"), "root-pass\n").unwrap();
+    std::fs::write(
+        credentials.join("identity-client-secret"),
+        "client\"secret\n",
+    )
+    .unwrap();
+    let spec = golden_spec("all-services-oidc.example", "peertube");
+    let d = describe_spec(tmp.path(), &spec).unwrap();
+    let plugin = &d["mapping"]["plugin"];
+    let settings_file = tmp.path().join("settings.json");
+    std::fs::write(&settings_file, plugin["settings"].to_string()).unwrap();
+    let stamp = tmp.path().join("stamp");
+
+    let run = |base: &str| {
+        let script = eval_json(&format!(
+            "(import {nix}).peertubePluginScript {{ plugin = builtins.fromJSON {plugin}; base = {base}; stamp = {stamp}; settingsFile = {settings}; adminPasswordCredential = \"admin-password\"; pingAttempts = 1; }}",
+            nix = nix_string(&nix_dir().join("lib").display().to_string()),
+            plugin = nix_string(&plugin.to_string()),
+            base = nix_string(base),
+            stamp = nix_string(&stamp.display().to_string()),
+            settings = nix_string(&settings_file.display().to_string()),
+        ));
+        let out = Command::new("bash")
+            .args(["-e", "-c", script.as_str().unwrap()])
+            .env("CREDENTIALS_DIRECTORY", &credentials)
+            .env("RUNTIME_DIRECTORY", &runtime)
+            .output()
+            .unwrap();
+        assert_success(&out, "the plugin script failed");
+        (script.as_str().unwrap().to_owned(), out)
+    };
+
+    let (base, server) = stub_peertube(6, false);
+    let (script, _) = run(&base);
+    let requests = server.join().unwrap();
+    let calls: Vec<String> = requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let npm = "peertube-plugin-auth-openid-connect";
+    assert_eq!(
+        calls,
+        [
+            "GET /api/v1/ping".to_owned(),
+            "GET /api/v1/oauth-clients/local".to_owned(),
+            "POST /api/v1/users/token".to_owned(),
+            format!("GET /api/v1/plugins/{npm}"),
+            "POST /api/v1/plugins/install".to_owned(),
+            format!("PUT /api/v1/plugins/{npm}/settings"),
+        ]
+    );
+    let body = |i: usize| -> Value { serde_json::from_str(&requests[i].body).unwrap() };
+    assert_eq!(body(2)["password"], "root-pass");
+    assert_eq!(body(2)["username"], "root");
+    assert_eq!(body(2)["client_id"], "local-id");
+    assert_eq!(body(4), serde_json::json!({ "npmName": npm }));
+    let settings = &body(5)["settings"];
+    assert_eq!(settings["client-secret"], "client\"secret");
+    assert_eq!(settings["discover-url"], plugin["settings"]["discover-url"]);
+    for request in &requests[3..] {
+        assert!(
+            request
+                .headers
+                .contains(&("authorization".into(), "Bearer token-value".into())),
+            "{request:?}"
+        );
+    }
+    // The secrets are in no command line: the script holds only their file names.
+    assert!(!script.contains("root-pass") && !script.contains("client\"secret"));
+    assert!(
+        std::fs::read_dir(&runtime).unwrap().next().is_none(),
+        "the token's header file is left behind"
+    );
+
+    // Unchanged settings: nothing to do, not even a sign-in (nothing listens on port 9).
+    run("http://127.0.0.1:9");
+    // A rotated secret: signed in again and the settings written, the plugin left installed.
+    std::fs::write(credentials.join("identity-client-secret"), "rotated\n").unwrap();
+    let (base, server) = stub_peertube(5, true);
+    run(&base);
+    let requests = server.join().unwrap();
+    assert_eq!(requests[4].method, "PUT", "{requests:?}");
+    let settings: Value = serde_json::from_str(&requests[4].body).unwrap();
+    assert_eq!(settings["settings"]["client-secret"], "rotated");
+}
