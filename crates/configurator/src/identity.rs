@@ -239,3 +239,28 @@ fn panel_client(
     )?;
     Ok(PanelClient { address, secret })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ldap_reaches_only_the_services_that_can_bind_safely() {
+        let ldaps = json!({"url": "ldaps://ldap.example.org", "start_tls": false});
+        let start_tls = json!({"url": "ldap://ldap.example.org", "start_tls": true});
+        assert!(ldap_supported(ServiceKind::Mastodon, &ldaps));
+        assert!(ldap_supported(ServiceKind::Mastodon, &start_tls));
+        assert!(ldap_supported(ServiceKind::Peertube, &ldaps));
+        assert!(!ldap_supported(ServiceKind::Peertube, &start_tls));
+        assert!(!ldap_supported(ServiceKind::Pixelfed, &ldaps));
+    }
+
+    #[test]
+    fn secrets_are_left_out_of_copied_settings() {
+        let copied = without(
+            json!({"client_id": "x", "client_secret": {"secret": "s"}}),
+            "client_secret",
+        );
+        assert_eq!(copied, json!({"client_id": "x"}));
+    }
+}
