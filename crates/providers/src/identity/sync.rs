@@ -135,7 +135,8 @@ impl SyncOptions {
     }
 }
 
-/// A service the sync de-provisions on, through its admin API.
+/// A service the sync de-provisions on, through its admin API. (For Pixelfed, which has no
+/// documented admin API, `url` and `token` are not used: the outcome says what to do by hand.)
 #[derive(Clone, Debug)]
 pub struct ServiceAdmin {
     /// Which service.
