@@ -15,6 +15,9 @@
 //! - [`sshkey`] — Ed25519 deployment keys (`sshkey`);
 //! - [`garage`] — buckets, access keys and cluster layouts on Garage, through its admin API v2
 //!   (`garage`);
+//! - [`identity`] — checks of an operator's own LDAP directory or OpenID Connect issuer
+//!   before deployment (`identity`), and the user sync that de-provisions users the directory
+//!   no longer has;
 //! - [`proxmox`] — VMs on a Proxmox VE cluster (`proxmox`), with static addresses from an
 //!   [`AddressPool`];
 //! - [`external`] — any executable speaking the JSON-lines provider protocol
@@ -33,6 +36,7 @@ pub mod error;
 pub mod external;
 mod files;
 pub mod garage;
+pub mod identity;
 mod inputs;
 mod kept_in_state;
 pub mod local;
@@ -50,6 +54,7 @@ pub use dns::DnsProvider;
 pub use error::{Error, Result};
 pub use external::{ExternalOptions, ExternalProvider, conformance};
 pub use garage::{GarageCluster, GarageProvider};
+pub use identity::{IdentityCheckProvider, IdentityOptions};
 pub use local::LocalProvider;
 pub use nixos::{NixosConfigError, NixosOptions, NixosProvider};
 pub use proxmox::{AddressPool, MemoryAddressPool, ProxmoxProvider};

@@ -6,6 +6,7 @@
 //!   the journal of provider calls (intents and outcomes) and the per-operator leases;
 //! - the panel's persistence: operators, their users and sessions, every version of their
 //!   configurations, deployments, their event logs and the job queue workers claim from;
+//! - the latest user sync of each operator's own directory (snapshot and report);
 //! - the addresses VMs hold from the infrastructure's pools (one resource per address);
 //! - secrets at rest: every `{"$secret": …}` value is sealed under the platform key
 //!   ([`SealingKey`]) before it is written, and a store opened with another key refuses to
@@ -27,6 +28,7 @@ mod backend;
 mod domains;
 mod error;
 mod event_writer;
+mod identity_syncs;
 mod records;
 mod sealing;
 mod state_store;
@@ -35,6 +37,7 @@ mod store;
 pub use accounts::{Role, Session, User, UserId};
 pub use error::{Error, Result};
 pub use event_writer::EventWriter;
+pub use identity_syncs::IdentitySync;
 pub use records::{
     ConfigurationVersion, Deployment, DeploymentId, DeploymentOutcome, DeploymentStatus,
     EventRecord, Job, JobId, NewJob, StoredConfiguration, StoredEvent,

@@ -4,8 +4,9 @@
 //! Today it holds golden-file comparison, a throwaway PostgreSQL server ([`postgres`]),
 //! throwaway Garage nodes and clusters ([`garage`]), a throwaway PowerDNS ([`pdns`]), test
 //! hosts in network namespaces with their own sshd and Nix store ([`hosts`]) and a Proxmox VE
-//! API simulator with a checker for Proxmox's own API schema ([`proxmox`]); the other servers
-//! integration tests start (slapd) arrive here with the issues that need them.
+//! API simulator with a checker for Proxmox's own API schema ([`proxmox`]), a throwaway OpenLDAP
+//! server ([`slapd`]) and a loopback HTTP(S) server that answers canned responses and records
+//! requests ([`recorder`]).
 
 #![allow(clippy::panic, reason = "test assertions fail by panicking")]
 
@@ -14,6 +15,8 @@ pub mod golden;
 pub mod hosts;
 pub mod pdns;
 pub mod postgres;
+pub mod recorder;
+pub mod slapd;
 
 /// A finished command's status and output, for a failure message.
 pub(crate) fn describe(output: &std::process::Output) -> String {

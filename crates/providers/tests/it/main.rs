@@ -18,6 +18,7 @@ mod conformance;
 mod dns;
 mod external;
 mod garage;
+mod identity;
 mod local;
 mod messages;
 mod nixos;

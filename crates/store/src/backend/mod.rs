@@ -95,6 +95,16 @@ pub(crate) struct ConfigurationRow {
     pub created_at: i64,
 }
 
+/// An operator's latest identity sync as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct IdentitySyncRow {
+    #[sqlx(json)]
+    pub snapshot: Value,
+    #[sqlx(json)]
+    pub report: Value,
+    pub synced_at: i64,
+}
+
 /// A deployment as stored.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct DeploymentRow {
@@ -260,6 +270,17 @@ pub(crate) trait Queries: accounts::AccountQueries + Send + Sync {
     async fn claim_domain(&self, operator: &str, domain: &str, now: Millis) -> Result<bool>;
     /// Forgets `operator`'s domain claim.
     async fn release_domain(&self, operator: &str) -> Result<()>;
+
+    /// Replaces `operator`'s latest identity sync.
+    async fn record_identity_sync(
+        &self,
+        operator: &str,
+        snapshot: &Value,
+        report: &Value,
+        at: Millis,
+    ) -> Result<()>;
+    /// `operator`'s latest identity sync.
+    async fn identity_sync(&self, operator: &str) -> Result<Option<IdentitySyncRow>>;
 
     /// The address `resource` of `operator` holds in `pool`.
     async fn held_address(

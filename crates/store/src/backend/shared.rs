@@ -498,6 +498,46 @@ macro_rules! shared_queries {
                 Ok(())
             }
 
+            async fn record_identity_sync(
+                &self,
+                operator: &str,
+                snapshot: &serde_json::Value,
+                report: &serde_json::Value,
+                at: fediversity_engine::clock::Millis,
+            ) -> $crate::error::Result<()> {
+                const FAILED: &str = "recording an identity sync";
+                let mut conn = self.connection(FAILED).await?;
+                sqlx::query(
+                    "INSERT INTO identity_syncs (operator, snapshot, report, synced_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (operator) DO UPDATE \
+                     SET snapshot = excluded.snapshot, report = excluded.report, \
+                     synced_at = excluded.synced_at",
+                )
+                .bind(operator)
+                .bind(sqlx::types::Json(snapshot))
+                .bind(sqlx::types::Json(report))
+                .bind(at)
+                .execute(&mut *conn)
+                .await
+                .map_err(self.failed(FAILED))?;
+                Ok(())
+            }
+
+            async fn identity_sync(
+                &self,
+                operator: &str,
+            ) -> $crate::error::Result<Option<$crate::backend::IdentitySyncRow>> {
+                const FAILED: &str = "reading an identity sync";
+                let mut conn = self.connection(FAILED).await?;
+                sqlx::query_as(
+                    "SELECT snapshot, report, synced_at FROM identity_syncs WHERE operator = $1",
+                )
+                .bind(operator)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(self.failed(FAILED))
+            }
+
             async fn held_address(
                 &self,
                 pool: &str,

@@ -19,7 +19,7 @@
 pub mod schema;
 
 mod api;
-mod server;
+pub(crate) mod server;
 mod state;
 
 use std::collections::BTreeMap;

@@ -60,7 +60,8 @@ impl TlsMaterial {
         }
     }
 
-    fn server_config(&self) -> rustls::ServerConfig {
+    /// The server side: the certificate and its key (shared with [`crate::recorder`]).
+    pub(crate) fn server_config(&self) -> rustls::ServerConfig {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

@@ -1,0 +1,14 @@
+//! De-provisioning on Pixelfed: Pixelfed documents no HTTP admin API that suspends or
+//! deletes an account (its documented admin tools are the web dashboard and the server's
+//! `php artisan user:*` commands; its Mastodon-compatible API has no admin part). So the
+//! sync does not guess an undocumented endpoint: it reports what a person has to do.
+
+use super::sync::Outcome;
+
+/// What to do about `username` on Pixelfed.
+pub fn deprovision(username: &str) -> Outcome {
+    Outcome::Manual(format!(
+        "Pixelfed has no documented admin API: suspend or delete `{username}` in Pixelfed's \
+         admin dashboard, or with `php artisan user:delete {username}` on the Pixelfed host"
+    ))
+}

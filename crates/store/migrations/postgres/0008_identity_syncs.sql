@@ -1,0 +1,8 @@
+-- The latest user sync of each operator's own directory: the snapshot the next sync compares
+-- with, and the report the panel shows. Written as the identity provider's sync returns them.
+CREATE TABLE identity_syncs (
+    operator TEXT PRIMARY KEY,
+    snapshot JSONB NOT NULL,
+    report JSONB NOT NULL,
+    synced_at BIGINT NOT NULL
+);

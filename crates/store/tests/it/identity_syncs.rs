@@ -1,0 +1,37 @@
+//! Identity syncs: the latest per operator, replacing the one before, never another's.
+
+use serde_json::json;
+
+use crate::harness::{TestDb, op};
+
+pub async fn the_latest_sync_replaces_the_one_before_per_operator(db: TestDb) {
+    let store = db.store().await;
+    let (uni, other) = (op("uni"), op("other"));
+    assert_eq!(store.identity_sync(&uni).await.unwrap(), None);
+
+    let first = json!({"users": {"id-alice": {"username": "alice", "email": "alice@uni.example", "admin": true}}});
+    let report = json!({"report": {"added": ["alice"], "removed": []}, "held_back": null});
+    store
+        .record_identity_sync(&uni, &first, &report, 10)
+        .await
+        .unwrap();
+    let found = store.identity_sync(&uni).await.unwrap().unwrap();
+    assert_eq!(
+        (found.snapshot, found.report, found.synced_at),
+        (first, report, 10)
+    );
+
+    let second = json!({"users": {}});
+    let held =
+        json!({"report": {"removed": ["alice"]}, "held_back": "1 of 1 users would be removed"});
+    store
+        .record_identity_sync(&uni, &second, &held, 20)
+        .await
+        .unwrap();
+    let found = store.identity_sync(&uni).await.unwrap().unwrap();
+    assert_eq!(
+        (found.snapshot, found.report, found.synced_at),
+        (second, held, 20)
+    );
+    assert_eq!(store.identity_sync(&other).await.unwrap(), None);
+}
