@@ -74,18 +74,16 @@ current() {
 # differ A B: how many secret files differ between set directories A and B (either may be
 # missing): a name in one only, or another value.
 differ() {
-  count=0
-  for file in "$1"/* "$2"/*; do
+  a=${1:-/nonexistent} b=${2:-/nonexistent} count=0 seen=" "
+  for file in "$a"/* "$b"/*; do
     [ -e "$file" ] || continue
     name=${file##*/}
-    case " $seen " in *" $name "*) continue ;; esac
-    seen="$seen $name"
-    cmp -s "$1/$name" "$2/$name" || count=$((count + 1))
+    case $seen in *" $name "*) continue ;; esac
+    seen="$seen$name "
+    cmp -s "$a/$name" "$b/$name" || count=$((count + 1))
   done
-  seen=
   echo "$count"
 }
-seen=
 
 # point_secrets SET: makes SET the secrets in force, atomically.
 point_secrets() {

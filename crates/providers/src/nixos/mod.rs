@@ -5,19 +5,24 @@
 //!
 //! 1. **build** on the deployer: `(getFlake FLAKE).lib.fediversitySystem { specFile; }`'s
 //!    `config.system.build.toplevel`, the host spec (JSON, no secrets) in a file ([`nix`]);
-//! 2. **secrets** written into a root-only directory (`/var/lib/fediversity/secrets`, 0700,
-//!    files 0600, each replaced atomically; files no longer wanted removed), sent on standard
-//!    input, never on a command line, in a log or in an event; the same SSH session reads the
-//!    generation the host runs;
-//! 3. **copy** the closure with `nix copy` over SSH, unless the host already runs exactly
-//!    that system (its profile's current generation is the built path): then nothing is
-//!    copied or switched, and only the health check follows;
-//! 4. **activate**: a new generation of the system profile, then `switch-to-configuration
-//!    switch` run detached on the host, whose exit status the provider polls, so an SSH drop
-//!    does not stop it;
+//!    with `build_on = "target"` only evaluated there, its derivation built on the host;
+//! 2. **secrets** written into a new root-only set (`/var/lib/fediversity/secret-sets/<id>`,
+//!    0700, files 0600) that the `secrets` symlink is switched to atomically, sent on
+//!    standard input, never on a command line, in a log or in an event; the same SSH session
+//!    reads the host's state;
+//! 3. **copy** the closure with `nix copy` over SSH (or the derivation's closure, then
+//!    `nix-store --realise` on the host), unless the host already runs exactly that system
+//!    (recorded as deployed, and its profile still there): then nothing is copied or
+//!    switched, and only the health check follows;
+//! 4. **activate**: a generation of the system profile (the newest again if it already holds
+//!    the system), then `switch-to-configuration switch` run detached on the host, whose exit
+//!    status the provider polls, so an SSH drop does not stop it; an activation an
+//!    interrupted run left is followed rather than started twice;
 //! 5. **health**: the units the system declares (`etc/fediversity/health.json`) must be
 //!    active and its loopback URLs answer as expected within the health timeout ([`health`]);
-//!    when secrets changed, `fediversity-secrets.service` is restarted first.
+//!    when secrets changed, `fediversity-secrets.service` is restarted first. Only then is
+//!    the generation, with its secret set, recorded on the host as deployed: that record, not
+//!    the profile, is what a later run trusts, so a run interrupted anywhere converges.
 //!
 //! **Deployment key rotation.** The host spec names the deployment public key(s) the system
 //! authorizes for root (`deploy_keys`). The provider records, as a sensitive output, the
@@ -29,8 +34,9 @@
 //! run interrupted anywhere converges when run again (the recorded key stays the old one until
 //! the new one is proven).
 //!
-//! When activation or the health check fails, the host is switched back to the generation it
-//! ran before, and the error reports both the failure and the rollback. Such an error is
+//! When activation or the health check fails, the host is switched back to the generation
+//! recorded as deployed, with the secret set deployed with it, and the error reports both the
+//! failure and the rollback. Such an error is
 //! permanent: trying the same system again would fail the same way. Everything on the host
 //! goes through one SSH master connection with the VM's recorded host key pinned ([`ssh`]).
 //! The contract a flake must meet is in `docs/nixos-provider.md` and `docs/nix-modules.md`.
@@ -472,7 +478,14 @@ impl NixosProvider {
     async fn replace(&self, target: &Target<'_>, state: &HostState) -> ProviderResult<Generation> {
         let (ctx, session, system) = (target.ctx, target.session, &target.built.system);
         let host = session.host();
-        self.put(ctx, session, target.built).await?;
+        if let Err(e) = self.put(ctx, session, target.built).await {
+            // The new secrets are in force already: the system that stays gets its own back.
+            let restored = self.restore_secrets(session, target.changed).await;
+            return Err(ProviderError {
+                kind: e.kind,
+                message: format!("{}{restored}", e.message),
+            });
+        }
         let outcome = async {
             let number = match state.pending(system) {
                 Some((pending, run)) => {

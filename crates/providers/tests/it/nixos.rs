@@ -820,7 +820,7 @@ async fn a_system_built_on_the_host_is_deployed_unchanged_and_rolled_back_like_o
             .as_nanos()
     );
     let on_host = |test: Value| {
-        let mut inputs = inputs(&hosts, host, test, json!({"admin-password": "x"}));
+        let mut inputs = inputs(&hosts, host, test, json!({"admin-password": "first"}));
         inputs["build_on"] = json!("target");
         inputs
     };
@@ -876,4 +876,22 @@ async fn a_system_built_on_the_host_is_deployed_unchanged_and_rolled_back_like_o
         error.message
     );
     assert_eq!(label(host), unique);
+
+    // A system that does not build on the host: nothing is switched, and a rotated secret
+    // does not stay in force without the system it was meant for.
+    let mut broken = on_host(json!({"label": format!("{unique}-broken"), "build_fails": true}));
+    broken["secrets"] = json!({"admin-password": "second"});
+    let error = nixos.update(&c, &broken, &first).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Permanent, "{}", error.message);
+    assert!(
+        error.message.contains("the build fails as asked")
+            && error.message.contains("previous secrets are back"),
+        "{}",
+        error.message
+    );
+    assert_eq!((label(host), activations(host)), (unique.clone(), 3));
+    let secret = host
+        .root()
+        .join("var/lib/fediversity/secrets/admin-password");
+    assert_eq!(std::fs::read_to_string(secret).unwrap(), "first");
 }
