@@ -36,10 +36,10 @@
 //!
 //! When activation or the health check fails, the host is switched back to the generation
 //! recorded as deployed, with the secret set deployed with it, and the error reports both the
-//! failure and the rollback. Such an error is
-//! permanent: trying the same system again would fail the same way. Everything on the host
-//! goes through one SSH master connection with the VM's recorded host key pinned ([`ssh`]).
-//! The contract a flake must meet is in `docs/nixos-provider.md` and `docs/nix-modules.md`.
+//! failure and the rollback. Such an error is permanent: trying the same system again would
+//! fail the same way. Everything on the host goes through one SSH master connection with the
+//! VM's recorded host key pinned ([`ssh`]). The contract a flake must meet is in
+//! `docs/nixos-provider.md` and `docs/nix-modules.md`.
 
 mod health;
 mod nix;
