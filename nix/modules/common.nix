@@ -83,8 +83,11 @@ in
 
     systemd.tmpfiles.rules = [
       "d /var/lib/fediversity 0755 root root -"
-      "d ${secretsDir} 0700 root root -"
-      "z ${secretsDir} 0700 root root -"
+      # The nixos provider keeps each set of uploaded secrets in secret-sets/<id> and makes
+      # ${secretsDir} a symlink to the set in force, switched atomically (and back on a
+      # rollback): tmpfiles must not make that path a directory.
+      "d /var/lib/fediversity/secret-sets 0700 root root -"
+      "z /var/lib/fediversity/secret-sets 0700 root root -"
     ];
 
     environment.etc."fediversity/health.json".text = builtins.toJSON (fedi.health spec);

@@ -15,7 +15,13 @@
 //! - per host a directory, [`TestHost::root`], standing for the host's file system: its Nix
 //!   store is the chroot store `local?root=<root>` (what `nix copy` addresses through
 //!   `ssh-ng://…?remote-store=local?root=<root>`), and the provider writes its secrets and
-//!   profiles under it.
+//!   profiles under it;
+//! - per host a Nix configuration for the commands run over SSH (`SetEnv
+//!   NIX_USER_CONF_FILES`), as a real host has its `/etc/nix/nix.conf`: no substituters (the
+//!   test machine has no Internet access), and the machine's `/bin`, `/usr`, `/lib` and
+//!   `/lib64` in the build chroot. Nix always builds in a chroot for a store under another
+//!   root, and the test system's builder is the machine's `/bin/sh`; this is what lets a test
+//!   host build a system itself (`build_on = "target"`).
 //!
 //! Dropping the [`TestHosts`] (also when a test panics) kills every process left in each
 //! namespace (sshd and whatever an activation started), deletes the namespaces, the veths and
@@ -252,6 +258,8 @@ impl TestHosts {
             .expect("cannot read a host key")
             .trim()
             .to_owned();
+        let nix_conf = host_dir.join("nix.conf");
+        std::fs::write(&nix_conf, host_nix_conf()).expect("cannot write a test host's nix.conf");
         let config = host_dir.join("sshd_config");
         std::fs::write(
             &config,
@@ -263,6 +271,7 @@ impl TestHosts {
                     &root.join(AUTHORIZED_KEYS),
                 ],
                 &host_dir,
+                &nix_conf,
             ),
         )
         .expect("cannot write sshd_config");
@@ -327,7 +336,13 @@ impl Drop for TestHosts {
 
 /// The configuration of one host's sshd. `StrictModes no`: the set's files are private, but
 /// they live under /tmp, whose world-writable mode sshd would refuse (it ignores the sticky bit).
-fn sshd_config(address: Ipv4Addr, host_key: &Path, authorized: &[&Path], dir: &Path) -> String {
+fn sshd_config(
+    address: Ipv4Addr,
+    host_key: &Path,
+    authorized: &[&Path],
+    dir: &Path,
+    nix_conf: &Path,
+) -> String {
     let authorized: Vec<String> = authorized.iter().map(|p| p.display().to_string()).collect();
     format!(
         "ListenAddress {address}\n\
@@ -344,11 +359,23 @@ fn sshd_config(address: Ipv4Addr, host_key: &Path, authorized: &[&Path], dir: &P
          AllowTcpForwarding yes\n\
          MaxSessions 100\n\
          MaxStartups 100\n\
+         SetEnv NIX_USER_CONF_FILES={}\n\
          LogLevel VERBOSE\n",
         host_key.display(),
         dir.join("sshd.pid").display(),
         authorized.join(" "),
+        nix_conf.display(),
     )
+}
+
+/// A test host's Nix configuration (see the module docs): the machine's directories the
+/// build chroot needs, those that exist.
+fn host_nix_conf() -> String {
+    let chroot: Vec<&str> = ["/bin", "/usr", "/lib", "/lib64"]
+        .into_iter()
+        .filter(|dir| Path::new(dir).exists())
+        .collect();
+    format!("substituters =\nsandbox-paths = {}\n", chroot.join(" "))
 }
 
 /// Fails with what to do when the hosts cannot be made here.

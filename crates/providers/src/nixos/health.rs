@@ -46,17 +46,35 @@ struct Target {
     path: String,
 }
 
+/// Where a system keeps its contract.
+fn contract_path(system: &str) -> String {
+    format!("{system}/etc/fediversity/health.json")
+}
+
 impl Contract {
     /// The contract of `system`, read from the deployer's store (the system was built there);
     /// an empty one when the system declares none.
     pub async fn of(system: &str) -> Result<Contract, ProviderError> {
-        let path = format!("{system}/etc/fediversity/health.json");
+        let path = contract_path(system);
         match tokio::fs::read_to_string(&path).await {
-            Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| ProviderError::permanent(format!("{path} is not valid: {e}"))),
+            Ok(text) => Contract::parse(&path, &text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Contract::default()),
             Err(e) => Err(ProviderError::transient(format!("cannot read {path}: {e}"))),
         }
+    }
+
+    /// `system`'s contract as `text`, read from the host (a system built there is not in the
+    /// deployer's store); empty text is a system that declares nothing.
+    pub fn from_host(system: &str, text: &str) -> Result<Contract, ProviderError> {
+        if text.trim().is_empty() {
+            return Ok(Contract::default());
+        }
+        Contract::parse(&contract_path(system), text)
+    }
+
+    fn parse(path: &str, text: &str) -> Result<Contract, ProviderError> {
+        serde_json::from_str(text)
+            .map_err(|e| ProviderError::permanent(format!("{path} is not valid: {e}")))
     }
 
     /// Waits until every unit is active and every URL answers as expected, asking again every

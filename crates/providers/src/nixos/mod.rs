@@ -5,19 +5,24 @@
 //!
 //! 1. **build** on the deployer: `(getFlake FLAKE).lib.fediversitySystem { specFile; }`'s
 //!    `config.system.build.toplevel`, the host spec (JSON, no secrets) in a file ([`nix`]);
-//! 2. **secrets** written into a root-only directory (`/var/lib/fediversity/secrets`, 0700,
-//!    files 0600, each replaced atomically; files no longer wanted removed), sent on standard
-//!    input, never on a command line, in a log or in an event; the same SSH session reads the
-//!    generation the host runs;
-//! 3. **copy** the closure with `nix copy` over SSH, unless the host already runs exactly
-//!    that system (its profile's current generation is the built path): then nothing is
-//!    copied or switched, and only the health check follows;
-//! 4. **activate**: a new generation of the system profile, then `switch-to-configuration
-//!    switch` run detached on the host, whose exit status the provider polls, so an SSH drop
-//!    does not stop it;
+//!    with `build_on = "target"` only evaluated there, its derivation built on the host;
+//! 2. **secrets** written into a new root-only set (`/var/lib/fediversity/secret-sets/<id>`,
+//!    0700, files 0600) that the `secrets` symlink is switched to atomically, sent on
+//!    standard input, never on a command line, in a log or in an event; the same SSH session
+//!    reads the host's state;
+//! 3. **copy** the closure with `nix copy` over SSH (or the derivation's closure, then
+//!    `nix-store --realise` on the host), unless the host already runs exactly that system
+//!    (recorded as deployed, and its profile still there): then nothing is copied or
+//!    switched, and only the health check follows;
+//! 4. **activate**: a generation of the system profile (the newest again if it already holds
+//!    the system), then `switch-to-configuration switch` run detached on the host, whose exit
+//!    status the provider polls, so an SSH drop does not stop it; an activation an
+//!    interrupted run left is followed rather than started twice;
 //! 5. **health**: the units the system declares (`etc/fediversity/health.json`) must be
 //!    active and its loopback URLs answer as expected within the health timeout ([`health`]);
-//!    when secrets changed, `fediversity-secrets.service` is restarted first.
+//!    when secrets changed, `fediversity-secrets.service` is restarted first. Only then is
+//!    the generation, with its secret set, recorded on the host as deployed: that record, not
+//!    the profile, is what a later run trusts, so a run interrupted anywhere converges.
 //!
 //! **Deployment key rotation.** The host spec names the deployment public key(s) the system
 //! authorizes for root (`deploy_keys`). The provider records, as a sensitive output, the
@@ -29,11 +34,12 @@
 //! run interrupted anywhere converges when run again (the recorded key stays the old one until
 //! the new one is proven).
 //!
-//! When activation or the health check fails, the host is switched back to the generation it
-//! ran before, and the error reports both the failure and the rollback. Such an error is
-//! permanent: trying the same system again would fail the same way. Everything on the host
-//! goes through one SSH master connection with the VM's recorded host key pinned ([`ssh`]).
-//! The contract a flake must meet is in `docs/nixos-provider.md` and `docs/nix-modules.md`.
+//! When activation or the health check fails, the host is switched back to the generation
+//! recorded as deployed, with the secret set deployed with it, and the error reports both the
+//! failure and the rollback. Such an error is permanent: trying the same system again would
+//! fail the same way. Everything on the host goes through one SSH master connection with the
+//! VM's recorded host key pinned ([`ssh`]). The contract a flake must meet is in
+//! `docs/nixos-provider.md` and `docs/nix-modules.md`.
 
 mod health;
 mod nix;
@@ -114,15 +120,16 @@ impl Default for NixosOptions {
     }
 }
 
-/// Why the provider cannot work on this infrastructure.
+/// Why the provider cannot work on this deployer.
 #[derive(Debug, thiserror::Error)]
 pub enum NixosConfigError {
-    /// `[nix] build_on = "target"` is not supported yet.
+    /// The deployer has no `nix`: every deployment evaluates the flake there, whichever
+    /// machine builds the system.
     #[error(
-        "[nix] build_on = \"target\" is not supported by this version of the nixos provider: \
-         set build_on = \"deployer\" in infra.toml"
+        "[nix] is set in infra.toml, but `nix` is not on the deployer's PATH: install Nix \
+         (Debian: nix-bin) on the machine running fediversity"
     )]
-    BuildOnTarget,
+    NixMissing,
 }
 
 /// The `nixos` provider.
@@ -142,15 +149,17 @@ impl NixosProvider {
     }
 
     /// The provider for the hosting provider's `[nix]` section (`NixosOptions::default()`
-    /// suits a real fleet). The flake itself arrives with each resource's inputs.
+    /// suits a real fleet). The flake and `build_on` arrive with each resource's inputs (the
+    /// configurator copies them from the section), so one provider serves either way of
+    /// building; what the section needs of the deployer is checked here, up front.
     ///
     /// # Errors
-    /// When the section asks for something this provider cannot do.
-    pub fn from_infra(infra: &NixInfra, options: NixosOptions) -> Result<Self, NixosConfigError> {
-        match infra.build_on {
-            BuildOn::Deployer => Ok(Self::new(options)),
-            BuildOn::Target => Err(NixosConfigError::BuildOnTarget),
+    /// When the deployer has no `nix`.
+    pub fn from_infra(_infra: &NixInfra, options: NixosOptions) -> Result<Self, NixosConfigError> {
+        if !on_path("nix") {
+            return Err(NixosConfigError::NixMissing);
         }
+        Ok(Self::new(options))
     }
 }
 
@@ -177,13 +186,6 @@ struct NixosInputs {
 impl NixosInputs {
     fn parse(ctx: &CallContext, inputs: &Value) -> ProviderResult<Self> {
         let parsed: Self = parse_inputs(&ctx.address, NAME, inputs)?;
-        if parsed.build_on == BuildOn::Target {
-            return Err(ProviderError::permanent(format!(
-                "{}: {}",
-                ctx.address,
-                NixosConfigError::BuildOnTarget
-            )));
-        }
         for name in parsed.secrets.keys() {
             check_component("secret file", name)?;
         }
@@ -191,11 +193,107 @@ impl NixosInputs {
     }
 }
 
-/// The generation a host's system profile points at.
+/// A generation of a host's system profile.
 #[derive(Clone, Debug, PartialEq)]
 struct Generation {
     number: u64,
     system: String,
+}
+
+/// What the host says about its system and secrets (the host script's `current`).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct HostState {
+    /// The generation the system profile points at.
+    profile: Option<Generation>,
+    /// The last deployment whose health check passed, and its secret set.
+    deployed: Option<(Generation, String)>,
+    /// The last activation started, and its run.
+    pending: Option<(Generation, String)>,
+    /// The secret set in force.
+    secrets: Option<String>,
+}
+
+impl HostState {
+    /// Reads the host script's `<fact> <words…>` lines; unknown lines are skipped.
+    fn parse(text: &str) -> Self {
+        let mut state = Self::default();
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["profile", number, system] => state.profile = generation(number, system),
+                ["deployed", number, system, set] => {
+                    state.deployed = generation(number, system).map(|g| (g, (*set).to_owned()));
+                }
+                ["pending", number, system, run] => {
+                    state.pending = generation(number, system).map(|g| (g, (*run).to_owned()));
+                }
+                ["secrets", set] => state.secrets = Some((*set).to_owned()),
+                _ => {}
+            }
+        }
+        state
+    }
+
+    /// The deployed generation, if it holds `system` and the profile still points at it
+    /// (nobody rolled the host back by hand since).
+    fn runs(&self, system: &str) -> Option<&Generation> {
+        let (deployed, _) = self.deployed.as_ref()?;
+        (deployed.system == system && self.profile.as_ref() == Some(deployed)).then_some(deployed)
+    }
+
+    /// The activation of `system` an interrupted run started, if the profile still points
+    /// at it, and its run.
+    fn pending(&self, system: &str) -> Option<(&Generation, &str)> {
+        let (pending, run) = self.pending.as_ref()?;
+        (pending.system == system && self.profile.as_ref() == Some(pending))
+            .then_some((pending, run.as_str()))
+    }
+
+    /// Where a failed deployment of `system` returns: the deployed generation; on a host
+    /// the provider never deployed, the one its profile points at (unless that is `system`,
+    /// left by an interrupted first run).
+    fn rollback_target(&self, system: &str) -> Option<&Generation> {
+        match &self.deployed {
+            Some((deployed, _)) => Some(deployed),
+            None => self.profile.as_ref().filter(|p| p.system != system),
+        }
+    }
+
+    /// Whether the secret set in force is another than the deployed one (an interrupted run
+    /// switched it): committing then records it, and removes the others.
+    fn secrets_moved(&self) -> bool {
+        self.secrets.as_deref() != self.deployed.as_ref().map(|(_, set)| set.as_str())
+    }
+
+    /// What the host runs, as outputs: the deployed generation while the profile points at
+    /// it, else the profile's (a generation the provider did not see pass, or none).
+    fn running(&self) -> Option<&Generation> {
+        match (&self.deployed, &self.profile) {
+            (Some((deployed, _)), Some(profile)) if deployed == profile => Some(deployed),
+            (_, profile) => profile.as_ref(),
+        }
+    }
+}
+
+/// A built (or, to build on the host, evaluated) system.
+#[derive(Debug)]
+struct Built {
+    /// Its store path.
+    system: String,
+    /// Its derivation, when the host builds it.
+    drv: Option<String>,
+}
+
+/// One host's deployment, as the phases after the secrets see it.
+struct Target<'a> {
+    ctx: &'a CallContext,
+    session: &'a Session,
+    inputs: &'a NixosInputs,
+    /// Whether the deployment key rotates (the new key must be proven).
+    rotating: bool,
+    built: &'a Built,
+    /// How many secret files differ from the deployed ones.
+    changed: usize,
 }
 
 impl Generation {
@@ -279,84 +377,263 @@ impl NixosProvider {
         let inputs = NixosInputs::parse(ctx, inputs)?;
         let fallback = fallback_key(recorded, &inputs.ssh_private_key);
         let at = &ctx.address;
-        ctx.progress.report(
-            format!("build: building the system from {}", inputs.flake),
-            None,
-        );
-        let system = self
-            .nix
-            .build(&inputs.flake, &inputs.spec, self.options.build_timeout)
+        let built = self
+            .build(ctx, &inputs)
             .await
             .map_err(|e| in_context(at, e))?;
-        let contract = Contract::of(&system).await.map_err(|e| in_context(at, e))?;
         let session = self
             .session(&inputs, fallback.as_ref())
             .await
             .map_err(|e| in_context(at, e))?;
-        let host = session.host().to_owned();
         ctx.progress.report(
-            format!("secrets: {} file(s) to {host}", inputs.secrets.len()),
+            format!(
+                "secrets: {} file(s) to {}",
+                inputs.secrets.len(),
+                session.host()
+            ),
             Some(0.2),
         );
-        let (changed, previous) = prepare(&session, &inputs.secrets)
+        let set = run_id().map_err(|e| in_context(at, e))?;
+        let (changed, state) = prepare(&session, &set, &inputs.secrets)
             .await
             .map_err(|e| in_context(at, e))?;
-        if let Some(running) = previous.as_ref().filter(|g| g.system == system) {
-            ctx.progress.report(
-                format!(
-                    "copy: skipped, {host} already runs {system} (generation {})",
-                    running.number
-                ),
-                None,
-            );
-            self.restart_secrets(&session, changed)
-                .await
-                .map_err(|e| in_context(at, e))?;
-            self.check_health(ctx, &session, &contract)
-                .await
-                .map_err(|failure| {
-                    ProviderError::permanent(format!("{at}: {host} runs {system}, but {failure}"))
-                })?;
-            if fallback.is_some() {
-                self.check_new_key(&inputs).await.map_err(|failure| {
-                    ProviderError::permanent(format!("{at}: {host} runs {system}, but {failure}"))
-                })?;
-            }
-            return Ok(with_key(running.outputs(), &inputs.ssh_private_key));
-        }
-        ctx.progress
-            .report(format!("copy: {system} to {host}"), Some(0.3));
-        self.nix
-            .copy(&session, &system, self.options.copy_timeout)
-            .await
-            .map_err(|e| in_context(at, e))?;
-        ctx.progress
-            .report(format!("activate: a new generation on {host}"), Some(0.6));
-        let outcome = match self.activate(&session, &system, "new").await {
-            Ok(number) => {
-                ctx.progress.report(
-                    format!("health: checking generation {number} on {host}"),
-                    Some(0.8),
-                );
-                match self.restart_secrets(&session, changed).await {
-                    Ok(()) => match self.check_health(ctx, &session, &contract).await {
-                        Ok(()) if fallback.is_some() => self.check_new_key(&inputs).await,
-                        checked => checked,
-                    }
-                    .map(|()| Generation { number, system }),
-                    Err(e) => Err(e.message),
-                }
-            }
-            Err(failure) => Err(failure),
+        let target = Target {
+            ctx,
+            session: &session,
+            inputs: &inputs,
+            rotating: fallback.is_some(),
+            built: &built,
+            changed,
         };
+        let deployed = match state.runs(&built.system) {
+            Some(running) => self.keep(&target, running.clone(), &state).await,
+            None => self.replace(&target, &state).await,
+        }
+        .map_err(|e| in_context(at, e))?;
+        Ok(with_key(deployed.outputs(), &inputs.ssh_private_key))
+    }
+
+    /// The system for `inputs`: built here, or (`build_on = "target"`) only evaluated, its
+    /// derivation to be built on the host.
+    async fn build(&self, ctx: &CallContext, inputs: &NixosInputs) -> ProviderResult<Built> {
+        let (flake, spec, timeout) = (&inputs.flake, &inputs.spec, self.options.build_timeout);
+        match inputs.build_on {
+            BuildOn::Deployer => {
+                ctx.progress
+                    .report(format!("build: building the system from {flake}"), None);
+                let system = self.nix.build(flake, spec, timeout).await?;
+                Ok(Built { system, drv: None })
+            }
+            BuildOn::Target => {
+                ctx.progress.report(
+                    format!(
+                        "build: evaluating the system from {flake}, to build on {}",
+                        inputs.host
+                    ),
+                    None,
+                );
+                let evaluated = self.nix.instantiate(flake, spec, timeout).await?;
+                Ok(Built {
+                    system: evaluated.out,
+                    drv: Some(evaluated.drv),
+                })
+            }
+        }
+    }
+
+    /// The host already runs the built system (`running`, recorded as deployed): puts rotated
+    /// secrets to use and checks its health. When that fails, the deployed secrets are put
+    /// back in force.
+    async fn keep(
+        &self,
+        target: &Target<'_>,
+        running: Generation,
+        state: &HostState,
+    ) -> ProviderResult<Generation> {
+        let (session, host) = (target.session, target.session.host());
+        target.ctx.progress.report(
+            format!(
+                "copy: skipped, {host} already runs {} (generation {})",
+                running.system, running.number
+            ),
+            None,
+        );
+        if let Err(failure) = self.verify(target).await {
+            let restored = self.restore_secrets(session, target.changed).await;
+            return Err(ProviderError::permanent(format!(
+                "{host} runs {}, but {failure}{restored}",
+                running.system
+            )));
+        }
+        if target.changed > 0 || state.secrets_moved() {
+            commit(session, &running).await?;
+        }
+        Ok(running)
+    }
+
+    /// Puts the built system on the host in place of the one it runs: copies (or builds) it,
+    /// activates it (or follows the activation an interrupted run started) and checks it;
+    /// rolls back to the deployed generation when that fails. The new generation is recorded
+    /// as deployed only once it passed.
+    async fn replace(&self, target: &Target<'_>, state: &HostState) -> ProviderResult<Generation> {
+        let (ctx, session, system) = (target.ctx, target.session, &target.built.system);
+        let host = session.host();
+        if let Err(e) = self.put(ctx, session, target.built).await {
+            // The new secrets are in force already: the system that stays gets its own back.
+            let restored = self.restore_secrets(session, target.changed).await;
+            return Err(ProviderError {
+                kind: e.kind,
+                message: format!("{}{restored}", e.message),
+            });
+        }
+        let outcome = async {
+            let number = match state.pending(system) {
+                Some((pending, run)) => {
+                    ctx.progress.report(
+                        format!(
+                            "activate: following generation {} on {host}, started by an \
+                             interrupted run",
+                            pending.number
+                        ),
+                        Some(0.6),
+                    );
+                    self.adopt(session, pending, run).await?
+                }
+                None => {
+                    ctx.progress
+                        .report(format!("activate: a new generation on {host}"), Some(0.6));
+                    self.activate(session, system, "new").await?
+                }
+            };
+            ctx.progress.report(
+                format!("health: checking generation {number} on {host}"),
+                Some(0.8),
+            );
+            self.verify(target).await?;
+            Ok::<_, String>(Generation {
+                number,
+                system: system.clone(),
+            })
+        }
+        .await;
         match outcome {
             Ok(deployed) => {
+                commit(session, &deployed).await?;
                 tracing::info!(%host, system = %deployed.system, generation = deployed.number, "host deployed");
-                Ok(with_key(deployed.outputs(), &inputs.ssh_private_key))
+                Ok(deployed)
             }
             Err(failure) => Err(self
-                .roll_back(ctx, &session, previous.as_ref(), &failure)
+                .roll_back(
+                    ctx,
+                    session,
+                    state.rollback_target(system),
+                    target.changed,
+                    &failure,
+                )
                 .await),
+        }
+    }
+
+    /// Gets the built system into the host's store: copies its closure, or copies its
+    /// derivation's closure and builds it there (`nix-store --realise` over the session).
+    async fn put(&self, ctx: &CallContext, session: &Session, built: &Built) -> ProviderResult<()> {
+        let (host, system) = (session.host(), &built.system);
+        let Some(drv) = &built.drv else {
+            ctx.progress
+                .report(format!("copy: {system} to {host}"), Some(0.3));
+            return self
+                .nix
+                .copy(session, system, false, self.options.copy_timeout)
+                .await;
+        };
+        ctx.progress
+            .report(format!("copy: the derivation {drv} to {host}"), Some(0.3));
+        self.nix
+            .copy(session, drv, true, self.options.copy_timeout)
+            .await?;
+        ctx.progress
+            .report(format!("build: {system} on {host}"), Some(0.4));
+        let ran = session
+            .script("realise", &[drv], None, self.options.build_timeout)
+            .await?;
+        if ran.success && ran.stdout.lines().any(|line| line.trim() == system) {
+            return Ok(());
+        }
+        Err(ProviderError::permanent(format!(
+            "building {drv} on {host} did not make {system}: {}",
+            nix::tail(ran.stderr.as_bytes())
+        )))
+    }
+
+    /// Once the system is active: rotated secrets put to use, the health contract holds, and
+    /// (during a key rotation) the new key alone lets the provider in. `Err` says what failed.
+    async fn verify(&self, target: &Target<'_>) -> Result<(), String> {
+        let session = target.session;
+        self.restart_secrets(session, target.changed)
+            .await
+            .map_err(|e| e.message)?;
+        let contract = match &target.built.drv {
+            None => Contract::of(&target.built.system).await,
+            Some(_) => contract_on_host(session, &target.built.system).await,
+        }
+        .map_err(|e| e.message)?;
+        self.check_health(target.ctx, session, &contract).await?;
+        if target.rotating {
+            self.check_new_key(target.inputs).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes over the activation `run` of `pending` that an interrupted deployment started:
+    /// follows it while it runs, adopts it when it passed; activates the generation again
+    /// when it failed or never ended (the host restarted, say).
+    async fn adopt(
+        &self,
+        session: &Session,
+        pending: &Generation,
+        run: &str,
+    ) -> Result<u64, String> {
+        let deadline = Instant::now() + self.options.activation_timeout;
+        match self
+            .follow(session, run, pending.number, deadline, "running")
+            .await
+        {
+            Ok(number) => Ok(number),
+            Err(failure) => {
+                tracing::warn!(host = %session.host(), %failure, "an interrupted activation did not pass; activating again");
+                self.activate(session, &pending.system, &pending.number.to_string())
+                    .await
+            }
+        }
+    }
+
+    /// After a failure with `changed` secret files rotated: puts the deployed secrets back in
+    /// force (and to use); what to add to the error.
+    async fn restore_secrets(&self, session: &Session, changed: usize) -> String {
+        if changed == 0 {
+            return String::new();
+        }
+        let restored = session
+            .script("restore-secrets", &[], None, COMMAND_TIMEOUT)
+            .await
+            .and_then(|ran| {
+                ran.stdout
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|_| ran.success)
+                    .ok_or_else(|| ProviderError::transient(ran.stderr.trim().to_owned()))
+            });
+        match restored {
+            Ok(0) => "; there were no earlier secrets to put back".to_owned(),
+            Ok(files) => match self.restart_secrets(session, files).await {
+                Ok(()) => "; the previous secrets are back in place".to_owned(),
+                Err(e) => format!(
+                    "; the previous secrets are back in place, but {}",
+                    e.message
+                ),
+            },
+            Err(e) => format!("; putting the previous secrets back failed: {}", e.message),
         }
     }
 
@@ -398,7 +675,7 @@ impl NixosProvider {
             // have started: the profile says whether it did.
             Err(e) if e.kind == ErrorKind::Transient => {
                 tracing::warn!(host = %session.host(), error = %e.message, "starting the activation");
-                let number = self.started_generation(session, system, deadline).await?;
+                let number = self.started_generation(session, &run, deadline).await?;
                 return self
                     .follow(session, &run, number, deadline, "running")
                     .await;
@@ -415,17 +692,21 @@ impl NixosProvider {
         }
     }
 
-    /// After a dropped `switch` call: the generation the profile points at, if it is
-    /// `system`'s (the switch got that far), asked until the host answers or `deadline`.
+    /// After a dropped `switch` call: the generation of activation `run`, if the host
+    /// recorded it as started (the switch got that far), asked until the host answers or
+    /// `deadline`.
     async fn started_generation(
         &self,
         session: &Session,
-        system: &str,
+        run: &str,
         deadline: Instant,
     ) -> Result<u64, String> {
         loop {
             match current(session).await {
-                Ok(Some(running)) if running.system == system => return Ok(running.number),
+                Ok(HostState {
+                    pending: Some((started, started_run)),
+                    ..
+                }) if started_run == run => return Ok(started.number),
                 Ok(_) => {
                     return Err("the activation did not start (the connection dropped)".to_owned());
                 }
@@ -548,19 +829,23 @@ impl NixosProvider {
         }
     }
 
-    /// Switches back to `previous` after `failure`; the error to report either way.
+    /// Switches back to `previous` (with the secrets deployed with it, when `changed` secret
+    /// files were rotated) after `failure`; the error to report either way. The secrets go
+    /// back first, so that the old system starts with the values it was deployed with.
     async fn roll_back(
         &self,
         ctx: &CallContext,
         session: &Session,
         previous: Option<&Generation>,
+        changed: usize,
         failure: &str,
     ) -> ProviderError {
-        let (at, host) = (&ctx.address, session.host());
+        let host = session.host();
         tracing::warn!(%host, %failure, "deployment failed");
+        let restored = self.restore_secrets(session, changed).await;
         let Some(previous) = previous else {
             return ProviderError::permanent(format!(
-                "{at}: {failure}; {host} had no earlier generation to roll back to"
+                "{failure}; {host} had no earlier generation to roll back to{restored}"
             ));
         };
         ctx.progress.report(
@@ -577,37 +862,39 @@ impl NixosProvider {
             Ok(_) => {
                 tracing::warn!(%host, generation = previous.number, "rolled back");
                 ProviderError::permanent(format!(
-                    "{at}: {failure}; rolled {host} back to generation {} ({})",
+                    "{failure}; rolled {host} back to generation {} ({}){restored}",
                     previous.number, previous.system
                 ))
             }
             Err(rollback) => ProviderError::permanent(format!(
-                "{at}: {failure}; rolling {host} back to generation {} failed too: {rollback}",
+                "{failure}; rolling {host} back to generation {} failed too: \
+                 {rollback}{restored}",
                 previous.number
             )),
         }
     }
 }
 
-/// The generation the host's system profile points at, if any.
-async fn current(session: &Session) -> ProviderResult<Option<Generation>> {
+/// What the host runs and was deployed with.
+async fn current(session: &Session) -> ProviderResult<HostState> {
     let ran = session
         .script("current", &[], None, COMMAND_TIMEOUT)
         .await?;
-    generation_of(session, "read the system profile", &ran)
+    state_of(session, &ran)
 }
 
-/// Writes `secrets` on the host (and removes the secret files no longer named); then how
-/// many files changed, and the generation its system profile points at, if any. One SSH
+/// Puts `secrets` in force on the host as set `set` (unless the set in force holds exactly
+/// them); then how many files differ from the deployed secrets, and the host's state. One SSH
 /// session.
 async fn prepare(
     session: &Session,
+    set: &str,
     secrets: &BTreeMap<String, SecretString>,
-) -> ProviderResult<(usize, Option<Generation>)> {
+) -> ProviderResult<(usize, HostState)> {
     let mut ran = session
         .script(
             "prepare",
-            &[],
+            &[set],
             Some(&secrets_stream(secrets)),
             COMMAND_TIMEOUT,
         )
@@ -624,22 +911,68 @@ async fn prepare(
         )));
     };
     ran.stdout = rest.to_owned();
-    Ok((
-        changed,
-        generation_of(session, "read the system profile", &ran)?,
-    ))
+    Ok((changed, state_of(session, &ran)?))
 }
 
-fn generation_of(session: &Session, what: &str, ran: &Ran) -> ProviderResult<Option<Generation>> {
+/// Records `deployed`, with the secrets in force, as what the host was deployed with.
+async fn commit(session: &Session, deployed: &Generation) -> ProviderResult<()> {
+    let number = deployed.number.to_string();
+    let ran = session
+        .script(
+            "commit",
+            &[&number, &deployed.system],
+            None,
+            COMMAND_TIMEOUT,
+        )
+        .await?;
     if ran.success {
-        Ok(parse_generation(&ran.stdout))
+        Ok(())
     } else {
         Err(ProviderError::transient(format!(
-            "cannot {what} on {}: {}",
+            "cannot record generation {number} as deployed on {}: {}",
             session.host(),
             ran.stderr.trim()
         )))
     }
+}
+
+/// The health contract of `system`, read on the host (it was built there).
+async fn contract_on_host(session: &Session, system: &str) -> ProviderResult<Contract> {
+    let ran = session
+        .script("contract", &[system], None, COMMAND_TIMEOUT)
+        .await?;
+    if !ran.success {
+        return Err(ProviderError::transient(format!(
+            "cannot read the health contract of {system} on {}: {}",
+            session.host(),
+            ran.stderr.trim()
+        )));
+    }
+    Contract::from_host(system, &ran.stdout)
+}
+
+fn state_of(session: &Session, ran: &Ran) -> ProviderResult<HostState> {
+    if ran.success {
+        Ok(HostState::parse(&ran.stdout))
+    } else {
+        Err(ProviderError::transient(format!(
+            "cannot read the system profile on {}: {}",
+            session.host(),
+            ran.stderr.trim()
+        )))
+    }
+}
+
+/// Whether `program` is an executable file in a directory of `PATH`.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program)).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
+    })
 }
 
 /// The secrets as the host script's `prepare` reads them: `<name> <base64 value>` lines.
@@ -654,9 +987,8 @@ fn secrets_stream(secrets: &BTreeMap<String, SecretString>) -> SecretString {
     SecretString::new(stream)
 }
 
-/// `"<number> <store path>"` as the host script prints it.
-fn parse_generation(line: &str) -> Option<Generation> {
-    let (number, system) = line.trim().split_once(' ')?;
+/// A generation from the host script's words.
+fn generation(number: &str, system: &str) -> Option<Generation> {
     Some(Generation {
         number: number.parse().ok()?,
         system: system.to_owned(),
@@ -714,13 +1046,13 @@ impl Provider for NixosProvider {
             .session(&parsed, fallback.as_ref())
             .await
             .map_err(|e| in_context(&ctx.address, e))?;
-        let running = current(&session)
+        let state = current(&session)
             .await
             .map_err(|e| in_context(&ctx.address, e))?;
         // Logging in with the pinned key proves the host and its key are the recorded ones.
         // The recorded fallback key stays recorded: only a deployment proves the new key.
         let key = fallback.as_ref().unwrap_or(&parsed.ssh_private_key);
-        Ok(running.map(|generation| Observed {
+        Ok(state.running().map(|generation| Observed {
             inputs: json!({"host": parsed.host, "host_key": parsed.host_key}),
             outputs: with_key(generation.outputs(), key),
         }))
@@ -772,16 +1104,29 @@ impl Provider for NixosProvider {
 mod tests {
     use super::*;
 
+    fn at(number: u64, system: &str) -> Generation {
+        Generation {
+            number,
+            system: system.to_owned(),
+        }
+    }
+
     #[test]
-    fn generations_and_statuses_parse() {
-        assert_eq!(
-            parse_generation("3 /nix/store/abc-system\n"),
-            Some(Generation {
-                number: 3,
-                system: "/nix/store/abc-system".to_owned()
-            })
+    fn host_states_and_statuses_parse() {
+        let state = HostState::parse(
+            "profile 3 /nix/store/b-system\ndeployed 2 /nix/store/a-system s1\n\
+             pending 3 /nix/store/b-system r9\nsecrets s2\nnoise\n",
         );
-        assert_eq!(parse_generation(""), None);
+        assert_eq!(
+            state,
+            HostState {
+                profile: Some(at(3, "/nix/store/b-system")),
+                deployed: Some((at(2, "/nix/store/a-system"), "s1".to_owned())),
+                pending: Some((at(3, "/nix/store/b-system"), "r9".to_owned())),
+                secrets: Some("s2".to_owned()),
+            }
+        );
+        assert_eq!(HostState::parse(""), HostState::default());
         assert_eq!(activation_status("running\n"), None);
         assert_eq!(activation_status(""), None);
         assert_eq!(activation_status("exit 0\n"), Some(0));
@@ -800,15 +1145,72 @@ mod tests {
         );
     }
 
+    /// A host interrupted after switching its profile to b (generation 3), last deployed
+    /// with a (generation 2).
+    fn interrupted() -> HostState {
+        HostState {
+            profile: Some(at(3, "/nix/store/b")),
+            deployed: Some((at(2, "/nix/store/a"), "s1".to_owned())),
+            pending: Some((at(3, "/nix/store/b"), "r9".to_owned())),
+            secrets: Some("s2".to_owned()),
+        }
+    }
+
     #[test]
-    fn building_on_the_target_is_refused_up_front() {
-        let infra = NixInfra {
-            flake: "/srv/nix".to_owned(),
-            build_on: BuildOn::Target,
+    fn only_a_deployment_that_passed_counts_as_running() {
+        let state = interrupted();
+        assert_eq!(state.runs("/nix/store/b"), None, "b never passed");
+        assert_eq!(state.runs("/nix/store/a"), None, "the profile left a");
+        assert_eq!(
+            state.pending("/nix/store/b"),
+            Some((&at(3, "/nix/store/b"), "r9"))
+        );
+        assert_eq!(state.pending("/nix/store/c"), None);
+        assert_eq!(
+            state.rollback_target("/nix/store/b"),
+            Some(&at(2, "/nix/store/a"))
+        );
+        assert!(state.secrets_moved());
+        assert_eq!(state.running(), Some(&at(3, "/nix/store/b")));
+
+        let settled = HostState {
+            profile: Some(at(2, "/nix/store/a")),
+            pending: None,
+            secrets: Some("s1".to_owned()),
+            ..interrupted()
         };
-        assert!(matches!(
-            NixosProvider::from_infra(&infra, NixosOptions::default()),
-            Err(NixosConfigError::BuildOnTarget)
-        ));
+        assert_eq!(settled.runs("/nix/store/a"), Some(&at(2, "/nix/store/a")));
+        assert!(!settled.secrets_moved());
+        assert_eq!(settled.running(), Some(&at(2, "/nix/store/a")));
+    }
+
+    #[test]
+    fn a_host_never_deployed_rolls_back_to_its_own_generation_only() {
+        let fresh = HostState {
+            profile: Some(at(1, "/nix/store/installer")),
+            ..HostState::default()
+        };
+        assert_eq!(
+            fresh.rollback_target("/nix/store/b"),
+            Some(&at(1, "/nix/store/installer"))
+        );
+        let first_run_interrupted = HostState {
+            profile: Some(at(2, "/nix/store/b")),
+            ..HostState::default()
+        };
+        assert_eq!(first_run_interrupted.rollback_target("/nix/store/b"), None);
+    }
+
+    #[test]
+    fn from_infra_accepts_both_places_to_build() {
+        for build_on in [BuildOn::Deployer, BuildOn::Target] {
+            let infra = NixInfra {
+                flake: "/srv/nix".to_owned(),
+                build_on,
+            };
+            // The test machine has nix (scripts/setup-test installs it).
+            assert!(NixosProvider::from_infra(&infra, NixosOptions::default()).is_ok());
+        }
+        assert!(!on_path("surely-no-such-program-here"));
     }
 }

@@ -1,11 +1,16 @@
-//! The two Nix commands the provider runs on the deployer: building a host's system from the
-//! flake, and copying its closure to the host over the host's SSH session.
+//! The Nix commands the provider runs on the deployer: building a host's system from the flake
+//! (or only evaluating it, when the host builds it), and copying a closure to the host over the
+//! host's SSH session.
 //!
-//! The build is `nix build` of `((builtins.getFlake FLAKE).lib.fediversitySystem { specFile
-//! = SPEC; }).config.system.build.toplevel`, the host spec written to a JSON file (it holds no
-//! secret: secrets travel as files, see the module docs) outside the flake, hence `--impure`. The copy is `nix copy --to ssh-ng://root@HOST` with
-//! `NIX_SSHOPTS` naming the session's options, so it rides the session's master connection and
-//! checks the same pinned host key.
+//! The system is `((builtins.getFlake FLAKE).lib.fediversitySystem { specFile = SPEC;
+//! }).config.system.build.toplevel`, the host spec written to a JSON file (it holds no secret:
+//! secrets travel as files, see the module docs) outside the flake, hence `--impure`. On the
+//! deployer it is built with `nix build`; for a build on the host, `nix eval` of its `drvPath`
+//! and `outPath` writes the derivation into the deployer's store without building anything.
+//! The copy is `nix copy --to ssh-ng://root@HOST` (with `--derivation` for a derivation's
+//! closure: the `.drv` files and sources, not the outputs) with `NIX_SSHOPTS` naming the
+//! session's options, so it rides the session's master connection and checks the same pinned
+//! host key.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -51,20 +56,7 @@ impl Nix {
         spec: &Value,
         timeout: Duration,
     ) -> ProviderResult<String> {
-        let bytes = serde_json::to_vec(spec)
-            .map_err(|e| ProviderError::permanent(format!("cannot encode the host spec: {e}")))?;
-        let dir = blocking(move || {
-            let dir = tempfile::tempdir().map_err(|e| {
-                ProviderError::transient(format!(
-                    "cannot create a directory for the host spec: {e}"
-                ))
-            })?;
-            write_atomic(&dir.path().join("host-spec.json"), &bytes, PUBLIC_FILE)?;
-            Ok(dir)
-        })
-        .await?;
-        let spec_file = dir.path().join("host-spec.json");
-        let expression = build_expression(flake, &spec_file.display().to_string());
+        let (_dir, expression) = spec_expression(flake, spec).await?;
         let mut command = self.command();
         command.args([
             "build",
@@ -93,16 +85,53 @@ impl Nix {
         })
     }
 
-    /// Copies `path`'s closure to the session's host (paths already there are skipped by Nix).
+    /// Evaluates the system for `spec` from `flake` without building it: its derivation
+    /// (written into the deployer's store) and the store path it will build.
+    pub async fn instantiate(
+        &self,
+        flake: &str,
+        spec: &Value,
+        timeout: Duration,
+    ) -> ProviderResult<Instantiated> {
+        let (_dir, expression) = spec_expression(flake, spec).await?;
+        let mut command = self.command();
+        command.args([
+            "eval",
+            "--impure",
+            "--json",
+            "--expr",
+            &format!("let s = {expression}; in {{ drv = s.drvPath; out = s.outPath; }}"),
+        ]);
+        let what = format!("evaluating the system from {flake}");
+        let output = run(command, timeout, &what).await?;
+        if !output.status.success() {
+            return Err(ProviderError::permanent(format!(
+                "{what} failed: {}",
+                tail(&output.stderr)
+            )));
+        }
+        serde_json::from_slice(&output.stdout).map_err(|e| {
+            ProviderError::permanent(format!("{what} printed no derivation and path: {e}"))
+        })
+    }
+
+    /// Copies `path`'s closure to the session's host (paths already there are skipped by Nix);
+    /// with `derivation`, `path` is a `.drv` and only its closure goes (what building it on
+    /// the host needs), not its outputs.
     pub async fn copy(
         &self,
         session: &Session,
         path: &str,
+        derivation: bool,
         timeout: Duration,
     ) -> ProviderResult<()> {
         let mut command = self.command();
+        command.args(["copy", "--no-check-sigs"]);
+        if derivation {
+            command.arg("--derivation");
+        }
         command
-            .args(["copy", "--no-check-sigs", "--to", &store_url(session), path])
+            .args(["--to", &store_url(session), path])
             .env("NIX_SSHOPTS", session.options().join(" "));
         let output = run(
             command,
@@ -131,6 +160,33 @@ impl Nix {
             ))
         })
     }
+}
+
+/// A system evaluated but not built.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Instantiated {
+    /// Its derivation, in the deployer's store.
+    pub drv: String,
+    /// The store path building it makes.
+    pub out: String,
+}
+
+/// Writes `spec` into a temporary file (removed with the returned directory) and gives the
+/// expression of `flake`'s system for it.
+async fn spec_expression(flake: &str, spec: &Value) -> ProviderResult<(tempfile::TempDir, String)> {
+    let bytes = serde_json::to_vec(spec)
+        .map_err(|e| ProviderError::permanent(format!("cannot encode the host spec: {e}")))?;
+    let dir = blocking(move || {
+        let dir = tempfile::tempdir().map_err(|e| {
+            ProviderError::transient(format!("cannot create a directory for the host spec: {e}"))
+        })?;
+        write_atomic(&dir.path().join("host-spec.json"), &bytes, PUBLIC_FILE)?;
+        Ok(dir)
+    })
+    .await?;
+    let spec_file = dir.path().join("host-spec.json");
+    let expression = build_expression(flake, &spec_file.display().to_string());
+    Ok((dir, expression))
 }
 
 /// The host's store as Nix addresses it over SSH; a host whose files live under a root
@@ -190,7 +246,7 @@ async fn run(
 }
 
 /// The last lines of a command's standard error, for a message.
-fn tail(stderr: &[u8]) -> String {
+pub(crate) fn tail(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(5)..].join(" / ")

@@ -368,14 +368,7 @@ impl Write for Captured {
 
 #[tokio::test]
 async fn a_rotated_secret_reaches_the_host_and_nothing_else() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+    let (logs, _guard) = capture_logs();
     let hosts = TestHosts::start(1);
     let host = &hosts.hosts()[0];
     let nixos = provider(&hosts);
@@ -577,4 +570,328 @@ async fn a_system_that_does_not_authorize_the_new_key_is_rolled_back() {
         .await
         .unwrap()
         .unwrap();
+}
+
+/// Runs `deploy` until `host` has recorded `n` activations, then drops it: what a deployer
+/// killed at that moment leaves behind (the activation itself runs on, detached, on the host).
+async fn interrupt_when_activated(
+    deploy: impl std::future::Future<Output = Result<Outputs, fediversity_engine::ProviderError>>,
+    host: &TestHost,
+    n: usize,
+) {
+    tokio::select! {
+        ended = deploy => panic!("the deployment ended before it could be interrupted: {ended:?}"),
+        () = async {
+            while activations(host) < n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        } => {}
+    }
+}
+
+/// The generations of `host`'s system profile (`system-<N>-link`).
+fn profile_generations(host: &TestHost) -> Vec<u64> {
+    let mut numbers: Vec<u64> = std::fs::read_dir(host.root().join("nix/var/nix/profiles"))
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.unwrap().file_name().into_string().unwrap();
+            name.strip_prefix("system-")?
+                .strip_suffix("-link")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    numbers.sort_unstable();
+    numbers
+}
+
+#[tokio::test]
+async fn a_deployment_interrupted_after_the_switch_is_adopted_not_repeated() {
+    let hosts = TestHosts::start(1);
+    let host = &hosts.hosts()[0];
+    let nixos = provider(&hosts);
+    let c = ctx("example-org", "nixos.mastodon");
+    let first = nixos
+        .create(&c, &inputs(&hosts, host, json!({"label": "v1"}), json!({})))
+        .await
+        .unwrap();
+    let v2 = inputs(
+        &hosts,
+        host,
+        json!({"label": "v2", "activation_seconds": 2}),
+        json!({}),
+    );
+
+    interrupt_when_activated(nixos.update(&c, &v2, &first), host, 2).await;
+    // The profile already points at v2, but v2 never passed its health check: the host does
+    // not count as running it.
+    let events = Arc::new(Events::default());
+    let again = nixos
+        .update(
+            &ctx_with("example-org", "nixos.mastodon", events.clone()),
+            &v2,
+            &first,
+        )
+        .await
+        .unwrap();
+    assert_eq!(generation(&again), 2);
+    assert_eq!(
+        (label(host), activations(host)),
+        ("v2".to_owned(), 2),
+        "the interrupted activation was followed to its end, not started again"
+    );
+    assert_eq!(profile_generations(host), [1, 2]);
+    let messages = progress(&events);
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("following generation 2")),
+        "{messages:?}"
+    );
+    let unchanged = nixos.update(&c, &v2, &again).await.unwrap();
+    assert_eq!((unchanged, activations(host)), (again, 2));
+}
+
+#[tokio::test]
+async fn a_deployment_whose_activation_died_is_activated_again_on_the_same_generation() {
+    let hosts = TestHosts::start(1);
+    let host = &hosts.hosts()[0];
+    let nixos = provider(&hosts);
+    let c = ctx("example-org", "nixos.mastodon");
+    let first = nixos
+        .create(&c, &inputs(&hosts, host, json!({"label": "v1"}), json!({})))
+        .await
+        .unwrap();
+    let slow = inputs(
+        &hosts,
+        host,
+        json!({"label": "v2", "activation_seconds": 5}),
+        json!({}),
+    );
+
+    interrupt_when_activated(nixos.update(&c, &slow, &first), host, 2).await;
+    // The host restarts mid-activation: the activation dies without an exit status.
+    let deploy_dir = host.root().join("var/lib/fediversity/deploy");
+    for entry in std::fs::read_dir(&deploy_dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "pid") {
+            let pid = std::fs::read_to_string(&path).unwrap();
+            std::process::Command::new("kill")
+                .args(["-9", "--", &format!("-{}", pid.trim())])
+                .status()
+                .unwrap();
+        }
+    }
+
+    let again = nixos.update(&c, &slow, &first).await.unwrap();
+    assert_eq!(generation(&again), 2, "the generation is reused");
+    assert_eq!(profile_generations(host), [1, 2]);
+    assert_eq!(
+        (label(host), activations(host)),
+        ("v2".to_owned(), 3),
+        "activated once more, to its end"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&deploy_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        leftovers,
+        ["deployed"],
+        "the ended activations' files are removed"
+    );
+}
+
+/// Collects the `tracing` output of the current thread until dropped.
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
+#[tokio::test]
+async fn a_failed_deployment_puts_the_previous_secrets_back() {
+    let (logs, _guard) = capture_logs();
+    let hosts = TestHosts::start(1);
+    let host = &hosts.hosts()[0];
+    let nixos = provider(&hosts);
+    let events = Arc::new(Events::default());
+    let c = ctx_with("example-org", "nixos.mastodon", events.clone());
+    let (old, new) = ("poison-0ld-s3cret-41c2", "poison-n3w-s3cret-9e07");
+    let secret = |value: &str| json!({"secret-key-base": value, "smtp-password": "same"});
+    let secrets_dir = host.root().join("var/lib/fediversity/secrets");
+    let in_force = || std::fs::read_to_string(secrets_dir.join("secret-key-base")).unwrap();
+    let first = nixos
+        .create(
+            &c,
+            &inputs(&hosts, host, json!({"label": "v1"}), secret(old)),
+        )
+        .await
+        .unwrap();
+
+    // A new system with a rotated secret fails its health check: the old system comes back
+    // with the old secret.
+    let error = nixos
+        .update(
+            &c,
+            &inputs(
+                &hosts,
+                host,
+                json!({"label": "v2", "healthy": false}),
+                secret(new),
+            ),
+            &first,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        error.message.contains("rolled ") && error.message.contains("previous secrets are back"),
+        "{}",
+        error.message
+    );
+    assert_eq!((label(host), in_force()), ("v1".to_owned(), old.to_owned()));
+
+    // The same system with a rotated secret, and a service that no longer answers: the
+    // secret goes back too.
+    let http_pid = std::fs::read_to_string(host.root().join("var/lib/fedi-test/http.pid")).unwrap();
+    std::process::Command::new("kill")
+        .args(["-9", http_pid.trim()])
+        .status()
+        .unwrap();
+    let error = nixos
+        .update(
+            &c,
+            &inputs(&hosts, host, json!({"label": "v1"}), secret(new)),
+            &first,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        error.message.contains("previous secrets are back"),
+        "{}",
+        error.message
+    );
+    assert_eq!(in_force(), old);
+
+    // A good deployment with the rotated secret keeps it, and only its set remains.
+    let rotated = nixos
+        .update(
+            &c,
+            &inputs(&hosts, host, json!({"label": "v3"}), secret(new)),
+            &first,
+        )
+        .await
+        .unwrap();
+    assert_eq!((generation(&rotated), in_force()), (3, new.to_owned()));
+    let sets = std::fs::read_dir(host.root().join("var/lib/fediversity/secret-sets"))
+        .unwrap()
+        .count();
+    assert_eq!(sets, 1, "the earlier secret sets are removed");
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("rolled back"),
+        "the logs were captured: {logs}"
+    );
+    for value in [old, new] {
+        assert!(!logs.contains(value), "a secret in the logs");
+        assert!(!events.json().contains(value), "a secret in the events");
+        assert!(!error.message.contains(value), "a secret in an error");
+    }
+}
+
+#[tokio::test]
+async fn a_system_built_on_the_host_is_deployed_unchanged_and_rolled_back_like_one_copied() {
+    let hosts = TestHosts::start(1);
+    let host = &hosts.hosts()[0];
+    let nixos = provider(&hosts);
+    let c = ctx("example-org", "nixos.mastodon");
+    // A label no other run used: the system cannot be in the deployer's store already.
+    let unique = format!(
+        "on-host-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let on_host = |test: Value| {
+        let mut inputs = inputs(&hosts, host, test, json!({"admin-password": "first"}));
+        inputs["build_on"] = json!("target");
+        inputs
+    };
+    let events = Arc::new(Events::default());
+    let first = nixos
+        .create(
+            &ctx_with("example-org", "nixos.mastodon", events.clone()),
+            &on_host(json!({"label": unique})),
+        )
+        .await
+        .unwrap();
+    let system = first.values["system"].as_str().unwrap();
+    assert!(
+        host.root().join(system.trim_start_matches('/')).exists(),
+        "built in the host's store"
+    );
+    assert!(
+        !std::path::Path::new(system).exists(),
+        "not built on the deployer"
+    );
+    assert_eq!((label(host), activations(host)), (unique.clone(), 1));
+    assert_eq!(
+        host.logins(),
+        1,
+        "one connection for the copy, the build and the rest"
+    );
+    let messages = progress(&events);
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("build: ") && m.ends_with(&format!("on {}", host.address()))),
+        "{messages:?}"
+    );
+
+    let again = nixos
+        .update(&c, &on_host(json!({"label": unique})), &first)
+        .await
+        .unwrap();
+    assert_eq!((again.clone(), activations(host)), (first.clone(), 1));
+
+    let error = nixos
+        .update(
+            &c,
+            &on_host(json!({"label": format!("{unique}-bad"), "healthy": false})),
+            &first,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        error.message.contains("answered HTTP 404")
+            && error.message.contains("back to generation 1"),
+        "{}",
+        error.message
+    );
+    assert_eq!(label(host), unique);
+
+    // A system that does not build on the host: nothing is switched, and a rotated secret
+    // does not stay in force without the system it was meant for.
+    let mut broken = on_host(json!({"label": format!("{unique}-broken"), "build_fails": true}));
+    broken["secrets"] = json!({"admin-password": "second"});
+    let error = nixos.update(&c, &broken, &first).await.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Permanent, "{}", error.message);
+    assert!(
+        error.message.contains("the build fails as asked")
+            && error.message.contains("previous secrets are back"),
+        "{}",
+        error.message
+    );
+    assert_eq!((label(host), activations(host)), (unique.clone(), 3));
+    let secret = host
+        .root()
+        .join("var/lib/fediversity/secrets/admin-password");
+    assert_eq!(std::fs::read_to_string(secret).unwrap(), "first");
 }
