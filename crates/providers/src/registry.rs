@@ -8,6 +8,7 @@ use fediversity_model::Infra;
 
 use crate::dns::{self, DnsProvider};
 use crate::garage::{self, GarageProvider, GarageSetupError};
+use crate::identity::{self, IdentityCheckProvider, IdentityOptions};
 use crate::local::LocalProvider;
 use crate::nixos::{self, NixosConfigError, NixosOptions, NixosProvider};
 use crate::proxmox::{self, AddressPool, ProxmoxProvider};
@@ -46,7 +47,9 @@ pub enum SetupError {
 }
 
 /// The providers for `infra`: the sandbox's under `sandbox_root` (the sandbox also serves every
-/// kind whose section `infra` leaves out), plus one real provider per section it has. VMs take
+/// kind whose section `infra` leaves out), the checks of operators' own identity providers
+/// (which reach the operators' servers, so need no section), plus one real provider per
+/// section it has. VMs take
 /// their addresses from `addresses`, which must be shared by every process deploying to the
 /// same Proxmox VE cluster (the platform's store).
 pub fn infra_providers(
@@ -55,6 +58,8 @@ pub fn infra_providers(
     addresses: Arc<dyn AddressPool>,
 ) -> Result<Providers, SetupError> {
     let mut providers = sandbox_providers(sandbox_root);
+    let identity = IdentityCheckProvider::new(IdentityOptions::default());
+    providers.insert(identity::NAME.to_owned(), Arc::new(identity));
     if let Some(section) = &infra.proxmox {
         let proxmox = ProxmoxProvider::from_infra(section, addresses)?;
         providers.insert(proxmox::NAME.to_owned(), Arc::new(proxmox));
@@ -95,11 +100,12 @@ mod tests {
     }
 
     #[test]
-    fn the_sandbox_infrastructure_needs_only_the_sandbox() {
+    fn the_sandbox_infrastructure_needs_only_the_sandbox_and_the_identity_checks() {
         let providers = infra_providers(&Infra::sandbox(), Path::new("/nonexistent"), pool());
         assert_eq!(
             providers.map(|p| p.into_keys().collect::<Vec<_>>()).ok(),
             Some(vec![
+                "identity".to_owned(),
                 "local".to_owned(),
                 "secret".to_owned(),
                 "sshkey".to_owned()
@@ -137,7 +143,7 @@ mod tests {
         assert_eq!(
             providers.keys().map(String::as_str).collect::<Vec<_>>(),
             [
-                "dns", "garage", "local", "nixos", "proxmox", "secret", "sshkey"
+                "dns", "garage", "identity", "local", "nixos", "proxmox", "secret", "sshkey"
             ]
         );
         for (name, provider) in &providers {
