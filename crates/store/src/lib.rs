@@ -6,6 +6,8 @@
 //!   the journal of provider calls (intents and outcomes) and the per-operator leases;
 //! - the panel's persistence: operators, their users and sessions, every version of their
 //!   configurations, deployments, their event logs and the job queue workers claim from;
+//! - the panel's OpenID Connect provider: its clients, signing keys (sealed), and the grants
+//!   and tokens it issued (hashes only);
 //! - the addresses VMs hold from the infrastructure's pools (one resource per address);
 //! - secrets at rest: every `{"$secret": …}` value is sealed under the platform key
 //!   ([`SealingKey`]) before it is written, and a store opened with another key refuses to
@@ -27,6 +29,7 @@ mod backend;
 mod domains;
 mod error;
 mod event_writer;
+mod oidc;
 mod records;
 mod sealing;
 mod state_store;
@@ -35,6 +38,7 @@ mod store;
 pub use accounts::{Role, Session, User, UserId};
 pub use error::{Error, Result};
 pub use event_writer::EventWriter;
+pub use oidc::{Grant, GrantId, NewGrant, NewToken, OidcClient, Redemption, SigningKey, TokenKind};
 pub use records::{
     ConfigurationVersion, Deployment, DeploymentId, DeploymentOutcome, DeploymentStatus,
     EventRecord, Job, JobId, NewJob, StoredConfiguration, StoredEvent,

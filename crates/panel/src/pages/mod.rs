@@ -63,6 +63,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/operators/{operator}/tokens", post(tokens::create))
         .nest("/api/v1", crate::api::router())
+        .merge(crate::oidc::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(security_headers))
