@@ -109,7 +109,7 @@ pub struct Grant {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Redemption {
     /// It was good and is now spent: its grant.
-    Redeemed(Grant),
+    Redeemed(Box<Grant>),
     /// It had been spent already: its grant, and every token issued under it, is revoked.
     Replayed,
     /// No such live code or token for this client.
@@ -280,7 +280,7 @@ impl Store {
     async fn redemption(&self, presented: Presented) -> Result<Redemption> {
         Ok(match presented {
             Presented::Fresh(id) => match self.queries.oidc_grant(id).await? {
-                Some(row) => Redemption::Redeemed(grant_from_row(row)?),
+                Some(row) => Redemption::Redeemed(Box::new(grant_from_row(row)?)),
                 // Revoked in between by a replay: what it would issue is void.
                 None => Redemption::Replayed,
             },

@@ -122,7 +122,7 @@ async fn answer(
         }
     };
     let grant = match redemption {
-        Redemption::Redeemed(grant) => grant,
+        Redemption::Redeemed(grant) => *grant,
         Redemption::Replayed => {
             tracing::warn!(client = %client.client_id, "a spent code or refresh token was presented again: its grant is revoked");
             return Ok(Err(invalid_grant(
