@@ -6,14 +6,14 @@
 //!
 //! A visitor without a session is sent to sign in and comes back here afterwards. The session
 //! cookie is `SameSite=Strict`, so a browser arriving from the service's site (cross-site) does
-//! not send it: such a request is answered with a page that reloads this URL from the panel
-//! itself (`Sec-Fetch-Site: cross-site`), which does carry the cookie, so that a signed-in
-//! user is not asked for their password again.
+//! not send it: such a request (`Sec-Fetch-Site: cross-site`) is answered with a page that
+//! loads this URL again from the panel itself ([`crate::pages::continue_to`]), which does
+//! carry the cookie, so that a signed-in user is not asked for their password again.
 
 use axum::extract::{Query, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::http::header::CACHE_CONTROL;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fediversity_store::{NewGrant, OidcClient, Session};
@@ -188,29 +188,10 @@ fn without_session(
         .get("sec-fetch-site")
         .is_some_and(|value| value.as_bytes() == b"cross-site");
     if cross_site {
-        return reload_page(&here);
+        return crate::pages::continue_to(&here);
     }
     let next: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
     Redirect::to(&format!("/sign-in?next={next}")).into_response()
-}
-
-/// A page that loads `here` again, now as a navigation from the panel itself.
-fn reload_page(here: &str) -> Response {
-    let here = escape_attribute(here);
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"0;url={here}\"><title>Signing in…</title></head>\
-         <body><p><a href=\"{here}\">Continue to sign in</a></p></body></html>"
-    );
-    ([(CACHE_CONTROL, "no-store")], Html(html)).into_response()
-}
-
-/// `text` safe inside a double-quoted HTML attribute.
-fn escape_attribute(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// Records the grant and returns its code.

@@ -219,8 +219,13 @@ pub async fn sign_in(
         Some(user) if matches => {
             limiter.succeeded(&email);
             let cookie = auth::open_session(&state, user.id).await?;
-            let target = local_path(&form.next).unwrap_or("/");
-            Ok(([(SET_COOKIE, cookie)], Redirect::to(target)).into_response())
+            // Going on to `next` (an OpenID Connect authorization, which ends on the
+            // service's site) by a page of its own: see `continue_to`.
+            let onward = match local_path(&form.next) {
+                Some(next) => super::continue_to(next),
+                None => Redirect::to("/").into_response(),
+            };
+            Ok(([(SET_COOKIE, cookie)], onward).into_response())
         }
         _ => {
             limiter.failed(&email, client.ip());
