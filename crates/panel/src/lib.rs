@@ -10,6 +10,9 @@
 //! ([`auth::SignedIn::operator`]) answers 404 for an operator the user is not a member of, so a
 //! page cannot forget it. Administrators of the hosting provider see every operator.
 //!
+//! It is also the OpenID Connect provider of the operators' services ([`oidc`]): an operator's
+//! panel account is its admin account on its Mastodon, Pixelfed and PeerTube.
+//!
 //! It must not know how resources are made: the binary hands it a [`Platform`] (the
 //! infrastructure description and a way to get the providers a graph needs).
 
