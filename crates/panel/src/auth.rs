@@ -104,7 +104,7 @@ pub(crate) fn id_hash(id: &str) -> String {
 }
 
 /// Compares two tokens in time that does not depend on where they differ.
-fn same_token(a: &str, b: &str) -> bool {
+pub(crate) fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -174,6 +174,12 @@ async fn session_of(state: &AppState, headers: &HeaderMap) -> Result<Option<Sess
         .store()
         .session(&id_hash(id), SystemClock.now())
         .await?)
+}
+
+/// When the session's user signed in (sessions last a fixed time from then).
+pub(crate) fn signed_in_at(session: &Session) -> fediversity_engine::clock::Millis {
+    let lifetime = i64::try_from(SESSION_LIFETIME.as_millis()).unwrap_or(0);
+    session.expires_at.saturating_sub(lifetime)
 }
 
 /// A signed-in user: pages that need one take it as an argument, and a visitor who is not

@@ -10,6 +10,9 @@
 //! ([`auth::SignedIn::operator`]) answers 404 for an operator the user is not a member of, so a
 //! page cannot forget it. Administrators of the hosting provider see every operator.
 //!
+//! It is also the OpenID Connect provider of the operators' services ([`oidc`]): an operator's
+//! panel account is its admin account on its Mastodon, Pixelfed and PeerTube.
+//!
 //! It must not know how resources are made: the binary hands it a [`Platform`] (the
 //! infrastructure description and a way to get the providers a graph needs).
 
@@ -18,15 +21,18 @@ mod auth;
 mod error;
 mod forms;
 mod metrics;
+pub mod oidc;
 mod pages;
 mod words;
 pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use fediversity_engine::Providers;
+use fediversity_engine::clock::{Clock, Millis, SystemClock};
 use fediversity_model::Infra;
 use fediversity_model::graph::DesiredGraph;
 use fediversity_store::Store;
@@ -34,6 +40,8 @@ use tokio::net::TcpListener;
 
 pub use auth::hash_password;
 pub use metrics::Metrics;
+pub use oidc::client::oidc_client_provider;
+pub use oidc::rotate_signing_key;
 
 /// Gives the providers a resource graph needs, or says in words why this installation cannot
 /// deploy it.
@@ -48,20 +56,55 @@ pub struct Platform {
     pub providers: ProvidersFor,
 }
 
+/// How old the OpenID Connect signing key may grow before the panel makes a new one.
+const SIGNING_KEY_MAX_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
+
 /// How the panel behaves.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PanelOptions {
     /// Mark cookies `Secure`: set when the panel is reached over the network, where a reverse
     /// proxy terminates TLS; left off on loopback so that `http://127.0.0.1` works.
     pub secure_cookies: bool,
+    /// The address operators and services reach the panel at (`infra.toml`'s
+    /// `[panel] public_url`): the OpenID Connect issuer.
+    pub public_url: String,
+    /// How old the OpenID Connect signing key may grow before a new one signs.
+    pub signing_key_max_age: Duration,
+    /// Where the OpenID Connect provider reads the time (codes' and tokens' expiry, key age).
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for PanelOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PanelOptions")
+            .field("secure_cookies", &self.secure_cookies)
+            .field("public_url", &self.public_url)
+            .field("signing_key_max_age", &self.signing_key_max_age)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PanelOptions {
-    /// The options for a panel listening on `addr`.
+    /// The options for a panel listening on `addr`, reached at `http://<addr>` until
+    /// [`PanelOptions::with_public_url`] says otherwise.
     pub fn for_address(addr: SocketAddr) -> Self {
         Self {
             secure_cookies: !addr.ip().is_loopback(),
+            public_url: format!("http://{addr}"),
+            signing_key_max_age: SIGNING_KEY_MAX_AGE,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The same options for a panel reached at `public_url`.
+    pub fn with_public_url(mut self, public_url: impl Into<String>) -> Self {
+        self.public_url = public_url.into();
+        self
+    }
+
+    /// The OpenID Connect issuer: the public URL without a trailing `/`.
+    pub fn issuer(&self) -> String {
+        self.public_url.trim_end_matches('/').to_owned()
     }
 }
 
@@ -77,6 +120,8 @@ struct Inner {
     options: PanelOptions,
     limiter: auth::LoginLimiter,
     metrics: Arc<Metrics>,
+    /// Taken while the OpenID Connect signing key is checked and rotated.
+    key_lock: tokio::sync::Mutex<()>,
     /// Set when the server starts shutting down: live streams end so that it can.
     closing: tokio::sync::watch::Sender<bool>,
 }
@@ -91,6 +136,7 @@ impl AppState {
                 options,
                 limiter: auth::LoginLimiter::default(),
                 metrics: Arc::default(),
+                key_lock: tokio::sync::Mutex::new(()),
                 closing: tokio::sync::watch::Sender::new(false),
             }),
         }
@@ -104,6 +150,11 @@ impl AppState {
     /// ([`worker::Worker::with_metrics`]) so that its provider errors are counted too.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.inner.metrics
+    }
+
+    /// The time, for the OpenID Connect provider.
+    fn now(&self) -> Millis {
+        self.inner.options.clock.now()
     }
 
     fn platform(&self) -> &Platform {

@@ -202,7 +202,7 @@ impl Store {
     }
 }
 
-fn user_from_row(row: UserRow) -> Result<User> {
+pub(crate) fn user_from_row(row: UserRow) -> Result<User> {
     let role = match (row.role.as_str(), row.operator) {
         ("admin", None) => Role::Admin,
         ("operator", Some(id)) => {

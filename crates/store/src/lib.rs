@@ -7,6 +7,8 @@
 //! - the panel's persistence: operators, their users and sessions, every version of their
 //!   configurations, deployments, their event logs and the job queue workers claim from;
 //! - the latest user sync of each operator's own directory (snapshot and report);
+//! - the panel's OpenID Connect provider: its clients, signing keys (sealed), and the grants
+//!   and tokens it issued (hashes only);
 //! - the addresses VMs hold from the infrastructure's pools (one resource per address);
 //! - secrets at rest: every `{"$secret": …}` value is sealed under the platform key
 //!   ([`SealingKey`]) before it is written, and a store opened with another key refuses to
@@ -29,6 +31,7 @@ mod domains;
 mod error;
 mod event_writer;
 mod identity_syncs;
+mod oidc;
 mod records;
 mod sealing;
 mod state_store;
@@ -38,6 +41,7 @@ pub use accounts::{Role, Session, User, UserId};
 pub use error::{Error, Result};
 pub use event_writer::EventWriter;
 pub use identity_syncs::IdentitySync;
+pub use oidc::{Grant, GrantId, NewGrant, NewToken, OidcClient, Redemption, SigningKey, TokenKind};
 pub use records::{
     ConfigurationVersion, Deployment, DeploymentId, DeploymentOutcome, DeploymentStatus,
     EventRecord, Job, JobId, NewJob, StoredConfiguration, StoredEvent,

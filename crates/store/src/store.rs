@@ -48,7 +48,7 @@ pub enum Backend {
 pub struct Store {
     pub(crate) queries: Arc<dyn Queries>,
     backend: Backend,
-    sealer: Sealer,
+    pub(crate) sealer: Sealer,
     clock: Arc<dyn Clock>,
 }
 

@@ -36,11 +36,11 @@ pub async fn run(opts: Opts) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let address = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let state = AppState::new(
-        store.clone(),
-        platform.clone(),
-        PanelOptions::for_address(address),
-    );
+    let mut options = PanelOptions::for_address(address);
+    if let Some(panel) = &platform.infra.panel {
+        options = options.with_public_url(panel.public_url.as_str());
+    }
+    let state = AppState::new(store.clone(), platform.clone(), options);
     let worker = Worker::new(store, platform).with_metrics(state.metrics().clone());
     let worker = tokio::spawn(worker.run(stopped));
     anstream::eprintln!("Fediversity panel on http://{address}/ (stop with Ctrl-C)");

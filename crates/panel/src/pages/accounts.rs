@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use askama::Template;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -32,6 +32,8 @@ struct SignUpPage {
 #[template(path = "sign_in.html")]
 struct SignInPage {
     csrf: String,
+    /// Where to go after signing in (a path of this panel), or empty.
+    next: String,
     email: String,
     errors: Vec<String>,
 }
@@ -57,10 +59,11 @@ fn blank_visitor_form(
     state: &AppState,
     signed_in: bool,
     headers: &HeaderMap,
+    next: &str,
     render: impl FnOnce(String) -> Result<String, askama::Error>,
 ) -> Result<Response, PanelError> {
     if signed_in {
-        return Ok(Redirect::to("/").into_response());
+        return Ok(Redirect::to(next).into_response());
     }
     let (csrf, cookie) = visitor_csrf(state, headers);
     visitor_page(StatusCode::OK, render(csrf), cookie)
@@ -71,7 +74,7 @@ pub async fn sign_up_page(
     MaybeSignedIn(session): MaybeSignedIn,
     headers: HeaderMap,
 ) -> Result<Response, PanelError> {
-    blank_visitor_form(&state, session.is_some(), &headers, |csrf| {
+    blank_visitor_form(&state, session.is_some(), &headers, "/", |csrf| {
         SignUpPage {
             csrf,
             operator: String::new(),
@@ -150,14 +153,35 @@ fn plausible_email(email: &str) -> bool {
         && !email.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
+/// Where to go after signing in.
+#[derive(Deserialize)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+/// `next` if it is a path of this panel; anything else (another site, `//host`, a scheme)
+/// is dropped, so that the sign-in page cannot be used to send users elsewhere.
+fn local_path(next: &str) -> Option<&str> {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(char::is_control);
+    local.then_some(next)
+}
+
 pub async fn sign_in_page(
     State(state): State<AppState>,
     MaybeSignedIn(session): MaybeSignedIn,
     headers: HeaderMap,
+    Query(query): Query<NextQuery>,
 ) -> Result<Response, PanelError> {
-    blank_visitor_form(&state, session.is_some(), &headers, |csrf| {
+    let next = local_path(&query.next).unwrap_or("");
+    let target = if next.is_empty() { "/" } else { next };
+    blank_visitor_form(&state, session.is_some(), &headers, target, |csrf| {
         SignInPage {
             csrf,
+            next: next.to_owned(),
             email: String::new(),
             errors: Vec::new(),
         }
@@ -169,6 +193,8 @@ pub async fn sign_in_page(
 pub struct SignInForm {
     #[serde(default)]
     email: String,
+    #[serde(default)]
+    next: String,
     #[serde(default)]
     password: String,
 }
@@ -193,13 +219,20 @@ pub async fn sign_in(
         Some(user) if matches => {
             limiter.succeeded(&email);
             let cookie = auth::open_session(&state, user.id).await?;
-            Ok(([(SET_COOKIE, cookie)], Redirect::to("/")).into_response())
+            // Going on to `next` (an OpenID Connect authorization, which ends on the
+            // service's site) by a page of its own: see `continue_to`.
+            let onward = match local_path(&form.next) {
+                Some(next) => super::continue_to(next),
+                None => Redirect::to("/").into_response(),
+            };
+            Ok(([(SET_COOKIE, cookie)], onward).into_response())
         }
         _ => {
             limiter.failed(&email, client.ip());
             let (csrf, cookie) = visitor_csrf(&state, &headers);
             let page = SignInPage {
                 csrf,
+                next: local_path(&form.next).unwrap_or("").to_owned(),
                 email: form.email,
                 errors: vec!["The e-mail address or the password is wrong.".to_owned()],
             };
@@ -215,4 +248,27 @@ pub async fn sign_out(
 ) -> Result<Response, PanelError> {
     let cookie = auth::close_session(&state, &headers).await?;
     Ok(([(SET_COOKIE, cookie)], Redirect::to("/sign-in")).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_paths_of_this_panel_are_followed_after_sign_in() {
+        assert_eq!(
+            local_path("/oidc/authorize?client_id=a&x=1"),
+            Some("/oidc/authorize?client_id=a&x=1")
+        );
+        for elsewhere in [
+            "",
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "/a\nb",
+        ] {
+            assert_eq!(local_path(elsewhere), None, "{elsewhere:?}");
+        }
+    }
 }

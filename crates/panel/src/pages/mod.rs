@@ -63,6 +63,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/operators/{operator}/tokens", post(tokens::create))
         .nest("/api/v1", crate::api::router())
+        .merge(crate::oidc::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(security_headers))
@@ -83,6 +84,29 @@ async fn security_headers(mut response: Response) -> Response {
         headers.insert(name, HeaderValue::from_static(value));
     }
     response
+}
+
+/// A page that goes on to `path` (a path of this panel) by itself: a new navigation that
+/// starts from the panel, where a redirect would continue the one that brought the browser
+/// here. That matters twice for single sign-on: a navigation that came from another site
+/// does not carry the `SameSite=Strict` session cookie, and one that began with a form post
+/// may not be redirected off the panel (the CSP's `form-action 'self'` covers redirects).
+pub(crate) fn continue_to(path: &str) -> Response {
+    let path = path
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"0;url={path}\"><title>Continuing…</title>\
+         </head><body><p><a href=\"{path}\">Continue</a></p></body></html>"
+    );
+    (
+        [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        axum::response::Html(html),
+    )
+        .into_response()
 }
 
 async fn not_found() -> PanelError {

@@ -26,6 +26,11 @@ pub struct Panel {
 
 impl Panel {
     pub async fn start() -> Panel {
+        Panel::start_with(|options| options).await
+    }
+
+    /// A panel whose options `adjust` changes from the defaults.
+    pub async fn start_with(adjust: impl FnOnce(PanelOptions) -> PanelOptions) -> Panel {
         let dir = tempfile::tempdir().unwrap();
         let (store, platform) = platform_in(dir.path()).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -34,7 +39,7 @@ impl Panel {
         let state = AppState::new(
             store.clone(),
             platform.clone(),
-            PanelOptions::for_address(address),
+            adjust(PanelOptions::for_address(address)),
         );
         let worker = Worker::new(store.clone(), platform).with_metrics(state.metrics().clone());
         let worker = tokio::spawn(worker.run(stopped.clone()));

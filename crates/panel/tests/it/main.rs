@@ -16,5 +16,6 @@ mod browser;
 mod flow;
 mod harness;
 mod metrics;
+mod oidc;
 mod tenancy;
 mod worker;

@@ -122,6 +122,8 @@ async fn begin_write(
 
 account_queries!(PostgresBackend);
 
+oidc_queries!(PostgresBackend, Postgres);
+
 shared_queries!(PostgresBackend, PgConnection {
     fn name(&self) -> &'static str {
         "PostgreSQL"

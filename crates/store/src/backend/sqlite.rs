@@ -186,6 +186,8 @@ async fn begin_write(
 
 account_queries!(SqliteBackend);
 
+oidc_queries!(SqliteBackend, Sqlite);
+
 shared_queries!(SqliteBackend, SqliteConnection {
     fn name(&self) -> &'static str {
         "SQLite"

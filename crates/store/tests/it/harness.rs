@@ -83,6 +83,7 @@ impl TestDb {
             "journal",
             "leases",
             "jobs",
+            "oidc_signing_keys",
         ] {
             let query = format!("SELECT t::text FROM {table} t");
             for row in sqlx::query(sqlx::AssertSqlSafe(query))

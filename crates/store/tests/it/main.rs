@@ -19,6 +19,7 @@ mod domains;
 mod harness;
 mod identity_syncs;
 mod jobs;
+mod oidc;
 mod panel;
 mod secrets;
 mod sqlite_schema;
@@ -74,4 +75,8 @@ on_both_backends!(
     jobs::a_lapsed_claim_is_taken_over_and_the_old_worker_cannot_report,
     secrets::secrets_are_never_stored_in_plaintext,
     secrets::a_store_opened_with_another_key_refuses_clearly,
+    oidc::clients_are_created_updated_and_deleted_with_what_they_were_issued,
+    oidc::a_code_is_redeemed_once_and_a_replay_revokes_its_tokens,
+    oidc::a_refresh_token_is_spent_once_and_only_by_its_client,
+    oidc::signing_keys_are_sealed_rotated_and_forgotten,
 );
