@@ -86,9 +86,11 @@ let
       OIDC_UID_FIELD = "preferred_username";
       OIDC_CLIENT_ID = o.client_id;
       OIDC_REDIRECT_URI = "https://${spec.fqdn}/auth/auth/openid_connect/callback";
-      # Only what the provider marks verified (`email_verified`) counts: an e-mail a member
-      # typed at the provider must not re-attach the admin's account.
-      OIDC_SECURITY_ASSUME_EMAIL_IS_VERIFIED = "false";
+      # With the operator's own provider, only what it marks verified (`email_verified`)
+      # counts: an e-mail a member typed there must not re-attach the admin's account. The
+      # panel confirms no addresses, but admits to this service only the operator's own panel
+      # members, who administer it anyway; so with the panel the e-mail is taken as verified.
+      OIDC_SECURITY_ASSUME_EMAIL_IS_VERIFIED = if o.panel or false then "true" else "false";
       OMNIAUTH_ONLY = "true";
       ALLOW_UNSAFE_AUTH_PROVIDER_REATTACH = "true";
     };

@@ -35,7 +35,17 @@ pub(crate) struct AuthorizeQuery {
     nonce: Option<String>,
     code_challenge: Option<String>,
     code_challenge_method: Option<String>,
+    response_mode: Option<String>,
     prompt: Option<String>,
+}
+
+/// How the answer reaches the client: in the redirect's query (the default), or posted by the
+/// browser as a form (`response_mode=form_post`, what PeerTube's OpenID Connect plugin asks
+/// for), which keeps the code out of the service's access logs and the browser's history.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ResponseMode {
+    Query,
+    FormPost,
 }
 
 /// Where answers go once the client is known: the redirect URI, with `state` and `iss`.
@@ -43,22 +53,24 @@ struct Reply<'a> {
     redirect_uri: url::Url,
     state: Option<&'a str>,
     issuer: String,
+    mode: ResponseMode,
 }
 
 impl Reply<'_> {
     fn with(&self, pairs: &[(&str, &str)]) -> Response {
-        let mut url = self.redirect_uri.clone();
-        {
-            let mut query = url.query_pairs_mut();
-            for (name, value) in pairs {
-                query.append_pair(name, value);
-            }
-            if let Some(state) = self.state {
-                query.append_pair("state", state);
-            }
-            query.append_pair("iss", &self.issuer);
+        let mut all: Vec<(&str, &str)> = pairs.to_vec();
+        if let Some(state) = self.state {
+            all.push(("state", state));
         }
-        let mut response = Redirect::to(url.as_str()).into_response();
+        all.push(("iss", &self.issuer));
+        let mut response = match self.mode {
+            ResponseMode::Query => {
+                let mut url = self.redirect_uri.clone();
+                url.query_pairs_mut().extend_pairs(&all);
+                Redirect::to(url.as_str()).into_response()
+            }
+            ResponseMode::FormPost => form_post(&self.redirect_uri, &all),
+        };
         response.headers_mut().insert(
             CACHE_CONTROL,
             axum::http::HeaderValue::from_static("no-store"),
@@ -81,10 +93,22 @@ pub(crate) async fn authorize(
     let Query(query) =
         query.map_err(|e| PanelError::BadRequest(format!("the sign-in request: {e}")))?;
     let (client, redirect_uri) = genuine_client(&state, &query).await?;
+    let mode = match query.response_mode.as_deref() {
+        None | Some("query") => ResponseMode::Query,
+        Some("form_post") => ResponseMode::FormPost,
+        Some(_) => {
+            return Err(PanelError::BadRequest(
+                "the service asked for a response mode this panel does not offer (query or \
+                 form_post); nothing was sent"
+                    .to_owned(),
+            ));
+        }
+    };
     let reply = Reply {
         redirect_uri,
         state: query.state.as_deref(),
         issuer: state.inner.options.issuer(),
+        mode,
     };
     let scope = match checked_request(&query) {
         Ok(scope) => scope,
@@ -136,8 +160,10 @@ async fn genuine_client(
     Ok((client, redirect_uri))
 }
 
-/// The granted scopes, or the error to send back: a code flow, an `openid` scope and PKCE
-/// with S256 (`plain` would let whoever sees the redirect redeem the code).
+/// The granted scopes, or the error to send back: a code flow, an `openid` scope and, when the
+/// client uses PKCE, S256 (`plain` would let whoever sees the redirect redeem the code).
+/// PKCE is optional because every client here is confidential: the token endpoint demands
+/// its secret, and Pixelfed's client sends no challenge.
 fn checked_request(query: &AuthorizeQuery) -> Result<String, (&'static str, &'static str)> {
     if query.response_type.as_deref() != Some("code") {
         return Err((
@@ -149,10 +175,17 @@ fn checked_request(query: &AuthorizeQuery) -> Result<String, (&'static str, &'st
     if !requested.contains(&"openid") {
         return Err(("invalid_scope", "the scope must include openid"));
     }
+    let granted: Vec<&str> = SCOPES
+        .into_iter()
+        .filter(|scope| requested.contains(scope))
+        .collect();
+    if query.code_challenge.is_none() && query.code_challenge_method.is_none() {
+        return Ok(granted.join(" "));
+    }
     if query.code_challenge_method.as_deref() != Some("S256") {
         return Err((
             "invalid_request",
-            "PKCE is required, with code_challenge_method=S256",
+            "PKCE must use code_challenge_method=S256",
         ));
     }
     let challenge = query.code_challenge.as_deref().unwrap_or("");
@@ -165,11 +198,54 @@ fn checked_request(query: &AuthorizeQuery) -> Result<String, (&'static str, &'st
             "code_challenge must be the base64url SHA-256 of the code verifier",
         ));
     }
-    let granted: Vec<&str> = SCOPES
-        .into_iter()
-        .filter(|scope| requested.contains(scope))
-        .collect();
     Ok(granted.join(" "))
+}
+
+/// The script that posts the form: the page's only one, allowed by its hash alone.
+const SUBMIT_SCRIPT: &str = "document.forms[0].submit();";
+
+/// A page whose form the browser posts to `target` at once (OAuth 2.0 Form Post Response
+/// Mode). Its own policy lets the form go to the service's origin, and nowhere else; without
+/// scripts, the visitor presses the button.
+fn form_post(target: &url::Url, pairs: &[(&str, &str)]) -> Response {
+    use sha2::{Digest as _, Sha256};
+    let inputs: String = pairs
+        .iter()
+        .map(|(name, value)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                escape(name),
+                escape(value)
+            )
+        })
+        .collect();
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Signing in…</title>\
+         </head><body><form method=\"post\" action=\"{}\">{inputs}\
+         <noscript><button type=\"submit\">Continue</button></noscript></form>\
+         <script>{SUBMIT_SCRIPT}</script></body></html>",
+        escape(target.as_str())
+    );
+    let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(SUBMIT_SCRIPT));
+    let policy = format!(
+        "default-src 'none'; script-src 'sha256-{hash}'; form-action {}; frame-ancestors 'none'; \
+         base-uri 'none'",
+        target.origin().ascii_serialization()
+    );
+    let mut response = axum::response::Html(html).into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&policy) {
+        response
+            .headers_mut()
+            .insert("content-security-policy", value);
+    }
+    response
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// The answer to a request without a session: `login_required` when the client asked for no

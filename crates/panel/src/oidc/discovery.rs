@@ -18,7 +18,7 @@ fn document(issuer: &str) -> Value {
         "jwks_uri": format!("{issuer}/oidc/jwks"),
         "scopes_supported": SCOPES,
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query"],
+        "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],

@@ -218,6 +218,15 @@ fn check_grant(
             "redirect_uri differs from the authorization request's",
         ));
     }
+    if grant.code_challenge.is_empty() {
+        // Asked without PKCE: the client's secret, checked already, is what binds the code.
+        return match form.code_verifier {
+            None => Ok(()),
+            Some(_) => Err(invalid_grant(
+                "a code_verifier was sent for a code requested without PKCE",
+            )),
+        };
+    }
     let verifier = form.code_verifier.as_deref().unwrap_or("");
     let well_formed = (43..=128).contains(&verifier.len())
         && verifier

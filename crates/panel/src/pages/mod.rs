@@ -73,11 +73,11 @@ pub fn router() -> Router<AppState> {
 /// ones, so injected markup cannot run), no framing (clickjacking), no MIME sniffing.
 async fn security_headers(mut response: Response) -> Response {
     let headers = response.headers_mut();
+    // A page that set its own, narrower policy keeps it (the OpenID Connect form post).
+    headers.entry("content-security-policy").or_insert(HeaderValue::from_static(
+        "default-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ));
     for (name, value) in [
-        (
-            "content-security-policy",
-            "default-src 'self'; style-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        ),
         ("x-content-type-options", "nosniff"),
         ("referrer-policy", "same-origin"),
     ] {

@@ -66,11 +66,8 @@ fn callback(operator: &str) -> String {
 }
 
 /// Makes `operator`'s Mastodon client through the `oidc` provider, as a deployment does.
-///
-/// The address's kind is only a label here: the provider reads its name (the service). The
-/// `oidc_client` kind itself arrives with the configurator's wiring.
 async fn register(panel: &Panel, operator: &str) -> Outputs {
-    let address = ResourceAddress::new(ResourceKind::Secret, "mastodon").unwrap();
+    let address = ResourceAddress::new(ResourceKind::OidcClient, "mastodon").unwrap();
     let ctx = CallContext {
         operator: operator.try_into().unwrap(),
         address: address.clone(),
@@ -606,5 +603,97 @@ async fn rotated_keys_stay_published_until_their_tokens_expired() {
         !kids.contains(&kid(&first)),
         "retired a day ago: its tokens expired"
     );
+    panel.stop().await;
+}
+
+/// Pixelfed's client sends no PKCE challenge (it authenticates with its secret in the body);
+/// PeerTube's plugin asks for the answer as a posted form. Both are served as they ask.
+#[tokio::test]
+async fn clients_without_pkce_or_asking_for_a_form_post_are_answered_as_they_ask() {
+    let panel = Panel::start().await;
+    let ann = member(&panel, "alpha", "ann@alpha.example").await;
+    let rp = relying_party(&panel, "alpha").await;
+    let redirect = callback("alpha");
+    let without_pkce = |extra: &[(&str, &str)]| {
+        let mut url = start(&rp).url;
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(key, _)| !key.starts_with("code_challenge"))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+        url.query_pairs_mut().extend_pairs(extra);
+        path_of(&url)
+    };
+
+    let page = ann.get(&without_pkce(&[])).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let code = param(&page.location, "code").unwrap();
+    let exchange = |code: String, verifier: Option<&'static str>| {
+        let (panel, redirect) = (&panel, redirect.clone());
+        async move {
+            let mut fields = vec![
+                ("grant_type", "authorization_code".to_owned()),
+                ("code", code),
+                ("redirect_uri", redirect),
+                ("client_id", "alpha-mastodon".to_owned()),
+                ("client_secret", SECRET.to_owned()),
+            ];
+            if let Some(verifier) = verifier {
+                fields.push(("code_verifier", verifier.to_owned()));
+            }
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            token_request(panel, &fields).await
+        }
+    };
+    let (status, tokens) = exchange(code, None).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert!(tokens["id_token"].is_string(), "{tokens}");
+    // A verifier for a code asked without a challenge is a confused client: refused.
+    let page = ann.get(&without_pkce(&[])).await;
+    let code = param(&page.location, "code").unwrap();
+    let verifier = "a-verifier-of-at-least-forty-three-characters-long-x";
+    let (status, body) = exchange(code, Some(verifier)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+
+    // form_post: a page whose form goes to the callback, and only there.
+    let page = ann.get(&without_pkce(&[("response_mode", "form_post")])).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains(&format!("action=\"{redirect}\"")),
+        "{}",
+        page.body
+    );
+    let code = crate::harness::value_of(&page.body, "code");
+    assert_eq!(crate::harness::value_of(&page.body, "iss"), panel.base);
+    let (status, tokens) = exchange(code, None).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let policy = panel
+        .visitor()
+        .client
+        .get(format!(
+            "{}{}",
+            panel.base,
+            without_pkce(&[("response_mode", "form_post"), ("prompt", "none")])
+        ))
+        .send()
+        .await
+        .unwrap()
+        .headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        policy.contains("form-action https://social.alpha.example;"),
+        "{policy}"
+    );
+    assert!(policy.contains("script-src 'sha256-"), "{policy}");
+    // An unknown response mode is refused on a page, before anything is sent.
+    let page = ann.get(&without_pkce(&[("response_mode", "fragment")])).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.location.is_empty(), "{}", page.location);
     panel.stop().await;
 }
