@@ -7,6 +7,8 @@
 //! - the panel's persistence: operators, their users and sessions, every version of their
 //!   configurations, deployments, their event logs and the job queue workers claim from;
 //! - the addresses VMs hold from the infrastructure's pools (one resource per address);
+//! - fleet operations: releases, each operator's slot and status in a release's rollout,
+//!   and the notifications sent about them (each written, and e-mailed, once);
 //! - secrets at rest: every `{"$secret": …}` value is sealed under the platform key
 //!   ([`SealingKey`]) before it is written, and a store opened with another key refuses to
 //!   start.
@@ -27,6 +29,7 @@ mod backend;
 mod domains;
 mod error;
 mod event_writer;
+mod fleet;
 mod records;
 mod sealing;
 mod state_store;
@@ -35,6 +38,9 @@ mod store;
 pub use accounts::{Role, Session, User, UserId};
 pub use error::{Error, Result};
 pub use event_writer::EventWriter;
+pub use fleet::{
+    NewNotification, NewRelease, Notification, NotificationKind, Release, ReleaseId, RolloutItem,
+};
 pub use records::{
     ConfigurationVersion, Deployment, DeploymentId, DeploymentOutcome, DeploymentStatus,
     EventRecord, Job, JobId, NewJob, StoredConfiguration, StoredEvent,

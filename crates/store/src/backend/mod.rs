@@ -17,6 +17,8 @@ use crate::error::Result;
 #[macro_use]
 pub(crate) mod accounts;
 #[macro_use]
+pub(crate) mod fleet;
+#[macro_use]
 mod shared;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
@@ -132,7 +134,9 @@ pub(crate) struct JobRow {
 /// The queries the store runs. Every operator-scoped query takes the operator id and filters
 /// on it, so no call can reach another operator's rows.
 #[async_trait]
-pub(crate) trait Queries: accounts::AccountQueries + Send + Sync {
+pub(crate) trait Queries:
+    accounts::AccountQueries + fleet::FleetQueries + Send + Sync
+{
     /// Which database this is, for messages.
     fn name(&self) -> &'static str;
 

@@ -122,6 +122,8 @@ async fn begin_write(
 
 account_queries!(PostgresBackend);
 
+fleet_queries!(PostgresBackend);
+
 shared_queries!(PostgresBackend, PgConnection {
     fn name(&self) -> &'static str {
         "PostgreSQL"

@@ -186,6 +186,8 @@ async fn begin_write(
 
 account_queries!(SqliteBackend);
 
+fleet_queries!(SqliteBackend);
+
 shared_queries!(SqliteBackend, SqliteConnection {
     fn name(&self) -> &'static str {
         "SQLite"

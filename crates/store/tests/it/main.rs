@@ -16,6 +16,7 @@ mod accounts;
 mod addresses;
 mod connect;
 mod domains;
+mod fleet;
 mod harness;
 mod jobs;
 mod panel;
@@ -72,4 +73,7 @@ on_both_backends!(
     jobs::a_lapsed_claim_is_taken_over_and_the_old_worker_cannot_report,
     secrets::secrets_are_never_stored_in_plaintext,
     secrets::a_store_opened_with_another_key_refuses_clearly,
+    fleet::releases_keep_their_rollout_and_state,
+    fleet::rollout_items_record_slots_statuses_reasons_and_attempts,
+    fleet::a_notification_is_written_and_emailed_once,
 );
