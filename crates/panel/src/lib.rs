@@ -16,6 +16,7 @@
 mod api;
 mod auth;
 mod error;
+pub mod fleet;
 mod forms;
 mod metrics;
 mod pages;
