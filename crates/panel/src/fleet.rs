@@ -32,6 +32,9 @@ pub enum FleetError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] fediversity_store::Error),
+    /// The operator's request cannot be met (not a window, past the deadline, started).
+    #[error(transparent)]
+    Refused(#[from] fediversity_fleet::Error),
     /// A deployment could not be started or read.
     #[error("deployment of `{operator}` for release {release}: {message}")]
     Deployment {
@@ -94,6 +97,40 @@ impl Scheduler {
     /// Resumes a paused (or halted, after the provider looked into it) rollout.
     pub async fn resume(&self, id: ReleaseId) -> Result<(), FleetError> {
         self.set_state(id, State::Running).await
+    }
+
+    /// Moves an operator's maintenance to the window occurrence starting at `to`, or applies
+    /// it now (`to` is `None`), at the operator's request, before it starts.
+    pub async fn reschedule(
+        &self,
+        id: ReleaseId,
+        operator: &OperatorId,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<Slot, FleetError> {
+        let release = self.store.release(id).await?;
+        let mut item = self
+            .store
+            .rollout(id)
+            .await?
+            .into_iter()
+            .map(|r| r.item)
+            .find(|item| &item.operator == operator && item.status == ItemStatus::Scheduled)
+            .ok_or_else(|| not_movable(&release, operator))?;
+        let current = item.slot.ok_or_else(|| not_movable(&release, operator))?;
+        let maintenance = self
+            .maintenance(operator)
+            .await?
+            .ok_or_else(|| not_movable(&release, operator))?;
+        let now = instant(self.clock.now());
+        let slot = match to {
+            Some(to) => schedule::move_to(&maintenance, now, &current, to, &demand(&release)),
+            None => schedule::apply_now(&maintenance, now, &current),
+        }?;
+        item.slot = Some(slot);
+        self.record(&release, &item).await?;
+        self.tell(&release, &item, NotificationKind::Scheduled)
+            .await?;
+        Ok(slot)
     }
 
     async fn set_state(&self, id: ReleaseId, state: State) -> Result<(), FleetError> {
@@ -293,6 +330,15 @@ pub fn demand(release: &Release) -> Demand {
 /// A store instant as a date.
 pub fn instant(millis: Millis) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(millis).unwrap_or_default()
+}
+
+fn not_movable(release: &Release, operator: &OperatorId) -> FleetError {
+    deployment_error(
+        release,
+        operator,
+        "there is no scheduled maintenance to move: it has not been planned yet, or it started"
+            .to_owned(),
+    )
 }
 
 fn deployment_error(release: &Release, operator: &OperatorId, message: String) -> FleetError {

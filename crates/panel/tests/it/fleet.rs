@@ -285,3 +285,53 @@ async fn three_failing_canaries_halt_the_rollout_after_the_canary_wave() {
         started.len()
     );
 }
+
+#[tokio::test]
+async fn an_operator_moves_its_maintenance_and_it_runs_in_the_chosen_window() {
+    let fleet = fleet(&[]).await;
+    let scheduler = Scheduler::new(
+        fleet.store.clone(),
+        fleet.deployments.clone(),
+        fleet.clock.clone(),
+    );
+    scheduler.tick().await.unwrap();
+    // op-01 keeps 03:30 in New York: its window opens after the rollout is published.
+    let canary = operator(1);
+    let planned = fleet.store.operator_rollouts(&canary).await.unwrap()[0]
+        .item
+        .slot
+        .unwrap();
+    let later = planned.start + chrono::Duration::days(2);
+    let moved = scheduler
+        .reschedule(fleet.release, &canary, Some(later))
+        .await
+        .unwrap();
+    assert_eq!(moved.start, later);
+    let refused = scheduler
+        .reschedule(
+            fleet.release,
+            &canary,
+            Some(later + chrono::Duration::hours(5)),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("not the start of one of your"),
+        "{refused}"
+    );
+
+    fleet.run().await;
+    let started = fleet.deployments.started.lock().unwrap().clone();
+    let (_, at) = started.iter().find(|(op, _)| op == &canary).unwrap();
+    assert_eq!(
+        instant(*at),
+        later,
+        "deployed in the window the operator chose"
+    );
+    let told = fleet.store.notifications(&canary, 20).await.unwrap();
+    let scheduled = told
+        .iter()
+        .filter(|n| n.kind == NotificationKind::Scheduled)
+        .count();
+    assert_eq!(scheduled, 2, "told of the plan, and of the move");
+}
