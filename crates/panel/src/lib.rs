@@ -19,6 +19,7 @@
 mod api;
 mod auth;
 mod error;
+pub mod fleet;
 mod forms;
 mod metrics;
 pub mod oidc;

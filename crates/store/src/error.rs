@@ -186,6 +186,19 @@ pub enum Error {
         /// The worker that reported.
         worker: String,
     },
+
+    /// There is no such release.
+    #[error("there is no release {0}: `fediversity fleet status` lists them")]
+    UnknownRelease(i64),
+
+    /// The operator is not part of the release's rollout.
+    #[error("operator `{operator}` is not part of release {release}")]
+    UnknownRolloutItem {
+        /// The release.
+        release: i64,
+        /// The operator.
+        operator: OperatorId,
+    },
 }
 
 /// The result of a store call.

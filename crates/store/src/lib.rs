@@ -10,6 +10,8 @@
 //! - the panel's OpenID Connect provider: its clients, signing keys (sealed), and the grants
 //!   and tokens it issued (hashes only);
 //! - the addresses VMs hold from the infrastructure's pools (one resource per address);
+//! - fleet operations: releases, each operator's slot and status in a release's rollout,
+//!   and the notifications sent about them (each written, and e-mailed, once);
 //! - secrets at rest: every `{"$secret": …}` value is sealed under the platform key
 //!   ([`SealingKey`]) before it is written, and a store opened with another key refuses to
 //!   start.
@@ -30,6 +32,7 @@ mod backend;
 mod domains;
 mod error;
 mod event_writer;
+mod fleet;
 mod identity_syncs;
 mod oidc;
 mod records;
@@ -40,6 +43,9 @@ mod store;
 pub use accounts::{Role, Session, User, UserId};
 pub use error::{Error, Result};
 pub use event_writer::EventWriter;
+pub use fleet::{
+    NewNotification, NewRelease, Notification, NotificationKind, Release, ReleaseId, RolloutItem,
+};
 pub use identity_syncs::IdentitySync;
 pub use oidc::{Grant, GrantId, NewGrant, NewToken, OidcClient, Redemption, SigningKey, TokenKind};
 pub use records::{

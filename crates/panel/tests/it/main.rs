@@ -13,6 +13,7 @@ mod accounts;
 mod api;
 mod bad_input;
 mod browser;
+mod fleet;
 mod flow;
 mod harness;
 mod metrics;

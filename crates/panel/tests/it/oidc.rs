@@ -660,7 +660,9 @@ async fn clients_without_pkce_or_asking_for_a_form_post_are_answered_as_they_ask
     );
 
     // form_post: a page whose form goes to the callback, and only there.
-    let page = ann.get(&without_pkce(&[("response_mode", "form_post")])).await;
+    let page = ann
+        .get(&without_pkce(&[("response_mode", "form_post")]))
+        .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(
         page.body.contains(&format!("action=\"{redirect}\"")),
@@ -692,7 +694,9 @@ async fn clients_without_pkce_or_asking_for_a_form_post_are_answered_as_they_ask
     );
     assert!(policy.contains("script-src 'sha256-"), "{policy}");
     // An unknown response mode is refused on a page, before anything is sent.
-    let page = ann.get(&without_pkce(&[("response_mode", "fragment")])).await;
+    let page = ann
+        .get(&without_pkce(&[("response_mode", "fragment")]))
+        .await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.location.is_empty(), "{}", page.location);
     panel.stop().await;

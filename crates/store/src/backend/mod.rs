@@ -18,6 +18,7 @@ use crate::error::Result;
 pub(crate) mod accounts;
 #[macro_use]
 pub(crate) mod oidc;
+pub(crate) mod fleet;
 #[macro_use]
 mod shared;
 pub(crate) mod postgres;
@@ -145,7 +146,7 @@ pub(crate) struct JobRow {
 /// on it, so no call can reach another operator's rows.
 #[async_trait]
 pub(crate) trait Queries:
-    accounts::AccountQueries + oidc::OidcQueries + Send + Sync
+    accounts::AccountQueries + oidc::OidcQueries + fleet::FleetQueries + Send + Sync
 {
     /// Which database this is, for messages.
     fn name(&self) -> &'static str;

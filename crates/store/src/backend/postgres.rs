@@ -123,6 +123,7 @@ async fn begin_write(
 account_queries!(PostgresBackend);
 
 oidc_queries!(PostgresBackend, Postgres);
+fleet_queries!(PostgresBackend);
 
 shared_queries!(PostgresBackend, PgConnection {
     fn name(&self) -> &'static str {

@@ -187,6 +187,7 @@ async fn begin_write(
 account_queries!(SqliteBackend);
 
 oidc_queries!(SqliteBackend, Sqlite);
+fleet_queries!(SqliteBackend);
 
 shared_queries!(SqliteBackend, SqliteConnection {
     fn name(&self) -> &'static str {

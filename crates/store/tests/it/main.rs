@@ -16,6 +16,7 @@ mod accounts;
 mod addresses;
 mod connect;
 mod domains;
+mod fleet;
 mod harness;
 mod identity_syncs;
 mod jobs;
@@ -79,4 +80,7 @@ on_both_backends!(
     oidc::a_code_is_redeemed_once_and_a_replay_revokes_its_tokens,
     oidc::a_refresh_token_is_spent_once_and_only_by_its_client,
     oidc::signing_keys_are_sealed_rotated_and_forgotten,
+    fleet::releases_keep_their_rollout_and_state,
+    fleet::rollout_items_record_slots_statuses_reasons_and_attempts,
+    fleet::a_notification_is_written_and_emailed_once,
 );
