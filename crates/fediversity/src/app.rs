@@ -108,14 +108,20 @@ pub async fn known_operator(store: &Store, operator: &OperatorId) -> Result<()> 
 }
 
 /// The providers for `infra`, with their sandbox under the data directory and VM addresses
-/// allocated in `store`.
+/// allocated in `store`; with `[panel]`, also the panel's OpenID Connect clients (`oidc`).
 pub fn providers(opts: &StoreOpts, store: &Store, infra: &Infra) -> Result<Providers> {
     let addresses = Arc::new(StoreAddressPool::new(store.clone(), Arc::new(SystemClock)));
-    Ok(fediversity_providers::infra_providers(
-        infra,
-        &opts.sandbox_dir()?,
-        addresses,
-    )?)
+    let mut providers =
+        fediversity_providers::infra_providers(infra, &opts.sandbox_dir()?, addresses)?;
+    // The panel's OpenID Connect clients live in the store, beside the panel that serves them.
+    if let Some(panel) = &infra.panel {
+        let oidc = fediversity_panel::oidc_client_provider(
+            Arc::new(store.clone()),
+            panel.public_url.as_str(),
+        );
+        providers.insert(oidc.name().to_owned(), oidc);
+    }
+    Ok(providers)
 }
 
 /// The providers `graph` needs on `infra`; a graph naming a provider this build lacks is

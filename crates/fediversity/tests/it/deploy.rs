@@ -293,3 +293,66 @@ fn another_operators_domain_is_refused_until_it_is_released() {
     .run()
     .exits(0);
 }
+
+/// `examples/infra.toml` with only the sections the sandbox can stand in for left out: sizes,
+/// limits and `[panel]` stay, so the panel is every operator's identity provider.
+fn sandbox_infra_with_panel(data: &TempDir) -> PathBuf {
+    let example = std::fs::read_to_string(workspace_root().join("examples/infra.toml")).unwrap();
+    let real = ["[dns]", "[garage]", "[nix]", "[proxmox", "[smtp]"];
+    let mut kept = String::new();
+    let mut skipping = false;
+    for line in example.lines() {
+        if line.starts_with('[') {
+            skipping = real.iter().any(|section| line.starts_with(section));
+        }
+        if !skipping {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    assert!(kept.contains("[panel]"), "{kept}");
+    let path = data.path().join("infra.toml");
+    std::fs::write(&path, kept).unwrap();
+    path
+}
+
+#[test]
+fn with_a_panel_each_service_is_registered_as_its_client() {
+    let data = TempDir::new("panel-clients");
+    let infra = sandbox_infra_with_panel(&data);
+    let config = workspace_root().join("examples/operators/photo-club.json");
+    let applied = fed(
+        &data,
+        [
+            "apply",
+            "-f",
+            config.to_str().unwrap(),
+            "--infra",
+            infra.to_str().unwrap(),
+            "--auto-approve",
+        ],
+    )
+    .run();
+    applied.exits(0);
+    let shown = fed(
+        &data,
+        [
+            "state",
+            "show",
+            "--operator",
+            "photo-club",
+            "oidc_client.pixelfed",
+        ],
+    )
+    .run();
+    shown.exits(0);
+    assert!(shown.stdout.contains("photo-club-pixelfed"), "{shown}");
+    assert!(
+        shown.stdout.contains("https://panel.example.net"),
+        "{shown}"
+    );
+    assert!(
+        shown.stdout.contains(r#""client_secret": "(secret)""#),
+        "the client's secret is masked: {shown}"
+    );
+}
