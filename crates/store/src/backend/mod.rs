@@ -18,6 +18,7 @@ use crate::error::Result;
 pub(crate) mod accounts;
 #[macro_use]
 pub(crate) mod oidc;
+#[macro_use]
 pub(crate) mod fleet;
 #[macro_use]
 mod shared;
