@@ -482,12 +482,37 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_sync_is_recorded_with_its_error() {
-        let record = SyncRecord::Failed {
-            error: "cannot reach ldaps://ldap.example.org".into(),
+    fn the_dashboard_lists_only_the_changes_there_were_and_what_awaits_a_person() {
+        let record = SyncRecord::Synced {
+            users: Some(2),
+            admins: Some(1),
+            changes: SyncReport {
+                removed: vec!["bob".into()],
+                admin_granted: vec!["carol".into()],
+                ..SyncReport::default()
+            },
+            deprovisioned: Vec::new(),
+            held_back: None,
+            awaiting: vec![Awaiting {
+                service: ServiceKind::Peertube,
+                username: "bob".into(),
+                what: by_hand_on(ServiceKind::Peertube, "bob"),
+            }],
         };
-        let value = serde_json::to_value(&record).unwrap();
-        assert_eq!(value["result"], "failed");
-        assert_eq!(serde_json::from_value::<SyncRecord>(value).unwrap(), record);
+        let view = SyncView::new("then".into(), record);
+        assert_eq!(view.counts.as_deref(), Some("2 users, 1 administrators"));
+        assert_eq!(view.changes, ["Removed: bob", "Made administrator: carol"]);
+        assert!(view.awaiting[0].starts_with("PeerTube: no PeerTube admin token"));
+        let failed = SyncView::new(
+            "then".into(),
+            SyncRecord::Failed {
+                error: "cannot reach ldaps://ldap.example.org".into(),
+            },
+        );
+        assert_eq!(
+            failed.error.as_deref(),
+            Some("cannot reach ldaps://ldap.example.org")
+        );
+        assert!(failed.counts.is_none() && failed.changes.is_empty());
     }
 }
