@@ -21,6 +21,7 @@ mod auth;
 mod error;
 pub mod fleet;
 mod forms;
+pub mod identity;
 mod metrics;
 pub mod oidc;
 mod pages;
@@ -36,6 +37,7 @@ use fediversity_engine::Providers;
 use fediversity_engine::clock::{Clock, Millis, SystemClock};
 use fediversity_model::Infra;
 use fediversity_model::graph::DesiredGraph;
+use fediversity_providers::{IdentityOptions, OperatorSecrets};
 use fediversity_store::Store;
 use tokio::net::TcpListener;
 
@@ -55,6 +57,11 @@ pub struct Platform {
     pub infra: Infra,
     /// The providers for a graph.
     pub providers: ProvidersFor,
+    /// The secrets operators stored (e.g. their directory's bind password), for the identity
+    /// check and the user sync, which run outside any deployment.
+    pub operator_secrets: Arc<dyn OperatorSecrets>,
+    /// How operators' identity providers are reached (trusted CAs, time limit).
+    pub identity: IdentityOptions,
 }
 
 /// How old the OpenID Connect signing key may grow before the panel makes a new one.

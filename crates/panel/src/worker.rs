@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::identity::SyncSchedule;
 use crate::{Metrics, Platform};
 
 /// The kind of job that deploys a configuration version.
@@ -83,6 +84,7 @@ pub struct Worker {
     store: Arc<Store>,
     platform: Platform,
     metrics: Arc<Metrics>,
+    identity_sync: SyncSchedule,
 }
 
 impl Worker {
@@ -100,7 +102,15 @@ impl Worker {
             store,
             platform,
             metrics: Arc::default(),
+            identity_sync: SyncSchedule::default(),
         }
+    }
+
+    /// Syncs operators' directories on `schedule` when idle (default: hourly, system clock).
+    #[must_use]
+    pub fn with_identity_sync(mut self, schedule: SyncSchedule) -> Self {
+        self.identity_sync = schedule;
+        self
     }
 
     /// Counts the provider errors of the runs in `metrics`: the panel's of the same process,
@@ -112,7 +122,7 @@ impl Worker {
     }
 
     /// Claims and runs jobs until `stop` turns true; a job under way is finished first.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         tracing::info!(worker = %self.name, "worker started");
         while !*stop.borrow() {
             match self
@@ -122,6 +132,8 @@ impl Worker {
             {
                 Ok(Some(job)) => self.handle(job).await,
                 Ok(None) => {
+                    let (store, platform) = (&self.store, &self.platform);
+                    self.identity_sync.tick(store, platform, &self.name).await;
                     tokio::select! {
                         _ = tokio::time::sleep(IDLE_POLL) => {}
                         _ = stop.changed() => {}

@@ -5,6 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use fediversity_panel::Platform;
 use fediversity_panel::worker::Worker;
+use fediversity_providers::{DirectoryOperatorSecrets, IdentityOptions};
 use fediversity_store::Store;
 use tokio::sync::watch;
 
@@ -33,9 +34,12 @@ pub async fn run(opts: Opts) -> Result<()> {
 /// The infrastructure and its providers, as `apply` would use them.
 pub fn platform(infra: &InfraOpts, opts: &StoreOpts, store: &Store) -> Result<Platform> {
     let (infra, _) = infra.load()?;
+    let secrets = DirectoryOperatorSecrets::new(opts.sandbox_dir()?);
     let (opts, store, for_graphs) = (opts.clone(), store.clone(), infra.clone());
     Ok(Platform {
         infra,
+        operator_secrets: std::sync::Arc::new(secrets),
+        identity: IdentityOptions::default(),
         providers: std::sync::Arc::new(move |graph| {
             app::providers_for(&opts, &store, &for_graphs, graph)
                 .map_err(|error| format!("{error:#}"))

@@ -43,6 +43,10 @@ pub fn router() -> Router<AppState> {
             "/operators/{operator}/configure",
             get(operators::configure_page).post(operators::configure),
         )
+        .route(
+            "/operators/{operator}/identity/check",
+            post(operators::check_identity),
+        )
         .route("/operators/{operator}/plan", get(deployments::plan))
         .route(
             "/operators/{operator}/deployments",

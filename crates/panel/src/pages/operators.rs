@@ -138,6 +138,7 @@ struct DashboardPage {
     configured: bool,
     undeployed: Option<i64>,
     deployments: Vec<DeploymentRow>,
+    identity_sync: Option<crate::identity::SyncView>,
 }
 
 struct ServiceRow {
@@ -236,6 +237,7 @@ pub async fn dashboard(
             .take(5)
             .map(DeploymentRow::from)
             .collect(),
+        identity_sync: crate::identity::last_sync(state.store(), &operator).await?,
     };
     page(StatusCode::OK, &view)
 }
@@ -250,6 +252,10 @@ struct ConfigurePage {
     services: Vec<ServiceField>,
     days: Vec<DayField>,
     sizes: Vec<String>,
+    /// The identity provider of the latest configuration, described, if it has one.
+    identity: Option<String>,
+    /// What "Check identity provider" found: whether it passed, and what to show.
+    identity_check: Option<(bool, String)>,
 }
 
 struct ServiceField {
@@ -307,6 +313,8 @@ impl ConfigurePage {
             sizes: state.platform().infra.sizes.keys().cloned().collect(),
             fields,
             errors,
+            identity: None,
+            identity_check: None,
         }
     }
 
@@ -328,11 +336,40 @@ pub async fn configure_page(
     Path(operator): Path<String>,
 ) -> Result<Response, PanelError> {
     let operator = user.operator(&operator)?;
-    let fields = match latest(&state, &operator).await? {
-        Some((_, config)) => forms::fields_of(&config),
-        None => forms::blank(""),
-    };
-    let view = ConfigurePage::new(&state, &user, &operator, fields, FieldErrors::new());
+    let config = latest(&state, &operator).await?.map(|(_, config)| config);
+    let view = configure_view(&state, &user, &operator, config.as_ref());
+    page(StatusCode::OK, &view)
+}
+
+/// The configuration form filled in with `config`, and its identity provider.
+fn configure_view(
+    state: &AppState,
+    user: &SignedIn,
+    operator: &OperatorId,
+    config: Option<&OperatorConfig>,
+) -> ConfigurePage {
+    let fields = config.map_or_else(|| forms::blank(""), forms::fields_of);
+    let mut view = ConfigurePage::new(state, user, operator, fields, FieldErrors::new());
+    view.identity = config
+        .and_then(|c| c.identity.as_ref())
+        .map(crate::identity::describe);
+    view
+}
+
+/// "Check identity provider": checks the latest configuration's identity provider with the
+/// operator's stored secret, as a deployment would, and shows the result on the form.
+pub async fn check_identity(
+    State(state): State<AppState>,
+    user: SignedIn,
+    Path(operator): Path<String>,
+    Posted(_): Posted<Fields>,
+) -> Result<Response, PanelError> {
+    let operator = user.operator(&operator)?;
+    let config = latest(&state, &operator).await?.map(|(_, config)| config);
+    let checked =
+        crate::identity::check_identity(state.platform(), &operator, config.as_ref()).await;
+    let mut view = configure_view(&state, &user, &operator, config.as_ref());
+    view.identity_check = Some(checked);
     page(StatusCode::OK, &view)
 }
 

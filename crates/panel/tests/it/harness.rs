@@ -6,6 +6,7 @@ use std::time::Duration;
 use fediversity_model::Infra;
 use fediversity_panel::worker::Worker;
 use fediversity_panel::{AppState, PanelOptions, Platform};
+use fediversity_providers::{DirectoryOperatorSecrets, IdentityOptions};
 use fediversity_store::{SealingKey, Store};
 use reqwest::StatusCode;
 use reqwest::redirect::Policy;
@@ -18,6 +19,7 @@ use tokio::task::JoinHandle;
 pub struct Panel {
     pub base: String,
     pub store: Arc<Store>,
+    pub platform: Platform,
     stop: watch::Sender<bool>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     worker: Option<JoinHandle<()>>,
@@ -31,8 +33,18 @@ impl Panel {
 
     /// A panel whose options `adjust` changes from the defaults.
     pub async fn start_with(adjust: impl FnOnce(PanelOptions) -> PanelOptions) -> Panel {
+        Panel::start_on(adjust, |platform| platform).await
+    }
+
+    /// A panel whose options `adjust` changes, deploying onto the sandbox platform as
+    /// `adjust_platform` changes it.
+    pub async fn start_on(
+        adjust: impl FnOnce(PanelOptions) -> PanelOptions,
+        adjust_platform: impl FnOnce(Platform) -> Platform,
+    ) -> Panel {
         let dir = tempfile::tempdir().unwrap();
         let (store, platform) = platform_in(dir.path()).await;
+        let platform = adjust_platform(platform);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let (stop, stopped) = watch::channel(false);
@@ -41,7 +53,8 @@ impl Panel {
             platform.clone(),
             adjust(PanelOptions::for_address(address)),
         );
-        let worker = Worker::new(store.clone(), platform).with_metrics(state.metrics().clone());
+        let worker =
+            Worker::new(store.clone(), platform.clone()).with_metrics(state.metrics().clone());
         let worker = tokio::spawn(worker.run(stopped.clone()));
         let mut on_stop = stopped;
         let server = tokio::spawn(fediversity_panel::serve(listener, state, async move {
@@ -50,11 +63,17 @@ impl Panel {
         Panel {
             base: format!("http://{address}"),
             store,
+            platform,
             stop,
             server: Some(server),
             worker: Some(worker),
             _dir: dir,
         }
+    }
+
+    /// Where the sandbox keeps its files (operators' secrets among them).
+    pub fn sandbox(&self) -> std::path::PathBuf {
+        self._dir.path().join("sandbox")
     }
 
     /// A browser with no cookies yet.
@@ -111,6 +130,8 @@ pub async fn platform_in(dir: &std::path::Path) -> (Arc<Store>, Platform) {
     let sandbox = dir.join("sandbox");
     let platform = Platform {
         infra: Infra::sandbox(),
+        operator_secrets: Arc::new(DirectoryOperatorSecrets::new(&sandbox)),
+        identity: IdentityOptions::default(),
         providers: Arc::new(move |_| Ok(fediversity_providers::sandbox_providers(&sandbox))),
     };
     (store, platform)

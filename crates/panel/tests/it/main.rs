@@ -16,6 +16,7 @@ mod browser;
 mod fleet;
 mod flow;
 mod harness;
+mod identity;
 mod metrics;
 mod oidc;
 mod tenancy;

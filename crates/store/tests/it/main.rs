@@ -59,6 +59,7 @@ on_both_backends!(
     domains::a_domain_belongs_to_one_operator_and_nothing_nests_across_operators,
     domains::of_nested_domains_claimed_at_once_exactly_one_wins,
     identity_syncs::the_latest_sync_replaces_the_one_before_per_operator,
+    identity_syncs::one_worker_at_a_time_may_sync_an_operator,
     state::state_round_trips_with_secrets,
     state::operators_never_see_each_others_rows,
     state::finish_intent_writes_outcome_and_record_together,
