@@ -21,6 +21,7 @@ mod auth;
 mod error;
 pub mod fleet;
 mod forms;
+pub mod mail;
 mod metrics;
 pub mod oidc;
 mod pages;

@@ -3,6 +3,7 @@
 mod accounts;
 mod delete;
 pub(crate) mod deployments;
+mod maintenance;
 pub(crate) mod operators;
 mod tokens;
 

@@ -138,6 +138,8 @@ struct DashboardPage {
     configured: bool,
     undeployed: Option<i64>,
     deployments: Vec<DeploymentRow>,
+    maintenance: Vec<super::maintenance::UpcomingRow>,
+    notices: Vec<super::maintenance::NoticeRow>,
 }
 
 struct ServiceRow {
@@ -221,6 +223,9 @@ pub async fn dashboard(
         .find(|d| d.status == DeploymentStatus::Succeeded)
         .map(|d| d.configuration_version);
     let latest_version = latest.as_ref().map(|(stored, _)| stored.version);
+    let windows = latest.as_ref().map(|(_, config)| &config.maintenance);
+    let maintenance = super::maintenance::upcoming(state.store(), &operator, windows).await?;
+    let notices = super::maintenance::notices(state.store(), &operator).await?;
     let view = DashboardPage {
         chrome: Chrome::of(&user),
         operator: operator.to_string(),
@@ -236,6 +241,8 @@ pub async fn dashboard(
             .take(5)
             .map(DeploymentRow::from)
             .collect(),
+        maintenance,
+        notices,
     };
     page(StatusCode::OK, &view)
 }

@@ -16,6 +16,8 @@ mod browser;
 mod fleet;
 mod flow;
 mod harness;
+mod mail;
+mod maintenance;
 mod metrics;
 mod oidc;
 mod tenancy;
