@@ -62,6 +62,7 @@ pub async fn latest(
 struct OperatorsPage {
     chrome: Chrome,
     operators: Vec<OperatorRow>,
+    releases: Vec<super::maintenance::ReleaseRow>,
 }
 
 struct OperatorRow {
@@ -105,6 +106,7 @@ pub async fn list(State(state): State<AppState>, user: SignedIn) -> Result<Respo
     let view = OperatorsPage {
         chrome: Chrome::of(&user),
         operators,
+        releases: super::maintenance::releases(state.store()).await?,
     };
     page(StatusCode::OK, &view)
 }

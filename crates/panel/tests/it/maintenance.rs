@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use fediversity_fleet::rollout::{Item, ItemStatus, Policy};
+use fediversity_fleet::rollout::{Item, ItemStatus, Policy, State};
 use fediversity_fleet::schedule::{Severity, Slot};
 use fediversity_model::names::OperatorId;
 use fediversity_store::{NewNotification, NewRelease, NotificationKind};
@@ -85,5 +85,58 @@ async fn the_dashboard_shows_upcoming_maintenance_and_notifications_of_its_opera
     assert_eq!(other.status, StatusCode::OK);
     assert!(other.body.contains("None planned."), "{}", other.body);
     assert!(!other.body.contains("OpenSSL"), "{}", other.body);
+
+    // The administrators see the release with its operators counted, and pause and resume
+    // it; an operator's member cannot.
+    let refused = b
+        .submit(
+            "/operators/beta",
+            &format!("/fleet/releases/{release}/pause"),
+            &[],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    let hash = fediversity_panel::hash_password(crate::harness::PASSWORD.to_owned())
+        .await
+        .unwrap();
+    store
+        .create_admin("root@host.example", &hash, 1)
+        .await
+        .unwrap();
+    let admin = panel.visitor();
+    admin
+        .sign_in("root@host.example", crate::harness::PASSWORD)
+        .await;
+    let list = admin.get("/operators").await;
+    assert!(
+        list.body.contains(
+            "<td>OpenSSL &#60;fix&#62; for alpha</td><td>security</td><td>running</td>\
+             <td>1</td><td>0</td><td>0</td><td>0</td>"
+        ),
+        "{}",
+        list.body
+    );
+    let paused = admin
+        .submit(
+            "/operators",
+            &format!("/fleet/releases/{release}/pause"),
+            &[],
+        )
+        .await;
+    assert_eq!(paused.status, StatusCode::SEE_OTHER, "{}", paused.body);
+    let state = |s: &fediversity_store::Store| {
+        let s = s.clone();
+        async move { s.release(release).await.unwrap().state }
+    };
+    assert_eq!(state(store).await, State::Paused);
+    assert!(admin.get("/operators").await.body.contains("/resume\""));
+    admin
+        .submit(
+            "/operators",
+            &format!("/fleet/releases/{release}/resume"),
+            &[],
+        )
+        .await;
+    assert_eq!(state(store).await, State::Running);
     panel.stop().await;
 }
