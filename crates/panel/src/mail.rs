@@ -73,6 +73,9 @@ pub enum MailError {
         /// Why.
         reason: String,
     },
+    /// A template failed to render.
+    #[error("the e-mail cannot be written: {0}")]
+    Render(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] fediversity_store::Error),
@@ -255,7 +258,18 @@ pub async fn send_pending(
         if !mailer.due(notification.id, clock.now()) {
             continue;
         }
-        let message = compose(store, mailer, &notification).await?;
+        let message = match compose(store, mailer, &notification).await {
+            Ok(message) => message,
+            Err(MailError::Store(error)) => return Err(MailError::Store(error)),
+            // An address or template this notification cannot be sent with: it waits, and
+            // the others go on.
+            Err(error) => {
+                round.failed += 1;
+                let retry = mailer.failed(notification.id, clock.now());
+                tracing::warn!(notification = notification.id, retry_at = %instant(retry), %error, "could not write a notification");
+                continue;
+            }
+        };
         let Some(message) = message else {
             // Nobody to write to: the panel shows it, and the outbox forgets it.
             tracing::warn!(operator = %notification.operator, "no e-mail address for a notification");
@@ -360,12 +374,8 @@ async fn compose(
         return Ok(None);
     }
     let notice = notice(store, mailer, notification, config.as_ref()).await?;
-    let render = |result: askama::Result<String>| {
-        result.map_err(|e| MailError::Relay {
-            relay: mailer.relay.clone(),
-            reason: format!("the e-mail cannot be written: {e}"),
-        })
-    };
+    let render =
+        |result: askama::Result<String>| result.map_err(|e| MailError::Render(e.to_string()));
     let text = render(TextPart { notice: &notice }.render())?;
     let html = render(HtmlPart { notice: &notice }.render())?;
     let mut builder = Message::builder()
