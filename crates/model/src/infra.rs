@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::names::{Domain, HttpUrl, HttpsUrl, OperatorId};
+use crate::names::{Domain, Email, HttpUrl, HttpsUrl, OperatorId};
 use crate::validate::Problem;
 
 /// The version of the `infra.toml` format this build reads and writes.
@@ -299,6 +299,22 @@ pub struct SmtpInfra {
     /// which the operator's DNS must then allow the relay to send for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_domain: Option<Domain>,
+    /// The address the platform itself writes to operators from (maintenance notices). Without
+    /// it, `fediversity@<from_domain>`; one of the two is needed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_from: Option<Email>,
+}
+
+impl SmtpInfra {
+    /// The address the platform's own e-mails come from: `platform_from`, else
+    /// `fediversity@<from_domain>`; `None` when neither is set (an infra check problem).
+    pub fn platform_from(&self) -> Option<String> {
+        match (&self.platform_from, &self.from_domain) {
+            (Some(address), _) => Some(address.to_string()),
+            (None, Some(domain)) => Some(format!("fediversity@{domain}")),
+            (None, None) => None,
+        }
+    }
 }
 
 /// How the connection to the SMTP relay is encrypted.
@@ -410,6 +426,15 @@ impl Infra {
                 "smtp",
                 "give `username` and `password_file` together, or neither for a relay that \
                  needs no login",
+            ));
+        }
+        if let Some(smtp) = &self.smtp
+            && smtp.platform_from().is_none()
+        {
+            problems.push(Problem::new(
+                "smtp",
+                "give `platform_from` (or `from_domain`): the address the platform's own \
+                 maintenance e-mails come from",
             ));
         }
         problems
@@ -637,6 +662,7 @@ impl Infra {
                 username: Some("fediversity".to_owned()),
                 password_file: Some("/etc/fediversity/smtp-password".into()),
                 from_domain: Some(Domain::try_from("mail.example.net")?),
+                platform_from: Some(Email::try_from("fediversity@mail.example.net")?),
             }),
             panel: Some(PanelInfra {
                 public_url: HttpsUrl::try_from("https://panel.example.net")?,

@@ -767,6 +767,35 @@ mod tests {
     }
 
     #[test]
+    fn the_platform_sends_from_its_own_address_or_the_from_domain() {
+        let infra = toml::to_string(&Infra::example().unwrap()).unwrap();
+        let smtp = |text: &str| parse_infra(text).unwrap().smtp.unwrap().platform_from();
+        assert_eq!(smtp(&infra).unwrap(), "fediversity@mail.example.net");
+        let own = infra.replace(
+            "platform_from = \"fediversity@mail.example.net\"",
+            "platform_from = \"ops@example.net\"",
+        );
+        assert_eq!(smtp(&own).unwrap(), "ops@example.net");
+        let defaulted = infra.replace("platform_from = \"fediversity@mail.example.net\"\n", "");
+        assert_ne!(defaulted, infra);
+        assert_eq!(smtp(&defaulted).unwrap(), "fediversity@mail.example.net");
+        let neither = defaulted.replace("from_domain = \"mail.example.net\"\n", "");
+        assert_ne!(neither, defaulted);
+        let found: Vec<String> = parse_infra(&neither)
+            .unwrap_err()
+            .as_slice()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "smtp: give `platform_from` (or `from_domain`): the address the platform's own maintenance e-mails come from"
+            ]
+        );
+    }
+
+    #[test]
     fn malformed_json_says_where() {
         let found = problems("{\"version\": 1,");
         assert_eq!(found.len(), 1);

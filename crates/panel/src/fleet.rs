@@ -134,9 +134,7 @@ impl Scheduler {
     }
 
     async fn set_state(&self, id: ReleaseId, state: State) -> Result<(), FleetError> {
-        self.store.release(id).await?;
-        let now = self.clock.now();
-        Ok(self.store.set_release_state(id, state, None, now).await?)
+        set_rollout_state(&self.store, id, state, self.clock.now()).await
     }
 
     async fn advance(&self, release: &Release) -> Result<(), FleetError> {
@@ -316,6 +314,18 @@ impl Scheduler {
             .and_then(|v| serde_json::from_value::<OperatorConfig>(v.config.clone()).ok())
             .map(|config| config.maintenance))
     }
+}
+
+/// Pauses or resumes a rollout (see [`Scheduler::pause`]): the panel's buttons do it without
+/// a scheduler of their own.
+pub async fn set_rollout_state(
+    store: &Store,
+    id: ReleaseId,
+    state: State,
+    now: Millis,
+) -> Result<(), FleetError> {
+    store.release(id).await?;
+    Ok(store.set_release_state(id, state, None, now).await?)
 }
 
 /// What a release demands of every operator's schedule.

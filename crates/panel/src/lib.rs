@@ -22,6 +22,7 @@ mod error;
 pub mod fleet;
 mod forms;
 pub mod identity;
+pub mod mail;
 mod metrics;
 pub mod oidc;
 mod pages;

@@ -121,9 +121,12 @@ impl Worker {
         self
     }
 
-    /// Claims and runs jobs until `stop` turns true; a job under way is finished first.
+    /// Claims and runs jobs until `stop` turns true; a job under way is finished first. The
+    /// fleet's e-mail outbox runs beside it.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         tracing::info!(worker = %self.name, "worker started");
+        let (store, infra) = (self.store.clone(), self.platform.infra.clone());
+        let outbox = tokio::spawn(crate::mail::run_outbox(store, infra, stop.clone()));
         while !*stop.borrow() {
             match self
                 .store
@@ -148,6 +151,7 @@ impl Worker {
                 }
             }
         }
+        outbox.await.ok();
         tracing::info!(worker = %self.name, "worker stopped");
     }
 

@@ -164,6 +164,12 @@ impl Store {
         }))
     }
 
+    /// The e-mail addresses of the operator's users (not the administrators'), sorted: whom
+    /// the platform writes to about the operator, besides its configured admin contact.
+    pub async fn operator_emails(&self, operator: &OperatorId) -> Result<Vec<String>> {
+        self.queries().operator_emails(operator.as_str()).await
+    }
+
     /// Removes every user of the operator, signing them out: the end of an account deletion.
     /// The operator's history (configurations, deployments, events) is kept. Returns how many
     /// users were removed.

@@ -5,7 +5,7 @@
 //! throwaway Garage nodes and clusters ([`garage`]), a throwaway PowerDNS ([`pdns`]), test
 //! hosts in network namespaces with their own sshd and Nix store ([`hosts`]) and a Proxmox VE
 //! API simulator with a checker for Proxmox's own API schema ([`proxmox`]), a throwaway OpenLDAP
-//! server ([`slapd`]) and a loopback HTTP(S) server that answers canned responses and records
+//! server ([`slapd`]), a throwaway SMTP server keeping what it receives ([`smtp`]) and a loopback HTTP(S) server that answers canned responses and records
 //! requests ([`recorder`]).
 
 #![allow(clippy::panic, reason = "test assertions fail by panicking")]
@@ -17,6 +17,7 @@ pub mod pdns;
 pub mod postgres;
 pub mod recorder;
 pub mod slapd;
+pub mod smtp;
 
 /// A finished command's status and output, for a failure message.
 pub(crate) fn describe(output: &std::process::Output) -> String {

@@ -3,6 +3,7 @@
 mod accounts;
 mod delete;
 pub(crate) mod deployments;
+mod maintenance;
 pub(crate) mod operators;
 mod tokens;
 
@@ -66,6 +67,10 @@ pub fn router() -> Router<AppState> {
             get(delete::confirm_page).post(delete::delete),
         )
         .route("/operators/{operator}/tokens", post(tokens::create))
+        .route(
+            "/fleet/releases/{release}/{action}",
+            post(maintenance::pause_or_resume),
+        )
         .nest("/api/v1", crate::api::router())
         .merge(crate::oidc::router())
         .fallback(not_found)

@@ -62,6 +62,7 @@ pub async fn latest(
 struct OperatorsPage {
     chrome: Chrome,
     operators: Vec<OperatorRow>,
+    releases: Vec<super::maintenance::ReleaseRow>,
 }
 
 struct OperatorRow {
@@ -105,6 +106,7 @@ pub async fn list(State(state): State<AppState>, user: SignedIn) -> Result<Respo
     let view = OperatorsPage {
         chrome: Chrome::of(&user),
         operators,
+        releases: super::maintenance::releases(state.store()).await?,
     };
     page(StatusCode::OK, &view)
 }
@@ -139,6 +141,8 @@ struct DashboardPage {
     undeployed: Option<i64>,
     deployments: Vec<DeploymentRow>,
     identity_sync: Option<crate::identity::SyncView>,
+    maintenance: Vec<super::maintenance::UpcomingRow>,
+    notices: Vec<super::maintenance::NoticeRow>,
 }
 
 struct ServiceRow {
@@ -222,6 +226,9 @@ pub async fn dashboard(
         .find(|d| d.status == DeploymentStatus::Succeeded)
         .map(|d| d.configuration_version);
     let latest_version = latest.as_ref().map(|(stored, _)| stored.version);
+    let windows = latest.as_ref().map(|(_, config)| &config.maintenance);
+    let maintenance = super::maintenance::upcoming(state.store(), &operator, windows).await?;
+    let notices = super::maintenance::notices(state.store(), &operator).await?;
     let view = DashboardPage {
         chrome: Chrome::of(&user),
         operator: operator.to_string(),
@@ -238,6 +245,8 @@ pub async fn dashboard(
             .map(DeploymentRow::from)
             .collect(),
         identity_sync: crate::identity::last_sync(state.store(), &operator).await?,
+        maintenance,
+        notices,
     };
     page(StatusCode::OK, &view)
 }

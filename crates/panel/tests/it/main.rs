@@ -17,6 +17,8 @@ mod fleet;
 mod flow;
 mod harness;
 mod identity;
+mod mail;
+mod maintenance;
 mod metrics;
 mod oidc;
 mod tenancy;

@@ -71,6 +71,8 @@ pub(crate) trait AccountQueries: Send + Sync {
     async fn session(&self, id_hash: &str, now: Millis) -> Result<Option<SessionRow>>;
     /// Ends a session.
     async fn delete_session(&self, id_hash: &str) -> Result<()>;
+    /// The e-mail addresses of the operator's users, sorted.
+    async fn operator_emails(&self, operator: &str) -> Result<Vec<String>>;
     /// Removes the operator's users (and with them their sessions and API tokens); returns
     /// how many.
     async fn delete_users(&self, operator: &str) -> Result<u64>;
@@ -200,6 +202,19 @@ macro_rules! account_queries {
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(self.failed(FAILED))
+            }
+
+            async fn operator_emails(
+                &self,
+                operator: &str,
+            ) -> $crate::error::Result<Vec<String>> {
+                const FAILED: &str = "reading an operator's users";
+                let mut conn = self.connection(FAILED).await?;
+                sqlx::query_scalar("SELECT email FROM users WHERE operator = $1 ORDER BY email")
+                    .bind(operator)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(self.failed(FAILED))
             }
 
             async fn delete_users(&self, operator: &str) -> $crate::error::Result<u64> {

@@ -52,6 +52,29 @@ pub async fn a_sign_up_makes_operator_and_user_together_or_neither(db: TestDb) {
     ));
 }
 
+pub async fn an_operators_emails_are_its_users_only(db: TestDb) {
+    let store = db.store().await;
+    let (uni, news) = (op("uni"), op("news"));
+    assert!(store.operator_emails(&uni).await.unwrap().is_empty());
+    store.sign_up(&uni, "a@uni.example", "h", 1).await.unwrap();
+    store
+        .sign_up(&news, "b@news.example", "h", 2)
+        .await
+        .unwrap();
+    store
+        .create_admin("root@host.example", "h", 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.operator_emails(&uni).await.unwrap(),
+        ["a@uni.example"]
+    );
+    assert_eq!(
+        store.operator_emails(&news).await.unwrap(),
+        ["b@news.example"]
+    );
+}
+
 pub async fn sessions_live_until_they_expire_or_end(db: TestDb) {
     let store = db.store().await;
     let user = store

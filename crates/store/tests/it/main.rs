@@ -53,6 +53,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     accounts::a_sign_up_makes_operator_and_user_together_or_neither,
+    accounts::an_operators_emails_are_its_users_only,
     accounts::sessions_live_until_they_expire_or_end,
     addresses::addresses_are_claimed_once_held_and_released,
     addresses::of_many_concurrent_claims_of_one_address_exactly_one_wins,
