@@ -20,7 +20,7 @@ use fediversity_model::graph::{DesiredGraph, GRAPH_VERSION};
 use fediversity_model::names::OperatorId;
 use fediversity_store::{
     ConfigurationVersion, DeploymentId, DeploymentOutcome, DeploymentStatus, EventWriter, Job,
-    NewJob, Store,
+    NewJob, ReleaseId, Store,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -50,6 +50,9 @@ pub struct DeployJob {
     /// `keep` is kept; once done, the operator's users are removed.
     #[serde(default)]
     pub destroy: bool,
+    /// The fleet release whose infra.toml it deploys with, instead of the platform's.
+    #[serde(default)]
+    pub release: Option<i64>,
 }
 
 /// Opens a deployment of `version` (or, with `destroy`, the removal of everything, honouring
@@ -60,12 +63,34 @@ pub async fn enqueue_deployment(
     version: ConfigurationVersion,
     destroy: bool,
 ) -> fediversity_store::Result<DeploymentId> {
+    enqueue(store, operator, version, destroy, None).await
+}
+
+/// Opens a deployment of `version` with the infra.toml of the fleet release `release` and
+/// queues it for a worker.
+pub async fn enqueue_release_deployment(
+    store: &Store,
+    operator: &OperatorId,
+    version: ConfigurationVersion,
+    release: ReleaseId,
+) -> fediversity_store::Result<DeploymentId> {
+    enqueue(store, operator, version, false, Some(release.0)).await
+}
+
+async fn enqueue(
+    store: &Store,
+    operator: &OperatorId,
+    version: ConfigurationVersion,
+    destroy: bool,
+    release: Option<i64>,
+) -> fediversity_store::Result<DeploymentId> {
     let now = SystemClock.now();
     let deployment = store.create_deployment(operator, version, now).await?;
     let payload = json!(DeployJob {
         deployment: deployment.0,
         version,
         destroy,
+        release,
     });
     let job = NewJob {
         kind: DEPLOY.to_owned(),
@@ -83,6 +108,7 @@ pub struct Worker {
     store: Arc<Store>,
     platform: Platform,
     metrics: Arc<Metrics>,
+    fleet: crate::fleet_jobs::Ticks,
 }
 
 impl Worker {
@@ -100,7 +126,16 @@ impl Worker {
             store,
             platform,
             metrics: Arc::default(),
+            fleet: crate::fleet_jobs::Ticks::default(),
         }
+    }
+
+    /// Ticks the fleet scheduler as `ticks` says (by default every minute, on the system
+    /// clock).
+    #[must_use]
+    pub fn with_fleet_ticks(mut self, ticks: crate::fleet_jobs::Ticks) -> Self {
+        self.fleet = ticks;
+        self
     }
 
     /// Counts the provider errors of the runs in `metrics`: the panel's of the same process,
@@ -114,6 +149,12 @@ impl Worker {
     /// Claims and runs jobs until `stop` turns true; a job under way is finished first.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         tracing::info!(worker = %self.name, "worker started");
+        let ticker = tokio::spawn(crate::fleet_jobs::tick_every(
+            self.store.clone(),
+            self.name.clone(),
+            self.fleet.clone(),
+            stop.clone(),
+        ));
         while !*stop.borrow() {
             match self
                 .store
@@ -136,6 +177,7 @@ impl Worker {
                 }
             }
         }
+        ticker.await.ok();
         tracing::info!(worker = %self.name, "worker stopped");
     }
 
@@ -271,9 +313,10 @@ impl Worker {
         let graph = if request.destroy {
             nothing_for(&config)
         } else {
-            fediversity_configurator::configure(&config, &self.platform.infra).map_err(
-                |problems| format!("the configuration cannot be deployed here: {problems}"),
-            )?
+            let infra = crate::fleet_jobs::infra_for(&self.store, &self.platform, request).await?;
+            fediversity_configurator::configure(&config, &infra).map_err(|problems| {
+                format!("the configuration cannot be deployed here: {problems}")
+            })?
         };
         let providers = (self.platform.providers)(&graph)?;
         let (writer, written) =
