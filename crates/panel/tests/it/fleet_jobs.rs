@@ -16,6 +16,7 @@ use fediversity_model::OperatorConfig;
 use fediversity_model::names::OperatorId;
 use fediversity_panel::fleet::instant;
 use fediversity_panel::fleet_jobs::Ticks;
+use fediversity_panel::fleet_summary::summarize;
 use fediversity_panel::worker::{Worker, enqueue_deployment};
 use fediversity_store::{DeploymentStatus, NewRelease, NotificationKind, Store};
 use serde_json::{Value, json};
@@ -230,7 +231,7 @@ async fn a_release_whose_infra_no_longer_parses_fails_its_deployments_clearly() 
         expected_minutes: 30,
     };
     let release = store
-        .create_release(&release, &waves(&[operator.clone()], &[], 1), 0)
+        .create_release(&release, &waves(std::slice::from_ref(&operator), &[], 1), 0)
         .await
         .unwrap();
     fediversity_panel::worker::enqueue_release_deployment(&store, &operator, version, release)
@@ -238,7 +239,7 @@ async fn a_release_whose_infra_no_longer_parses_fails_its_deployments_clearly() 
         .unwrap();
     let (stop, stopped) = watch::channel(false);
     let worker = tokio::spawn(Worker::new(store.clone(), platform).run(stopped));
-    settle(&store, &[operator.clone()]).await;
+    settle(&store, std::slice::from_ref(&operator)).await;
     let [deployment] = store
         .deployments(&operator)
         .await
@@ -260,4 +261,69 @@ async fn a_release_whose_infra_no_longer_parses_fails_its_deployments_clearly() 
     assert!(error.contains("sizes.small"), "{error}");
     stop.send_replace(true);
     worker.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_summary_lists_what_a_release_changes_for_each_deployed_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, platform) = platform_in(dir.path()).await;
+    let (id, zone, start) = OPERATORS[0];
+    let deployed = op(id);
+    store.create_operator(&deployed, 0).await.unwrap();
+    let version = store
+        .save_configuration(&deployed, &config(id, zone, start), 0)
+        .await
+        .unwrap();
+    enqueue_deployment(&store, &deployed, version, false)
+        .await
+        .unwrap();
+    let unconfigured = op("unconfigured");
+    store.create_operator(&unconfigured, 0).await.unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(Worker::new(store.clone(), platform.clone()).run(stopped));
+    settle(&store, std::slice::from_ref(&deployed)).await;
+    stop.send_replace(true);
+    worker.await.unwrap();
+
+    let operators = [deployed.clone(), unconfigured];
+    let same = summarize(&store, &platform, &platform.infra, &operators)
+        .await
+        .unwrap();
+    assert_eq!(
+        same.operators, 1,
+        "the operator without a configuration is not counted"
+    );
+    assert!(same.affected.is_empty(), "{same:?}");
+
+    let infra = fediversity_model::parse_infra(RELEASE_INFRA).unwrap();
+    let bigger = summarize(&store, &platform, &infra, &operators)
+        .await
+        .unwrap();
+    assert_eq!(bigger.operators, 1);
+    let [changes] = bigger.affected.as_slice() else {
+        panic!("{bigger:?}")
+    };
+    assert_eq!(changes.operator, deployed);
+    assert_eq!(changes.problem, None);
+    assert!(
+        changes.changes.iter().any(|c| c.ends_with(" vm.mastodon")),
+        "{changes:?}"
+    );
+    assert_eq!(
+        changes.changes,
+        ["update vm.mastodon"],
+        "more memory is changed in place"
+    );
+    assert!(
+        changes.restarts.is_empty() && changes.replaces.is_empty(),
+        "{changes:?}"
+    );
+    let tiny =
+        fediversity_model::parse_infra(&RELEASE_INFRA.replace("[sizes.small]", "[sizes.tiny]"))
+            .unwrap();
+    let missing = summarize(&store, &platform, &tiny, &operators)
+        .await
+        .unwrap();
+    let problem = missing.affected[0].problem.as_deref().unwrap();
+    assert!(problem.contains("does not fit the release"), "{problem}");
 }
