@@ -182,6 +182,10 @@ fn failure_reason(report: Option<&Value>) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use fediversity_engine::report::Report;
+    use fediversity_model::graph::{ResourceAddress, ResourceKind};
     use serde_json::json;
 
     use super::failure_reason;
@@ -192,19 +196,14 @@ mod tests {
             failure_reason(Some(&json!({"error": "the run was declined"}))),
             "the run was declined"
         );
-        let report = json!({
-            "operator": "uni",
-            "done": {},
-            "kept": {},
-            "failed": {"nixos.host.mastodon": "health check failed; rolled back"},
-            "skipped": {},
-            "unchanged": 0,
-            "provider_calls": 3,
-            "elapsed_ms": 10,
+        let mastodon = ResourceAddress::new(ResourceKind::Nixos, "mastodon").unwrap();
+        let report = json!(Report {
+            failed: BTreeMap::from([(mastodon, "health check failed; rolled back".to_owned())]),
+            ..Report::default()
         });
         assert_eq!(
             failure_reason(Some(&report)),
-            "nixos.host.mastodon: health check failed; rolled back"
+            "nixos.mastodon: health check failed; rolled back"
         );
         assert_eq!(
             failure_reason(None),
