@@ -53,6 +53,9 @@ enum Command {
     /// Work with the hosting provider's infra.toml.
     #[command(subcommand)]
     Infra(cmd::infra::Command),
+    /// Publish platform releases to the fleet and follow their rollout.
+    #[command(subcommand)]
+    Fleet(cmd::fleet::Command),
 }
 
 #[tokio::main]
@@ -78,6 +81,7 @@ async fn main() -> ExitCode {
         Command::Validate(opts) => cmd::validate::run(opts),
         Command::Schema(opts) => cmd::schema::run(opts),
         Command::Infra(command) => cmd::infra::run(command),
+        Command::Fleet(command) => cmd::fleet::run(command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

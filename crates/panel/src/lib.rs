@@ -20,6 +20,8 @@ mod api;
 mod auth;
 mod error;
 pub mod fleet;
+pub mod fleet_jobs;
+pub mod fleet_summary;
 mod forms;
 pub mod identity;
 pub mod mail;

@@ -20,7 +20,7 @@ use fediversity_model::graph::{DesiredGraph, GRAPH_VERSION};
 use fediversity_model::names::OperatorId;
 use fediversity_store::{
     ConfigurationVersion, DeploymentId, DeploymentOutcome, DeploymentStatus, EventWriter, Job,
-    NewJob, Store,
+    NewJob, ReleaseId, Store,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -51,6 +51,9 @@ pub struct DeployJob {
     /// `keep` is kept; once done, the operator's users are removed.
     #[serde(default)]
     pub destroy: bool,
+    /// The fleet release whose infra.toml it deploys with, instead of the platform's.
+    #[serde(default)]
+    pub release: Option<i64>,
 }
 
 /// Opens a deployment of `version` (or, with `destroy`, the removal of everything, honouring
@@ -61,12 +64,34 @@ pub async fn enqueue_deployment(
     version: ConfigurationVersion,
     destroy: bool,
 ) -> fediversity_store::Result<DeploymentId> {
+    enqueue(store, operator, version, destroy, None).await
+}
+
+/// Opens a deployment of `version` with the infra.toml of the fleet release `release` and
+/// queues it for a worker.
+pub async fn enqueue_release_deployment(
+    store: &Store,
+    operator: &OperatorId,
+    version: ConfigurationVersion,
+    release: ReleaseId,
+) -> fediversity_store::Result<DeploymentId> {
+    enqueue(store, operator, version, false, Some(release.0)).await
+}
+
+async fn enqueue(
+    store: &Store,
+    operator: &OperatorId,
+    version: ConfigurationVersion,
+    destroy: bool,
+    release: Option<i64>,
+) -> fediversity_store::Result<DeploymentId> {
     let now = SystemClock.now();
     let deployment = store.create_deployment(operator, version, now).await?;
     let payload = json!(DeployJob {
         deployment: deployment.0,
         version,
         destroy,
+        release,
     });
     let job = NewJob {
         kind: DEPLOY.to_owned(),
@@ -85,6 +110,7 @@ pub struct Worker {
     platform: Platform,
     metrics: Arc<Metrics>,
     identity_sync: SyncSchedule,
+    fleet: crate::fleet_jobs::Ticks,
 }
 
 impl Worker {
@@ -103,6 +129,7 @@ impl Worker {
             platform,
             metrics: Arc::default(),
             identity_sync: SyncSchedule::default(),
+            fleet: crate::fleet_jobs::Ticks::default(),
         }
     }
 
@@ -110,6 +137,14 @@ impl Worker {
     #[must_use]
     pub fn with_identity_sync(mut self, schedule: SyncSchedule) -> Self {
         self.identity_sync = schedule;
+        self
+    }
+
+    /// Ticks the fleet scheduler as `ticks` says (by default every minute, on the system
+    /// clock).
+    #[must_use]
+    pub fn with_fleet_ticks(mut self, ticks: crate::fleet_jobs::Ticks) -> Self {
+        self.fleet = ticks;
         self
     }
 
@@ -122,11 +157,17 @@ impl Worker {
     }
 
     /// Claims and runs jobs until `stop` turns true; a job under way is finished first. The
-    /// fleet's e-mail outbox runs beside it.
+    /// fleet scheduler and its e-mail outbox run beside it.
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         tracing::info!(worker = %self.name, "worker started");
         let (store, infra) = (self.store.clone(), self.platform.infra.clone());
         let outbox = tokio::spawn(crate::mail::run_outbox(store, infra, stop.clone()));
+        let ticker = tokio::spawn(crate::fleet_jobs::tick_every(
+            self.store.clone(),
+            self.name.clone(),
+            self.fleet.clone(),
+            stop.clone(),
+        ));
         while !*stop.borrow() {
             match self
                 .store
@@ -152,6 +193,7 @@ impl Worker {
             }
         }
         outbox.await.ok();
+        ticker.await.ok();
         tracing::info!(worker = %self.name, "worker stopped");
     }
 
@@ -287,9 +329,10 @@ impl Worker {
         let graph = if request.destroy {
             nothing_for(&config)
         } else {
-            fediversity_configurator::configure(&config, &self.platform.infra).map_err(
-                |problems| format!("the configuration cannot be deployed here: {problems}"),
-            )?
+            let infra = crate::fleet_jobs::infra_for(&self.store, &self.platform, request).await?;
+            fediversity_configurator::configure(&config, &infra).map_err(|problems| {
+                format!("the configuration cannot be deployed here: {problems}")
+            })?
         };
         let providers = (self.platform.providers)(&graph)?;
         let (writer, written) =

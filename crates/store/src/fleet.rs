@@ -14,11 +14,14 @@ use fediversity_fleet::rollout::{Item, ItemStatus, Policy, State};
 use fediversity_fleet::schedule::{Severity, Slot};
 use fediversity_model::names::OperatorId;
 
-use crate::Store;
 use crate::backend::fleet::{
     ItemRow, NewNotificationRow, NewReleaseRow, NotificationRow, ReleaseRow,
 };
 use crate::error::{Error, Result, corrupt};
+use crate::{DeploymentId, Store};
+
+/// The name of the fleet scheduler's lease in the leases table.
+const SCHEDULER_LEASE: &str = "fleet:scheduler";
 
 /// A release's id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,6 +76,8 @@ pub struct RolloutItem {
     pub item: Item,
     /// How many times its deployment was started.
     pub attempts: u32,
+    /// The deployment the scheduler started for it, once started.
+    pub deployment: Option<DeploymentId>,
 }
 
 /// What a notification tells the operator.
@@ -254,6 +259,44 @@ impl Store {
             })
     }
 
+    /// Records the deployment the scheduler started for an operator in a rollout.
+    pub async fn set_rollout_deployment(
+        &self,
+        id: ReleaseId,
+        operator: &OperatorId,
+        deployment: DeploymentId,
+    ) -> Result<()> {
+        let found = self
+            .queries
+            .set_item_deployment(id.0, operator.as_str(), deployment.0)
+            .await?;
+        found
+            .then_some(())
+            .ok_or_else(|| Error::UnknownRolloutItem {
+                release: id.0,
+                operator: operator.clone(),
+            })
+    }
+
+    /// Takes (or renews) the fleet scheduler's lease for `holder` until `now + ttl`; false when
+    /// another worker holds it. Every worker ticks the scheduler, but only the one holding
+    /// this lease advances rollouts, so two workers never start the same operator twice nor
+    /// exceed a concurrency bound between them. It lives beside the engine's per-operator
+    /// leases under a name no operator id can take (ids have no `:`).
+    pub async fn try_scheduler_lease(
+        &self,
+        holder: &str,
+        now: Millis,
+        ttl: std::time::Duration,
+    ) -> Result<bool> {
+        let ttl = Millis::try_from(ttl.as_millis()).unwrap_or(Millis::MAX);
+        let taken = self
+            .queries
+            .try_lease(SCHEDULER_LEASE, holder, now, now.saturating_add(ttl))
+            .await?;
+        Ok(taken.is_some())
+    }
+
     /// Writes a notification unless the same one (release, operator, kind, occasion) exists;
     /// true when it was written.
     pub async fn notify(&self, notification: &NewNotification, now: Millis) -> Result<bool> {
@@ -351,6 +394,7 @@ fn item_from_row(row: ItemRow) -> Result<RolloutItem> {
             status,
         },
         attempts: u32::try_from(row.attempts).map_err(|e| corrupt("attempts", e))?,
+        deployment: row.deployment_id.map(DeploymentId),
     })
 }
 

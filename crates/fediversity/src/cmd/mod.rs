@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod apply;
 pub mod destroy;
+pub mod fleet;
 pub mod infra;
 pub mod plan;
 pub mod provider;

@@ -27,6 +27,7 @@ mod cli;
 mod command_line;
 mod crash;
 mod deploy;
+mod fleet;
 mod infra;
 mod plan;
 mod sandbox;

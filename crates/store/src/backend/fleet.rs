@@ -49,6 +49,7 @@ pub(crate) struct ItemRow {
     pub status: String,
     pub reason: Option<String>,
     pub attempts: i64,
+    pub deployment_id: Option<i64>,
 }
 
 /// A notification as stored.
@@ -112,6 +113,13 @@ pub(crate) trait FleetQueries: Send + Sync {
         status: &'static str,
         reason: Option<String>,
         now: Millis,
+    ) -> Result<bool>;
+    /// Records the deployment started for an item; false if there is no such item.
+    async fn set_item_deployment(
+        &self,
+        release: i64,
+        operator: &str,
+        deployment: i64,
     ) -> Result<bool>;
     /// Stores a notification; `None` when one with the same key exists already.
     async fn add_notification(&self, notification: NewNotificationRow) -> Result<Option<i64>>;
@@ -245,7 +253,7 @@ macro_rules! fleet_queries {
                 const FAILED: &str = "reading a rollout";
                 let mut conn = self.connection(FAILED).await?;
                 sqlx::query_as(
-                    "SELECT release_id, operator, wave, slot, status, reason, attempts \
+                    "SELECT release_id, operator, wave, slot, status, reason, attempts, deployment_id \
                      FROM fleet_items WHERE release_id = $1 ORDER BY wave, operator",
                 )
                 .bind(release)
@@ -261,7 +269,7 @@ macro_rules! fleet_queries {
                 const FAILED: &str = "reading an operator's maintenance";
                 let mut conn = self.connection(FAILED).await?;
                 sqlx::query_as(
-                    "SELECT release_id, operator, wave, slot, status, reason, attempts \
+                    "SELECT release_id, operator, wave, slot, status, reason, attempts, deployment_id \
                      FROM fleet_items WHERE operator = $1 ORDER BY release_id DESC",
                 )
                 .bind(operator)
@@ -293,6 +301,27 @@ macro_rules! fleet_queries {
                 .bind(status)
                 .bind(reason)
                 .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(self.failed(FAILED))?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn set_item_deployment(
+                &self,
+                release: i64,
+                operator: &str,
+                deployment: i64,
+            ) -> $crate::error::Result<bool> {
+                const FAILED: &str = "recording a rollout's deployment";
+                let mut conn = self.connection(FAILED).await?;
+                let done = sqlx::query(
+                    "UPDATE fleet_items SET deployment_id = $3 \
+                     WHERE release_id = $1 AND operator = $2",
+                )
+                .bind(release)
+                .bind(operator)
+                .bind(deployment)
                 .execute(&mut *conn)
                 .await
                 .map_err(self.failed(FAILED))?;

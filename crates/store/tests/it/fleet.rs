@@ -6,7 +6,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use fediversity_fleet::rollout::{Item, ItemStatus, Policy, State};
 use fediversity_fleet::schedule::{Severity, Slot};
-use fediversity_store::{Error, NewNotification, NewRelease, NotificationKind, ReleaseId};
+use std::time::Duration;
+
+use fediversity_store::{
+    DeploymentId, Error, NewNotification, NewRelease, NotificationKind, ReleaseId,
+};
 
 use crate::harness::{TestDb, op};
 
@@ -193,5 +197,91 @@ pub async fn a_notification_is_written_and_emailed_once(db: TestDb) {
     assert_eq!(
         store.notifications(&uni, 10).await.unwrap()[1].emailed_at,
         Some(20)
+    );
+}
+
+pub async fn a_rollout_item_keeps_the_deployment_started_for_it(db: TestDb) {
+    let store = db.store().await;
+    let waves = BTreeMap::from([(op("canary"), 0), (op("later"), 1)]);
+    let id = store
+        .create_release(&release("v2"), &waves, 10)
+        .await
+        .unwrap();
+    let unstarted = store.rollout(id).await.unwrap();
+    assert!(unstarted.iter().all(|item| item.deployment.is_none()));
+
+    store
+        .set_rollout_deployment(id, &op("canary"), DeploymentId(41))
+        .await
+        .unwrap();
+    let item = Item {
+        operator: op("canary"),
+        wave: 0,
+        slot: None,
+        status: ItemStatus::Running,
+    };
+    store.record_rollout_item(id, &item, 11).await.unwrap();
+    let rollout = store.rollout(id).await.unwrap();
+    let deployments: Vec<_> = rollout
+        .iter()
+        .map(|r| (r.item.operator.as_str(), r.deployment))
+        .collect();
+    assert_eq!(
+        deployments,
+        [("canary", Some(DeploymentId(41))), ("later", None)],
+        "recording a step keeps the deployment"
+    );
+    let mine = store.operator_rollouts(&op("canary")).await.unwrap();
+    assert_eq!(mine[0].deployment, Some(DeploymentId(41)));
+    assert!(matches!(
+        store
+            .set_rollout_deployment(id, &op("stranger"), DeploymentId(42))
+            .await,
+        Err(Error::UnknownRolloutItem { .. })
+    ));
+}
+
+pub async fn one_holder_at_a_time_has_the_scheduler_lease(db: TestDb) {
+    let store = db.store().await;
+    let ttl = Duration::from_secs(60);
+    assert!(
+        store
+            .try_scheduler_lease("worker a", 1_000, ttl)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .try_scheduler_lease("worker b", 2_000, ttl)
+            .await
+            .unwrap(),
+        "held by a"
+    );
+    assert!(
+        store
+            .try_scheduler_lease("worker a", 30_000, ttl)
+            .await
+            .unwrap(),
+        "a renews its own"
+    );
+    assert!(
+        !store
+            .try_scheduler_lease("worker b", 61_000, ttl)
+            .await
+            .unwrap(),
+        "the renewal moved the expiry to 90 s"
+    );
+    assert!(
+        store
+            .try_scheduler_lease("worker b", 90_001, ttl)
+            .await
+            .unwrap(),
+        "lapsed: b takes it over"
+    );
+    assert!(
+        !store
+            .try_scheduler_lease("worker a", 90_002, ttl)
+            .await
+            .unwrap()
     );
 }
