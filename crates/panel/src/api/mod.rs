@@ -6,6 +6,7 @@
 //! needs no CSRF token. Errors are JSON, `{"error": "…"}`, with `problems` (path and message,
 //! as `fediversity validate` reports them) for a configuration that is refused.
 
+mod fleet;
 mod openapi;
 
 use axum::Router;
@@ -15,7 +16,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Json, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use fediversity_engine::clock::{Clock, SystemClock};
 use fediversity_model::names::OperatorId;
 use fediversity_model::{Problem, Problems, parse_operator_config};
@@ -55,6 +56,10 @@ pub fn router() -> Router<AppState> {
             "/operators/{operator}/deployments/{deployment}/stream",
             get(stream),
         )
+        .route("/fleet/releases", get(fleet::releases))
+        .route("/fleet/releases/{release}", get(fleet::release))
+        .route("/fleet/releases/{release}/pause", post(fleet::pause))
+        .route("/fleet/releases/{release}/resume", post(fleet::resume))
         .fallback(|| async { ApiError::from(PanelError::NotFound) })
 }
 

@@ -34,14 +34,70 @@ fn deployment_parameter() -> Value {
     json!({"name": "deployment", "in": "path", "required": true, "schema": {"type": "integer"}})
 }
 
+fn release_parameter() -> Value {
+    json!({"name": "release", "in": "path", "required": true, "schema": {"type": "integer"}})
+}
+
+/// The fleet routes, for the hosting provider's administrators (404 for operators' tokens).
+fn fleet_paths() -> Value {
+    let release = json!({"$ref": "#/components/schemas/Release"});
+    let change = |summary: &str| {
+        json!({
+            "parameters": [release_parameter()],
+            "post": {"summary": summary, "responses": with_errors(json!({"200": reply("The release.", release.clone())}))},
+        })
+    };
+    json!({
+        "/api/v1/fleet/releases": {
+            "get": {
+                "summary": "Every release, newest first (administrators only).",
+                "responses": with_errors(json!({"200": reply("The releases.", json!({"type": "array", "items": release.clone()}))})),
+            },
+        },
+        "/api/v1/fleet/releases/{release}": {
+            "parameters": [release_parameter()],
+            "get": {
+                "summary": "A release and every operator's wave, slot and status (administrators only).",
+                "responses": with_errors(json!({"200": reply("The release with `items`.", release.clone())})),
+            },
+        },
+        "/api/v1/fleet/releases/{release}/pause": change("Pause a rollout: running deployments finish, nobody new starts."),
+        "/api/v1/fleet/releases/{release}/resume": change("Resume a paused or halted rollout."),
+    })
+}
+
+/// The release schema.
+fn release_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "id": {"type": "integer"}, "title": {"type": "string"},
+        "severity": {"enum": ["routine", "security"]}, "deadline": {"type": ["integer", "null"]},
+        "state": {"type": "string"}, "halt_reason": {"type": ["string", "null"]},
+        "expected_minutes": {"type": "integer"}, "created_at": {"type": "integer"},
+        "updated_at": {"type": "integer"}, "items": {"type": "array", "items": {"type": "object"}},
+    }})
+}
+
 /// The document.
 pub async fn document() -> Json<Value> {
+    let mut document = base();
+    if let (Some(Value::Object(paths)), Value::Object(fleet)) =
+        (document.get_mut("paths"), fleet_paths())
+    {
+        paths.extend(fleet);
+    }
+    if let Some(Value::Object(schemas)) = document.pointer_mut("/components/schemas") {
+        schemas.insert("Release".to_owned(), release_schema());
+    }
+    Json(document)
+}
+
+fn base() -> Value {
     let deployment = json!({"$ref": "#/components/schemas/Deployment"});
     let invalid = reply(
         "The configuration is refused; every problem is listed.",
         json!({"$ref": "#/components/schemas/Problems"}),
     );
-    Json(json!({
+    json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Fediversity panel API",
@@ -132,5 +188,5 @@ pub async fn document() -> Json<Value> {
                 }},
             },
         },
-    }))
+    })
 }

@@ -14,6 +14,7 @@ mod api;
 mod bad_input;
 mod browser;
 mod fleet;
+mod fleet_api;
 mod fleet_jobs;
 mod flow;
 mod harness;
