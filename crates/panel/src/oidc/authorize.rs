@@ -23,6 +23,7 @@ use super::{CODE_LIFETIME, SCOPES, may_sign_in, millis};
 use crate::AppState;
 use crate::auth::{MaybeSignedIn, id_hash, random_token, signed_in_at};
 use crate::error::PanelError;
+use crate::pages::escape_html;
 
 /// The request's parameters, all optional here so that each missing one gets its own answer.
 #[derive(Deserialize)]
@@ -214,8 +215,8 @@ fn form_post(target: &url::Url, pairs: &[(&str, &str)]) -> Response {
         .map(|(name, value)| {
             format!(
                 "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
-                escape(name),
-                escape(value)
+                escape_html(name),
+                escape_html(value)
             )
         })
         .collect();
@@ -224,7 +225,7 @@ fn form_post(target: &url::Url, pairs: &[(&str, &str)]) -> Response {
          </head><body><form method=\"post\" action=\"{}\">{inputs}\
          <noscript><button type=\"submit\">Continue</button></noscript></form>\
          <script>{SUBMIT_SCRIPT}</script></body></html>",
-        escape(target.as_str())
+        escape_html(target.as_str())
     );
     let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(SUBMIT_SCRIPT));
     let policy = format!(
@@ -239,13 +240,6 @@ fn form_post(target: &url::Url, pairs: &[(&str, &str)]) -> Response {
             .insert("content-security-policy", value);
     }
     response
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// The answer to a request without a session: `login_required` when the client asked for no

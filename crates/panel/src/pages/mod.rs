@@ -101,11 +101,7 @@ async fn security_headers(mut response: Response) -> Response {
 /// does not carry the `SameSite=Strict` session cookie, and one that began with a form post
 /// may not be redirected off the panel (the CSP's `form-action 'self'` covers redirects).
 pub(crate) fn continue_to(path: &str) -> Response {
-    let path = path
-        .replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;");
+    let path = escape_html(path);
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta http-equiv=\"refresh\" content=\"0;url={path}\"><title>Continuing…</title>\
@@ -116,6 +112,15 @@ pub(crate) fn continue_to(path: &str) -> Response {
         axum::response::Html(html),
     )
         .into_response()
+}
+
+/// `text` safe inside an HTML attribute or element, for the few pages written without a
+/// template.
+pub(crate) fn escape_html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 async fn not_found() -> PanelError {
