@@ -21,6 +21,7 @@ mod auth;
 mod error;
 pub mod fleet;
 pub mod fleet_jobs;
+pub mod fleet_release;
 pub mod fleet_summary;
 mod forms;
 pub mod identity;

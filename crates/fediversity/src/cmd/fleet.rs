@@ -8,13 +8,16 @@ use anyhow::{Result, anyhow, bail};
 use chrono::DateTime;
 use clap::{Args, Subcommand};
 use fediversity_engine::clock::{Clock, SystemClock};
-use fediversity_fleet::rollout::{Policy, State, waves};
+use fediversity_fleet::rollout::State;
 use fediversity_fleet::schedule::Severity;
-use fediversity_model::names::OperatorId;
-use fediversity_panel::fleet_summary::{Summary, summarize};
-use fediversity_store::{NewRelease, Release, ReleaseId, Store};
+use fediversity_panel::fleet_release::{
+    DEFAULT_BATCH, DEFAULT_CONCURRENCY, DEFAULT_EXPECTED_MINUTES, DEFAULT_MAX_FAILURE_RATE,
+    ReleaseRequest, publish,
+};
+use fediversity_panel::fleet_summary::Summary;
+use fediversity_store::{Release, ReleaseId, Store};
 
-use crate::app::{self, StoreOpts};
+use crate::app::StoreOpts;
 use crate::input::{InfraOpts, read_text};
 
 #[derive(Subcommand)]
@@ -62,16 +65,16 @@ pub struct ReleaseOpts {
     #[arg(long = "canary", value_name = "OPERATOR")]
     canaries: Vec<String>,
     /// How many operators deploy at once, at most.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
     concurrency: usize,
     /// How many operators a wave after the canaries has.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = DEFAULT_BATCH)]
     batch: usize,
     /// The share of a wave's operators that may fail before the rollout halts.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = DEFAULT_MAX_FAILURE_RATE)]
     max_failure_rate: f64,
     /// How long one operator's deployment is expected to take, in minutes.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = DEFAULT_EXPECTED_MINUTES)]
     expected_minutes: u32,
     /// Print the fleet summary only; publish nothing.
     #[arg(long)]
@@ -94,13 +97,12 @@ pub async fn run(command: Command) -> Result<()> {
 }
 
 async fn release(opts: ReleaseOpts) -> Result<()> {
-    let policy = Policy::new(opts.batch, opts.concurrency, opts.max_failure_rate)?;
     let deadline = opts
         .deadline
         .as_deref()
         .map(|text| {
             DateTime::parse_from_rfc3339(text)
-                .map(|d| d.timestamp_millis())
+                .map(|d| d.to_utc())
                 .map_err(|e| anyhow!("--deadline `{text}` is not an RFC 3339 time: {e}"))
         })
         .transpose()?;
@@ -109,40 +111,27 @@ async fn release(opts: ReleaseOpts) -> Result<()> {
         infra: Some(opts.infra.clone()),
     };
     let platform = crate::cmd::worker::platform(&infra_opts, &opts.store, &store)?;
-    let mut canaries = Vec::new();
-    for canary in &opts.canaries {
-        let canary = OperatorId::try_from(canary.as_str()).map_err(anyhow::Error::msg)?;
-        app::known_operator(&store, &canary).await?;
-        canaries.push(canary);
-    }
-    let mut operators = Vec::new();
-    for operator in store.operators().await? {
-        if !store.configurations(&operator).await?.is_empty() {
-            operators.push(operator);
-        }
-    }
-    let summary = summarize(&store, &platform, &platform.infra, &operators).await?;
-    print_summary(&summary);
-    if opts.dry_run {
-        return Ok(());
-    }
-    let release = NewRelease {
+    let request = ReleaseRequest {
+        infra_toml: read_text(&opts.infra)?,
         title: opts.title,
         severity: opts.severity,
         deadline,
-        infra: read_text(&opts.infra)?,
-        policy,
+        canaries: opts.canaries,
+        batch: opts.batch,
+        concurrency: opts.concurrency,
+        max_failure_rate: opts.max_failure_rate,
         expected_minutes: opts.expected_minutes,
+        dry_run: opts.dry_run,
     };
-    let batches = waves(&operators, &canaries, opts.batch);
-    let id = store
-        .create_release(&release, &batches, SystemClock.now())
-        .await?;
-    anstream::println!(
-        "Release {} published: the workers roll it out in each operator's maintenance windows (`fediversity fleet status {}`)",
-        id.0,
-        id.0
-    );
+    let published = publish(&store, &platform, &request, SystemClock.now()).await?;
+    print_summary(&published.summary);
+    if let Some(id) = published.id {
+        anstream::println!(
+            "Release {} published: the workers roll it out in each operator's maintenance windows (`fediversity fleet status {}`)",
+            id.0,
+            id.0
+        );
+    }
     Ok(())
 }
 

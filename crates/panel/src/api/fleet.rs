@@ -1,17 +1,22 @@
-//! `/api/v1/fleet`: the hosting provider's view of fleet releases, matching `fediversity fleet
-//! status|pause|resume`. Only administrators may use it; an operator's token gets 404, as for
-//! every other thing it may not see, so the routes do not reveal that releases exist.
+//! `/api/v1/fleet`: the hosting provider's fleet releases, matching `fediversity fleet
+//! release|status|pause|resume`. Only administrators may use it; an operator's token gets 404,
+//! as for every other thing it may not see, so the routes do not reveal that releases exist.
 
 use axum::extract::{Path, State};
-use axum::response::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use chrono::{DateTime, Utc};
 use fediversity_engine::clock::{Clock, SystemClock};
 use fediversity_fleet::rollout::State as RolloutState;
+use fediversity_fleet::schedule::Severity;
 use fediversity_store::{Release, ReleaseId, Role};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiUser};
 use crate::AppState;
 use crate::error::PanelError;
+use crate::fleet_release::{self, PublishError, ReleaseRequest};
 
 /// Refuses anyone but an administrator, as a 404.
 fn admin_only(user: &ApiUser) -> Result<(), ApiError> {
@@ -106,4 +111,99 @@ async fn set_state(
         .await
         .map_err(|e| PanelError::internal(e.to_string()))?;
     Ok(Json(release_json(&known(&state, id).await?)))
+}
+
+/// The body of `POST /api/v1/fleet/releases`: the flags of `fediversity fleet release`, with
+/// the same defaults, and the infra.toml as text. Unknown fields are refused, so that a
+/// misspelt option is not silently left at its default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishBody {
+    infra: String,
+    title: String,
+    severity: Severity,
+    #[serde(default)]
+    deadline: Option<DateTime<Utc>>,
+    #[serde(default)]
+    canaries: Vec<String>,
+    #[serde(default = "default_batch")]
+    batch: usize,
+    #[serde(default = "default_concurrency")]
+    concurrency: usize,
+    #[serde(default = "default_max_failure_rate")]
+    max_failure_rate: f64,
+    #[serde(default = "default_expected_minutes")]
+    expected_minutes: u32,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn default_batch() -> usize {
+    fleet_release::DEFAULT_BATCH
+}
+
+fn default_concurrency() -> usize {
+    fleet_release::DEFAULT_CONCURRENCY
+}
+
+fn default_max_failure_rate() -> f64 {
+    fleet_release::DEFAULT_MAX_FAILURE_RATE
+}
+
+fn default_expected_minutes() -> u32 {
+    fleet_release::DEFAULT_EXPECTED_MINUTES
+}
+
+impl From<PublishBody> for ReleaseRequest {
+    fn from(body: PublishBody) -> Self {
+        Self {
+            infra_toml: body.infra,
+            title: body.title,
+            severity: body.severity,
+            deadline: body.deadline,
+            canaries: body.canaries,
+            batch: body.batch,
+            concurrency: body.concurrency,
+            max_failure_rate: body.max_failure_rate,
+            expected_minutes: body.expected_minutes,
+            dry_run: body.dry_run,
+        }
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(error: PublishError) -> Self {
+        if error.is_bad_input() {
+            Self::BadInput(error.to_string())
+        } else {
+            PanelError::internal(error.to_string()).into()
+        }
+    }
+}
+
+/// Publishes a release, as `fediversity fleet release` does: 201 with its id and fleet summary,
+/// or, for a dry run, 200 with the summary alone and nothing stored.
+pub async fn publish(
+    State(state): State<AppState>,
+    user: ApiUser,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    admin_only(&user)?;
+    let body: PublishBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadInput(format!("the body is not a release request: {e}")))?;
+    let request = ReleaseRequest::from(body);
+    let published =
+        fleet_release::publish(state.store(), state.platform(), &request, state.now()).await?;
+    Ok(match published.id {
+        None => Json(json!({"summary": published.summary})).into_response(),
+        Some(id) => (
+            StatusCode::CREATED,
+            Json(json!({
+                "id": id.0,
+                "url": format!("/api/v1/fleet/releases/{}", id.0),
+                "summary": published.summary,
+            })),
+        )
+            .into_response(),
+    })
 }

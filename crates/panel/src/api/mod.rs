@@ -56,7 +56,7 @@ pub fn router() -> Router<AppState> {
             "/operators/{operator}/deployments/{deployment}/stream",
             get(stream),
         )
-        .route("/fleet/releases", get(fleet::releases))
+        .route("/fleet/releases", get(fleet::releases).post(fleet::publish))
         .route("/fleet/releases/{release}", get(fleet::release))
         .route("/fleet/releases/{release}/pause", post(fleet::pause))
         .route("/fleet/releases/{release}/resume", post(fleet::resume))
@@ -71,6 +71,8 @@ pub enum ApiError {
     Unauthorised,
     /// A configuration that is refused, with every problem.
     Invalid(Problems),
+    /// A request that is wrong as sent, with a message saying what to change.
+    BadInput(String),
 }
 
 impl From<PanelError> for ApiError {
@@ -101,6 +103,7 @@ impl IntoResponse for ApiError {
                         .collect::<Vec<_>>(),
                 }),
             ),
+            Self::BadInput(message) => (StatusCode::BAD_REQUEST, json!({ "error": message })),
             Self::Panel(error) => {
                 let status = error.status();
                 let message = match &error {
