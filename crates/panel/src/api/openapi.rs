@@ -5,6 +5,10 @@
 use axum::response::Json;
 use serde_json::{Value, json};
 
+use crate::fleet_release::{
+    DEFAULT_BATCH, DEFAULT_CONCURRENCY, DEFAULT_EXPECTED_MINUTES, DEFAULT_MAX_FAILURE_RATE,
+};
+
 /// A response carrying JSON described by `schema`.
 fn reply(description: &str, schema: Value) -> Value {
     json!({"description": description, "content": {"application/json": {"schema": schema}}})
@@ -47,11 +51,21 @@ fn fleet_paths() -> Value {
             "post": {"summary": summary, "responses": with_errors(json!({"200": reply("The release.", release.clone())}))},
         })
     };
+    let summary = json!({"$ref": "#/components/schemas/FleetSummary"});
     json!({
         "/api/v1/fleet/releases": {
             "get": {
                 "summary": "Every release, newest first (administrators only).",
                 "responses": with_errors(json!({"200": reply("The releases.", json!({"type": "array", "items": release.clone()}))})),
+            },
+            "post": {
+                "summary": "Publish a release, as `fediversity fleet release` does: its fleet summary is computed against the release's infra.toml, then (unless `dry_run`) the release is stored and the workers roll it out in each operator's maintenance windows (administrators only).",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ReleaseRequest"}}}},
+                "responses": with_errors(json!({
+                    "201": reply("Published.", json!({"type": "object", "required": ["id", "url", "summary"], "properties": {"id": {"type": "integer"}, "url": {"type": "string"}, "summary": summary.clone()}})),
+                    "200": reply("A dry run: the summary alone, nothing stored.", json!({"type": "object", "required": ["summary"], "properties": {"summary": summary}})),
+                    "400": reply("The request is wrong (infra.toml that does not parse or validate, unknown canary, bad rollout numbers, deadline in the past, unknown field); the message says what.", json!({"$ref": "#/components/schemas/Error"})),
+                })),
             },
         },
         "/api/v1/fleet/releases/{release}": {
@@ -77,6 +91,36 @@ fn release_schema() -> Value {
     }})
 }
 
+/// The body of a release request: `fediversity fleet release`'s flags, with its defaults.
+fn release_request_schema() -> Value {
+    json!({"type": "object", "required": ["infra", "title", "severity"], "additionalProperties": false, "properties": {
+        "infra": {"type": "string", "description": "The release's infra.toml, as text: it is stored as given and deployed with."},
+        "title": {"type": "string", "description": "What the release is, as operators are told."},
+        "severity": {"enum": ["routine", "security"]},
+        "deadline": {"type": ["string", "null"], "format": "date-time", "description": "RFC 3339, in the future: for a security release, applied by then, outside windows if need be."},
+        "canaries": {"type": "array", "items": {"type": "string"}, "default": [], "description": "Operators deployed first, in the canary wave."},
+        "batch": {"type": "integer", "minimum": 1, "default": DEFAULT_BATCH, "description": "How many operators a wave after the canaries has."},
+        "concurrency": {"type": "integer", "minimum": 1, "default": DEFAULT_CONCURRENCY, "description": "How many operators deploy at once, at most."},
+        "max_failure_rate": {"type": "number", "minimum": 0, "maximum": 1, "default": DEFAULT_MAX_FAILURE_RATE, "description": "The share of a wave's operators that may fail before the rollout halts."},
+        "expected_minutes": {"type": "integer", "minimum": 0, "default": DEFAULT_EXPECTED_MINUTES, "description": "How long one operator's deployment is expected to take."},
+        "dry_run": {"type": "boolean", "default": false, "description": "Only compute the summary; store nothing."},
+    }})
+}
+
+/// What a release changes across the fleet.
+fn fleet_summary_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "operators": {"type": "integer", "description": "How many operators have a configuration (the rollout covers them)."},
+        "affected": {"type": "array", "items": {"type": "object", "properties": {
+            "operator": {"type": "string"},
+            "changes": {"type": "array", "items": {"type": "string"}, "description": "Every resource that changes, as `verb address`."},
+            "restarts": {"type": "array", "items": {"type": "string"}, "description": "NixOS hosts updated in place: their services restart."},
+            "replaces": {"type": "array", "items": {"type": "string"}, "description": "VMs made anew (data on volumes and buckets is kept)."},
+            "problem": {"type": ["string", "null"], "description": "Why the operator cannot be planned for under the release: its deployment would fail."},
+        }}},
+    }})
+}
+
 /// The document.
 pub async fn document() -> Json<Value> {
     let mut document = base();
@@ -87,6 +131,8 @@ pub async fn document() -> Json<Value> {
     }
     if let Some(Value::Object(schemas)) = document.pointer_mut("/components/schemas") {
         schemas.insert("Release".to_owned(), release_schema());
+        schemas.insert("ReleaseRequest".to_owned(), release_request_schema());
+        schemas.insert("FleetSummary".to_owned(), fleet_summary_schema());
     }
     Json(document)
 }

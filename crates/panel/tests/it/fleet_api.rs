@@ -274,6 +274,22 @@ async fn administrators_publish_a_release_after_its_dry_run_summary() {
         assert_eq!(body["state"], state);
     }
 
+    // The OpenAPI document describes every field the route takes.
+    let (_, document) = call(&admin, None, Method::GET, "/api/v1/openapi.json", None).await;
+    assert!(document["paths"][RELEASES]["post"]["responses"]["201"].is_object());
+    let mut described: Vec<String> =
+        document["components"]["schemas"]["ReleaseRequest"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+    let mut sent: Vec<String> = publish.as_object().unwrap().keys().cloned().collect();
+    sent.push("dry_run".to_owned());
+    described.sort();
+    sent.sort();
+    assert_eq!(described, sent);
+
     // An operator's token cannot publish, nor learn that publishing exists.
     let operator_token = token(&alpha, "alpha").await;
     let (status, body) = post_release(&alpha, Some(&operator_token), &publish).await;
