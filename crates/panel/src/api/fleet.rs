@@ -4,6 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Json, Response};
 use chrono::{DateTime, Utc};
 use fediversity_engine::clock::{Clock, SystemClock};
@@ -181,8 +182,9 @@ impl From<PublishError> for ApiError {
     }
 }
 
-/// Publishes a release, as `fediversity fleet release` does: 201 with its id and fleet summary,
-/// or, for a dry run, 200 with the summary alone and nothing stored.
+/// Publishes a release, as `fediversity fleet release` does: 201 with its id, its URL (also as
+/// `Location`) and its fleet summary, or, for a dry run, 200 with the summary alone and nothing
+/// stored.
 pub async fn publish(
     State(state): State<AppState>,
     user: ApiUser,
@@ -196,14 +198,10 @@ pub async fn publish(
         fleet_release::publish(state.store(), state.platform(), &request, state.now()).await?;
     Ok(match published.id {
         None => Json(json!({"summary": published.summary})).into_response(),
-        Some(id) => (
-            StatusCode::CREATED,
-            Json(json!({
-                "id": id.0,
-                "url": format!("/api/v1/fleet/releases/{}", id.0),
-                "summary": published.summary,
-            })),
-        )
-            .into_response(),
+        Some(id) => {
+            let url = format!("/api/v1/fleet/releases/{}", id.0);
+            let body = json!({"id": id.0, "url": url, "summary": published.summary});
+            (StatusCode::CREATED, [(LOCATION, url)], Json(body)).into_response()
+        }
     })
 }

@@ -13,21 +13,12 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::api::{call, token};
-use crate::harness::{Browser, PASSWORD, Panel, configure, mastodon_config};
+use crate::harness::{Browser, Panel, configure, mastodon_config};
 
 /// Signs in a new administrator and makes it an API token (on `operator`'s dashboard, which
 /// an administrator may see).
 async fn admin_token(panel: &Panel, operator: &str) -> (Browser, String) {
-    let hash = fediversity_panel::hash_password(PASSWORD.to_owned())
-        .await
-        .unwrap();
-    panel
-        .store
-        .create_admin("root@host.example", &hash, 1)
-        .await
-        .unwrap();
-    let admin = panel.visitor();
-    admin.sign_in("root@host.example", PASSWORD).await;
+    let admin = panel.admin().await;
     let token = token(&admin, operator).await;
     (admin, token)
 }
@@ -157,23 +148,13 @@ async fn administrators_list_read_pause_and_resume_releases_operators_get_404() 
     panel.stop().await;
 }
 
-/// A release's infra.toml, written with a comment and spacing the store must keep as given.
-const RELEASE_INFRA: &str = r#"# NixOS 26.05: VMs keep their sizes
-version = 1
-
-[sizes.small]
-cores    = 2
-memory_mib = 6144
-disk_gib = 40
-bucket_quota_gib = 100
-
-[limits.default]
-vms = 4
-vcpus = 16
-memory_mib = 32768
-disk_gib = 500
-buckets = 8
-"#;
+/// A release's infra.toml, with a comment the store must keep: it stores the text as given.
+fn release_infra() -> String {
+    format!(
+        "# NixOS 26.05: `small` grows\n{}",
+        crate::fleet_jobs::RELEASE_INFRA
+    )
+}
 
 const RELEASES: &str = "/api/v1/fleet/releases";
 
@@ -199,7 +180,7 @@ async fn administrators_publish_a_release_after_its_dry_run_summary() {
     let store = &panel.store;
 
     let dry_run = json!({
-        "infra": RELEASE_INFRA, "title": "NixOS 26.05", "severity": "routine", "dry_run": true,
+        "infra": release_infra(), "title": "NixOS 26.05", "severity": "routine", "dry_run": true,
     });
     let (status, dry) = post_release(&admin, Some(&admin_token), &dry_run).await;
     assert_eq!(status, StatusCode::OK, "{dry}");
@@ -218,7 +199,7 @@ async fn administrators_publish_a_release_after_its_dry_run_summary() {
     // The summary is planned against the release's infra, not the one the panel serves with:
     // without the `small` size, nobody's configuration fits.
     let no_small = json!({
-        "infra": RELEASE_INFRA.replace("[sizes.small]", "[sizes.large]"),
+        "infra": release_infra().replace("[sizes.small]", "[sizes.large]"),
         "title": "NixOS 26.05", "severity": "routine", "dry_run": true,
     });
     let (status, dry) = post_release(&admin, Some(&admin_token), &no_small).await;
@@ -228,20 +209,30 @@ async fn administrators_publish_a_release_after_its_dry_run_summary() {
     assert!(store.releases().await.unwrap().is_empty());
 
     let publish = json!({
-        "infra": RELEASE_INFRA, "title": "NixOS 26.05", "severity": "security",
+        "infra": release_infra(), "title": "NixOS 26.05", "severity": "security",
         "deadline": "2100-01-01T00:00:00Z", "canaries": ["beta"], "batch": 1,
         "concurrency": 2, "max_failure_rate": 0.5, "expected_minutes": 45,
     });
-    let (status, created) = post_release(&admin, Some(&admin_token), &publish).await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let response = admin
+        .client
+        .post(format!("{}{RELEASES}", admin.base))
+        .bearer_auth(&admin_token)
+        .json(&publish)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let created: Value = response.json().await.unwrap();
     assert_eq!(created["summary"]["affected"].as_array().unwrap().len(), 2);
     let id = created["id"].as_i64().unwrap();
     assert_eq!(created["url"], format!("{RELEASES}/{id}"));
+    assert_eq!(location, format!("{RELEASES}/{id}"));
     let stored = store
         .release(fediversity_store::ReleaseId(id))
         .await
         .unwrap();
-    assert_eq!(stored.release.infra, RELEASE_INFRA);
+    assert_eq!(stored.release.infra, release_infra());
     assert_eq!(stored.release.title, "NixOS 26.05");
     assert_eq!(stored.release.severity, Severity::Security);
     assert_eq!(stored.release.deadline, Some(4_102_444_800_000));
@@ -303,7 +294,7 @@ async fn release_requests_that_are_wrong_are_refused_with_why() {
     let panel = Panel::start().await;
     configured_operator(&panel, "alpha").await;
     let (admin, admin_token) = admin_token(&panel, "alpha").await;
-    let good = json!({"infra": RELEASE_INFRA, "title": "Fix", "severity": "routine"});
+    let good = json!({"infra": release_infra(), "title": "Fix", "severity": "routine"});
     let with = |field: &str, value: Value| {
         let mut body = good.clone();
         body[field] = value;

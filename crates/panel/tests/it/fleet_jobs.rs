@@ -25,7 +25,7 @@ use tokio::sync::watch;
 use crate::harness::platform_in;
 
 /// The release's infra.toml: the sandbox's, with 6 GiB instead of 4 for `small`.
-const RELEASE_INFRA: &str = r#"
+pub(crate) const RELEASE_INFRA: &str = r#"
 version = 1
 
 [sizes.small]

@@ -71,6 +71,20 @@ impl Panel {
         }
     }
 
+    /// A browser signed in as a new administrator of the hosting provider, `root@host.example`.
+    pub async fn admin(&self) -> Browser {
+        let hash = fediversity_panel::hash_password(PASSWORD.to_owned())
+            .await
+            .unwrap();
+        self.store
+            .create_admin("root@host.example", &hash, 1)
+            .await
+            .unwrap();
+        let admin = self.visitor();
+        admin.sign_in("root@host.example", PASSWORD).await;
+        admin
+    }
+
     /// Where the sandbox keeps its files (operators' secrets among them).
     pub fn sandbox(&self) -> std::path::PathBuf {
         self._dir.path().join("sandbox")
