@@ -189,24 +189,26 @@ pub fn describe(outcome: Option<Outcome>, rows: &[UpcomingRow]) -> Option<(Strin
 }
 
 /// What the operator's form sends: `action` `move` with a window's start in `to`, or `now`.
+/// Both are optional here, so that a request for another operator is 404 before its form is
+/// read.
 #[derive(serde::Deserialize)]
 pub struct MoveForm {
-    action: String,
+    action: Option<String>,
     to: Option<String>,
 }
 
 impl MoveForm {
     /// The window start to move to, or `None` to apply now.
     fn target(&self) -> Result<Option<DateTime<Utc>>, PanelError> {
-        match (self.action.as_str(), self.to.as_deref()) {
-            ("now", _) => Ok(None),
-            ("move", Some(to)) => DateTime::parse_from_rfc3339(to)
+        match (self.action.as_deref(), self.to.as_deref()) {
+            (Some("now"), _) => Ok(None),
+            (Some("move"), Some(to)) => DateTime::parse_from_rfc3339(to)
                 .map(|to| Some(to.to_utc()))
                 .map_err(|_| PanelError::BadRequest(format!("`{to}` is not a time"))),
-            ("move", None) => Err(PanelError::BadRequest("choose a window".to_owned())),
-            (other, _) => Err(PanelError::BadRequest(format!(
-                "`{other}` is not an action: use move or now"
-            ))),
+            (Some("move"), None) => Err(PanelError::BadRequest("choose a window".to_owned())),
+            (_, _) => Err(PanelError::BadRequest(
+                "the form says neither move nor now".to_owned(),
+            )),
         }
     }
 }
@@ -341,4 +343,74 @@ pub async fn pause_or_resume(
         .await
         .map_err(|e| PanelError::internal(e.to_string()))?;
     Ok(Redirect::to("/operators").into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code")]
+
+    use super::*;
+
+    fn form(action: &str, to: Option<&str>) -> MoveForm {
+        MoveForm {
+            action: Some(action.to_owned()),
+            to: to.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_form_names_a_window_start_or_now() {
+        let start = "2027-03-28T01:00:00Z";
+        assert_eq!(
+            form("move", Some(start)).target().unwrap(),
+            Some(DateTime::parse_from_rfc3339(start).unwrap().to_utc())
+        );
+        assert_eq!(form("now", Some(start)).target().unwrap(), None);
+        for bad in [
+            form("move", None),
+            form("move", Some("next sunday")),
+            form("later", None),
+            MoveForm {
+                action: None,
+                to: None,
+            },
+        ] {
+            assert!(matches!(bad.target(), Err(PanelError::BadRequest(_))));
+        }
+    }
+
+    fn row(release: i64) -> UpcomingRow {
+        UpcomingRow {
+            release,
+            title: "OpenSSL".to_owned(),
+            severity: "security",
+            when: "Sunday 28 March 2027, 03:00 (Europe/Amsterdam)".to_owned(),
+            when_utc: "Sunday 28 March 2027, 01:00 UTC".to_owned(),
+            outside_windows: false,
+            running: false,
+            movable: true,
+            choices: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_outcome_is_told_for_a_release_on_the_dashboard_only() {
+        let rows = [row(3)];
+        assert_eq!(
+            describe(Some(Outcome::Moved(3)), &rows),
+            Some((
+                "“OpenSSL” moved to Sunday 28 March 2027, 03:00 (Europe/Amsterdam) \
+                 (Sunday 28 March 2027, 01:00 UTC)."
+                    .to_owned(),
+                false
+            ))
+        );
+        assert!(describe(Some(Outcome::Applying(3)), &rows).is_some_and(|(_, refused)| !refused));
+        assert_eq!(describe(Some(Outcome::Moved(4)), &rows), None);
+        assert_eq!(
+            describe(Some(Outcome::Refused("no".to_owned())), &[]),
+            Some(("no".to_owned(), true))
+        );
+        assert_eq!(describe(None, &rows), None);
+    }
 }
