@@ -231,7 +231,8 @@ pub async fn reschedule(
     let to = form.target()?;
     let scheduler = crate::fleet_jobs::scheduler(state.store().clone(), state.clock());
     match scheduler.reschedule(id, &operator, to).await {
-        Ok(_) => {
+        Ok(slot) => {
+            tracing::info!(%id, %operator, start = %slot.start, "maintenance moved at the operator's request");
             let key = if to.is_some() { "moved" } else { "applying" };
             let back = format!("/operators/{operator}?{key}={release}#maintenance");
             Ok(Redirect::to(&back).into_response())

@@ -227,8 +227,14 @@ impl Scene {
             .item
     }
 
+    /// Sends `alpha`'s form for `release` with `fields`, as `alpha`.
+    async fn send(&self, release: ReleaseId, fields: &[(&str, &str)]) -> Page {
+        self.send_as(&self.alpha, "/operators/alpha", release, fields)
+            .await
+    }
+
     /// Sends `alpha`'s form for `release` with `fields`, as `browser` (signed in to `home`).
-    async fn send(
+    async fn send_as(
         &self,
         browser: &Browser,
         home: &str,
@@ -322,8 +328,6 @@ async fn the_operator_moves_its_maintenance_to_another_window_or_applies_it_now(
 
     let moved = scene
         .send(
-            &scene.alpha,
-            "/operators/alpha",
             scene.routine,
             &[("action", "move"), ("to", "2027-03-28T01:00:00Z")],
         )
@@ -356,8 +360,6 @@ async fn the_operator_moves_its_maintenance_to_another_window_or_applies_it_now(
 
     let applied = scene
         .send(
-            &scene.alpha,
-            "/operators/alpha",
             scene.routine,
             &[("action", "now"), ("to", "2027-03-14T01:00:00Z")],
         )
@@ -401,12 +403,7 @@ async fn refusals_are_shown_and_change_nothing_and_only_the_operator_moves_its_o
         ),
     ] {
         let refused = scene
-            .send(
-                &scene.alpha,
-                "/operators/alpha",
-                scene.routine,
-                &[("action", "move"), ("to", to)],
-            )
+            .send(scene.routine, &[("action", "move"), ("to", to)])
             .await;
         assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
         assert!(refused.body.contains("“Routine fix” was not moved: "));
@@ -417,9 +414,7 @@ async fn refusals_are_shown_and_change_nothing_and_only_the_operator_moves_its_o
     // A maintenance being applied cannot be moved, nor applied again.
     for action in ["now", "move"] {
         let fields = [("action", action), ("to", "2027-03-14T01:00:00Z")];
-        let refused = scene
-            .send(&scene.alpha, "/operators/alpha", scene.running, &fields)
-            .await;
+        let refused = scene.send(scene.running, &fields).await;
         assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
         assert!(
             refused
@@ -432,12 +427,7 @@ async fn refusals_are_shown_and_change_nothing_and_only_the_operator_moves_its_o
     }
     // A form the panel cannot read.
     let garbled = scene
-        .send(
-            &scene.alpha,
-            "/operators/alpha",
-            scene.routine,
-            &[("action", "move"), ("to", "next sunday")],
-        )
+        .send(scene.routine, &[("action", "move"), ("to", "next sunday")])
         .await;
     assert_eq!(garbled.status, StatusCode::BAD_REQUEST);
 
@@ -455,7 +445,7 @@ async fn refusals_are_shown_and_change_nothing_and_only_the_operator_moves_its_o
     // beta, with its own valid token, can neither reach alpha's form nor name alpha's
     // release as its own.
     let as_alpha = scene
-        .send(
+        .send_as(
             &scene.beta,
             "/operators/beta",
             scene.routine,
