@@ -400,7 +400,10 @@ fn words(release: &Release, item: &Item, kind: NotificationKind) -> (String, Str
 fn when(slot: &Slot) -> String {
     let at = slot.start.format("%Y-%m-%d %H:%M UTC");
     if slot.outside_windows {
-        format!("at {at}, outside your maintenance windows (the release has a deadline)")
+        format!(
+            "at {at}, outside your maintenance windows (the release's deadline leaves no window \
+             that fits, or you asked for it to be applied now)"
+        )
     } else {
         format!("in your maintenance window starting {at}")
     }

@@ -51,8 +51,7 @@ pub async fn tick_every(
     ticks: Ticks,
     mut stop: watch::Receiver<bool>,
 ) {
-    let deployments = Arc::new(JobDeployments::new((*store).clone()));
-    let scheduler = Scheduler::new((*store).clone(), deployments, ticks.clock.clone());
+    let scheduler = scheduler((*store).clone(), ticks.clock.clone());
     let lease = ticks.every.saturating_mul(3);
     while !*stop.borrow() {
         match store
@@ -72,6 +71,13 @@ pub async fn tick_every(
             _ = stop.changed() => {}
         }
     }
+}
+
+/// The fleet scheduler on `store`'s job queue, reading the time from `clock`: the workers'
+/// ticks and the operators' "move / apply now" form act through the same one.
+pub fn scheduler(store: Store, clock: Arc<dyn Clock>) -> Scheduler {
+    let deployments = Arc::new(JobDeployments::new(store.clone()));
+    Scheduler::new(store, deployments, clock)
 }
 
 /// The infrastructure a deployment runs with: its release's infra.toml, parsed and checked as

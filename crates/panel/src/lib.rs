@@ -82,7 +82,8 @@ pub struct PanelOptions {
     pub public_url: String,
     /// How old the OpenID Connect signing key may grow before a new one signs.
     pub signing_key_max_age: Duration,
-    /// Where the OpenID Connect provider reads the time (codes' and tokens' expiry, key age).
+    /// Where the OpenID Connect provider (codes' and tokens' expiry, key age) and the
+    /// operators' maintenance form (which windows are still to come) read the time.
     pub clock: Arc<dyn Clock>,
 }
 
@@ -164,9 +165,14 @@ impl AppState {
         &self.inner.metrics
     }
 
-    /// The time, for the OpenID Connect provider.
+    /// The time, for the OpenID Connect provider and the maintenance form.
     fn now(&self) -> Millis {
         self.inner.options.clock.now()
+    }
+
+    /// The clock [`AppState::now`] reads, for the fleet scheduler the maintenance form uses.
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.options.clock.clone()
     }
 
     fn platform(&self) -> &Platform {

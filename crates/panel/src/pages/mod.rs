@@ -68,6 +68,10 @@ pub fn router() -> Router<AppState> {
         )
         .route("/operators/{operator}/tokens", post(tokens::create))
         .route(
+            "/operators/{operator}/maintenance/{release}",
+            post(maintenance::reschedule),
+        )
+        .route(
             "/fleet/releases/{release}/{action}",
             post(maintenance::pause_or_resume),
         )

@@ -2,7 +2,7 @@
 //! administrators' list of operators.
 
 use askama::Template;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use fediversity_engine::clock::{Clock, SystemClock};
@@ -10,9 +10,11 @@ use fediversity_model::OperatorConfig;
 use fediversity_model::names::OperatorId;
 use fediversity_store::{Deployment, DeploymentStatus, Role, StoredConfiguration};
 
+use super::maintenance::{DashboardQuery, Outcome};
 use crate::AppState;
 use crate::auth::{Posted, SignedIn};
 use crate::error::PanelError;
+use crate::fleet::instant;
 use crate::forms::{self, DAYS, FieldErrors, Fields};
 
 /// What every signed-in page shows in its header.
@@ -130,9 +132,10 @@ fn describe_deployment(deployment: &Deployment) -> String {
     )
 }
 
+/// The operator's dashboard.
 #[derive(Template)]
 #[template(path = "dashboard.html")]
-struct DashboardPage {
+pub(super) struct DashboardPage {
     chrome: Chrome,
     operator: String,
     name: String,
@@ -142,6 +145,8 @@ struct DashboardPage {
     deployments: Vec<DeploymentRow>,
     identity_sync: Option<crate::identity::SyncView>,
     maintenance: Vec<super::maintenance::UpcomingRow>,
+    /// What the maintenance form did, and whether it was refused.
+    maintenance_outcome: Option<(String, bool)>,
     notices: Vec<super::maintenance::NoticeRow>,
 }
 
@@ -167,15 +172,28 @@ impl From<&Deployment> for DeploymentRow {
     }
 }
 
-/// The operator's services, with their state and addresses, and its recent deployments.
+/// The operator's services, with their state and addresses, its maintenance and its recent
+/// deployments.
 pub async fn dashboard(
     State(state): State<AppState>,
     user: SignedIn,
     Path(operator): Path<String>,
+    Query(query): Query<DashboardQuery>,
 ) -> Result<Response, PanelError> {
     let operator = user.operator(&operator)?;
-    let configurations = state.store().configurations(&operator).await?;
-    let deployments = state.store().deployments(&operator).await?;
+    let view = dashboard_view(&state, &user, &operator, query.outcome()).await?;
+    page(StatusCode::OK, &view)
+}
+
+/// The dashboard of `operator`, saying what the maintenance form did (`outcome`).
+pub(super) async fn dashboard_view(
+    state: &AppState,
+    user: &SignedIn,
+    operator: &OperatorId,
+    outcome: Option<Outcome>,
+) -> Result<DashboardPage, PanelError> {
+    let configurations = state.store().configurations(operator).await?;
+    let deployments = state.store().deployments(operator).await?;
     let deployed = deployments
         .iter()
         .find(|d| d.status == DeploymentStatus::Succeeded)
@@ -191,7 +209,7 @@ pub async fn dashboard(
             DeploymentStatus::Queued | DeploymentStatus::Running
         )
     });
-    let latest = latest(&state, &operator).await?;
+    let latest = latest(state, operator).await?;
     let services = latest
         .as_ref()
         .map(|(_, config)| {
@@ -227,10 +245,12 @@ pub async fn dashboard(
         .map(|d| d.configuration_version);
     let latest_version = latest.as_ref().map(|(stored, _)| stored.version);
     let windows = latest.as_ref().map(|(_, config)| &config.maintenance);
-    let maintenance = super::maintenance::upcoming(state.store(), &operator, windows).await?;
-    let notices = super::maintenance::notices(state.store(), &operator).await?;
-    let view = DashboardPage {
-        chrome: Chrome::of(&user),
+    let now = instant(state.now());
+    let maintenance = super::maintenance::upcoming(state.store(), operator, windows, now).await?;
+    let maintenance_outcome = super::maintenance::describe(outcome, &maintenance);
+    let notices = super::maintenance::notices(state.store(), operator).await?;
+    Ok(DashboardPage {
+        chrome: Chrome::of(user),
         operator: operator.to_string(),
         name: latest
             .as_ref()
@@ -244,11 +264,11 @@ pub async fn dashboard(
             .take(5)
             .map(DeploymentRow::from)
             .collect(),
-        identity_sync: crate::identity::last_sync(state.store(), &operator).await?,
+        identity_sync: crate::identity::last_sync(state.store(), operator).await?,
         maintenance,
+        maintenance_outcome,
         notices,
-    };
-    page(StatusCode::OK, &view)
+    })
 }
 
 #[derive(Template)]

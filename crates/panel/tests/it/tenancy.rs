@@ -32,7 +32,11 @@ async fn an_operator_gets_404_on_every_route_of_another() {
         assert_eq!(page.status, StatusCode::NOT_FOUND, "GET {path}");
         assert!(!page.body.contains("alpha.example.org"), "GET {path} leaks");
     }
-    for path in ["/operators/alpha/configure", "/operators/alpha/deployments"] {
+    for path in [
+        "/operators/alpha/configure",
+        "/operators/alpha/deployments",
+        "/operators/alpha/maintenance/1",
+    ] {
         let page = b
             .post(
                 path,
