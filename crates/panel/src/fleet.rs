@@ -108,7 +108,7 @@ impl Scheduler {
         to: Option<DateTime<Utc>>,
     ) -> Result<Slot, FleetError> {
         let release = self.store.release(id).await?;
-        let mut item = self
+        let before = self
             .store
             .rollout(id)
             .await?
@@ -116,6 +116,7 @@ impl Scheduler {
             .map(|r| r.item)
             .find(|item| &item.operator == operator && item.status == ItemStatus::Scheduled)
             .ok_or_else(|| not_movable(&release, operator))?;
+        let mut item = before.clone();
         let current = item.slot.ok_or_else(|| not_movable(&release, operator))?;
         let maintenance = self
             .maintenance(operator)
@@ -127,7 +128,10 @@ impl Scheduler {
             None => schedule::apply_now(&maintenance, now, &current),
         }?;
         item.slot = Some(slot);
-        self.record(&release, &item).await?;
+        if !self.replace(&release, &before, &item).await? {
+            // The scheduler started it (or moved it) since it was read.
+            return Err(not_movable(&release, operator));
+        }
         self.tell(&release, &item, NotificationKind::Scheduled)
             .await?;
         Ok(slot)
@@ -231,8 +235,14 @@ impl Scheduler {
     }
 
     async fn start(&self, release: &Release, item: &mut Item) -> Result<(), FleetError> {
+        let before = item.clone();
         item.status = ItemStatus::Running;
-        self.record(release, item).await?;
+        if !self.replace(release, &before, item).await? {
+            // The operator moved it since this tick read it: the next tick sees the new slot.
+            tracing::info!(release = %release.id, operator = %item.operator, "maintenance moved meanwhile; not started");
+            *item = before;
+            return Ok(());
+        }
         self.deployments
             .start(release, &item.operator)
             .await
@@ -280,6 +290,20 @@ impl Scheduler {
         Ok(self
             .store
             .record_rollout_item(release.id, item, now)
+            .await?)
+    }
+
+    /// Writes `after` over `before` unless someone else changed the item first (false then).
+    async fn replace(
+        &self,
+        release: &Release,
+        before: &Item,
+        after: &Item,
+    ) -> Result<bool, FleetError> {
+        let now = self.clock.now();
+        Ok(self
+            .store
+            .replace_rollout_item(release.id, before, after, now)
             .await?)
     }
 

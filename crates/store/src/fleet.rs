@@ -15,7 +15,7 @@ use fediversity_fleet::schedule::{Severity, Slot};
 use fediversity_model::names::OperatorId;
 
 use crate::backend::fleet::{
-    ItemRow, NewNotificationRow, NewReleaseRow, NotificationRow, ReleaseRow,
+    ItemGuard, ItemRow, ItemUpdate, NewNotificationRow, NewReleaseRow, NotificationRow, ReleaseRow,
 };
 use crate::error::{Error, Result, corrupt};
 use crate::{DeploymentId, Store};
@@ -231,25 +231,9 @@ impl Store {
     /// Records an operator's slot and status in a rollout (counting an attempt when it starts
     /// running).
     pub async fn record_rollout_item(&self, id: ReleaseId, item: &Item, now: Millis) -> Result<()> {
-        let slot = item
-            .slot
-            .as_ref()
-            .map(|slot| to_json("slot", slot))
-            .transpose()?;
-        let reason = match &item.status {
-            ItemStatus::Failed(reason) => Some(reason.clone()),
-            _ => None,
-        };
         let found = self
             .queries
-            .update_item(
-                id.0,
-                item.operator.as_str(),
-                slot,
-                item.status.as_str(),
-                reason,
-                now,
-            )
+            .update_item(id.0, item.operator.as_str(), item_update(item)?, None, now)
             .await?;
         found
             .then_some(())
@@ -257,6 +241,33 @@ impl Store {
                 release: id.0,
                 operator: item.operator.clone(),
             })
+    }
+
+    /// Replaces `before` with `after` only if the stored item still has `before`'s status and
+    /// slot; false when another writer changed it first. The scheduler starting an item and
+    /// the operator moving it both go through this, so neither undoes the other: a started
+    /// item is never put back to scheduled (and started twice), and a moved one is never
+    /// started at its old slot.
+    pub async fn replace_rollout_item(
+        &self,
+        id: ReleaseId,
+        before: &Item,
+        after: &Item,
+        now: Millis,
+    ) -> Result<bool> {
+        let guard = ItemGuard {
+            status: before.status.as_str(),
+            slot: item_update(before)?.slot,
+        };
+        self.queries
+            .update_item(
+                id.0,
+                after.operator.as_str(),
+                item_update(after)?,
+                Some(guard),
+                now,
+            )
+            .await
     }
 
     /// Records the deployment the scheduler started for an operator in a rollout.
@@ -409,5 +420,23 @@ fn notification_from_row(row: NotificationRow) -> Result<Notification> {
         body: row.body,
         created_at: row.created_at,
         emailed_at: row.emailed_at,
+    })
+}
+
+/// An item as the store writes it.
+fn item_update(item: &Item) -> Result<ItemUpdate> {
+    let slot = item
+        .slot
+        .as_ref()
+        .map(|slot| to_json("slot", slot))
+        .transpose()?;
+    let reason = match &item.status {
+        ItemStatus::Failed(reason) => Some(reason.clone()),
+        _ => None,
+    };
+    Ok(ItemUpdate {
+        slot,
+        status: item.status.as_str(),
+        reason,
     })
 }

@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::http::header::LOCATION;
 use axum::response::{IntoResponse, Json, Response};
 use chrono::{DateTime, Utc};
-use fediversity_engine::clock::{Clock, SystemClock};
 use fediversity_fleet::rollout::State as RolloutState;
 use fediversity_fleet::schedule::Severity;
 use fediversity_store::{Release, ReleaseId, Role};
@@ -108,7 +107,7 @@ async fn set_state(
 ) -> Result<Json<Value>, ApiError> {
     admin_only(&user)?;
     let release = known(&state, id).await?;
-    crate::fleet::set_rollout_state(state.store(), release.id, to, SystemClock.now())
+    crate::fleet::set_rollout_state(state.store(), release.id, to, state.now())
         .await
         .map_err(|e| PanelError::internal(e.to_string()))?;
     Ok(Json(release_json(&known(&state, id).await?)))

@@ -9,7 +9,6 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{DateTime, SecondsFormat, Utc};
-use fediversity_engine::clock::{Clock, SystemClock};
 use fediversity_fleet::rollout::{ItemStatus, State as State_};
 use fediversity_fleet::schedule::{self, Slot};
 use fediversity_model::names::OperatorId;
@@ -340,7 +339,7 @@ pub async fn pause_or_resume(
     if let Err(fediversity_store::Error::UnknownRelease(_)) = state.store().release(id).await {
         return Err(PanelError::NotFound);
     }
-    crate::fleet::set_rollout_state(state.store(), id, new_state, SystemClock.now())
+    crate::fleet::set_rollout_state(state.store(), id, new_state, state.now())
         .await
         .map_err(|e| PanelError::internal(e.to_string()))?;
     Ok(Redirect::to("/operators").into_response())

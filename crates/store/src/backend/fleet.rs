@@ -52,6 +52,21 @@ pub(crate) struct ItemRow {
     pub deployment_id: Option<i64>,
 }
 
+/// An item's new slot, status and reason, as stored.
+#[derive(Debug)]
+pub(crate) struct ItemUpdate {
+    pub slot: Option<String>,
+    pub status: &'static str,
+    pub reason: Option<String>,
+}
+
+/// The status and slot an item must still have for a guarded update to apply.
+#[derive(Debug)]
+pub(crate) struct ItemGuard {
+    pub status: &'static str,
+    pub slot: Option<String>,
+}
+
 /// A notification as stored.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct NotificationRow {
@@ -104,14 +119,14 @@ pub(crate) trait FleetQueries: Send + Sync {
     /// An operator's place in every release, newest release first.
     async fn operator_items(&self, operator: &str) -> Result<Vec<ItemRow>>;
     /// Writes an item's slot, status and reason, counting an attempt when it starts running;
-    /// false if there is no such item.
+    /// false if there is no such item, or, given `expected`, if the item is no longer as
+    /// expected (another writer changed it first).
     async fn update_item(
         &self,
         release: i64,
         operator: &str,
-        slot: Option<String>,
-        status: &'static str,
-        reason: Option<String>,
+        item: ItemUpdate,
+        expected: Option<ItemGuard>,
         now: Millis,
     ) -> Result<bool>;
     /// Records the deployment started for an item; false if there is no such item.
@@ -282,25 +297,32 @@ macro_rules! fleet_queries {
                 &self,
                 release: i64,
                 operator: &str,
-                slot: Option<String>,
-                status: &'static str,
-                reason: Option<String>,
+                item: $crate::backend::fleet::ItemUpdate,
+                expected: Option<$crate::backend::fleet::ItemGuard>,
                 now: fediversity_engine::clock::Millis,
             ) -> $crate::error::Result<bool> {
                 const FAILED: &str = "recording a rollout step";
                 let mut conn = self.connection(FAILED).await?;
+                let guarded = expected.is_some();
+                let (expected_status, expected_slot) =
+                    expected.map_or((None, None), |g| (Some(g.status), g.slot));
                 let done = sqlx::query(
                     "UPDATE fleet_items SET slot = $3, status = $4, reason = $5, updated_at = $6, \
                      attempts = attempts + CASE WHEN $4 = 'running' AND status <> 'running' \
                                                 THEN 1 ELSE 0 END \
-                     WHERE release_id = $1 AND operator = $2",
+                     WHERE release_id = $1 AND operator = $2 \
+                       AND (NOT $7 OR (status = $8 \
+                            AND (slot = $9 OR (slot IS NULL AND $9 IS NULL))))",
                 )
                 .bind(release)
                 .bind(operator)
-                .bind(slot)
-                .bind(status)
-                .bind(reason)
+                .bind(item.slot)
+                .bind(item.status)
+                .bind(item.reason)
                 .bind(now)
+                .bind(guarded)
+                .bind(expected_status)
+                .bind(expected_slot)
                 .execute(&mut *conn)
                 .await
                 .map_err(self.failed(FAILED))?;

@@ -285,3 +285,86 @@ pub async fn one_holder_at_a_time_has_the_scheduler_lease(db: TestDb) {
             .unwrap()
     );
 }
+
+pub async fn a_guarded_replace_applies_only_to_the_item_as_it_was_read(db: TestDb) {
+    let store = db.store().await;
+    let operator = op("uni");
+    let id = store
+        .create_release(&release("v2"), &BTreeMap::from([(operator.clone(), 0)]), 10)
+        .await
+        .unwrap();
+    let slot = |start: &str| Slot {
+        start: at(start),
+        latest_start: None,
+        outside_windows: false,
+    };
+    let read = Item {
+        operator: operator.clone(),
+        wave: 0,
+        slot: Some(slot("2026-11-03T02:00:00Z")),
+        status: ItemStatus::Scheduled,
+    };
+    store.record_rollout_item(id, &read, 11).await.unwrap();
+
+    // The scheduler starts the item it read…
+    let started = Item {
+        status: ItemStatus::Running,
+        ..read.clone()
+    };
+    assert!(
+        store
+            .replace_rollout_item(id, &read, &started, 12)
+            .await
+            .unwrap()
+    );
+    // …so the operator's move, made from the same read, changes nothing.
+    let moved = Item {
+        slot: Some(slot("2026-11-10T02:00:00Z")),
+        ..read.clone()
+    };
+    assert!(
+        !store
+            .replace_rollout_item(id, &read, &moved, 13)
+            .await
+            .unwrap()
+    );
+    let [stored] = store.rollout(id).await.unwrap().try_into().unwrap();
+    assert_eq!(stored.item, started, "a started item is never put back");
+    assert_eq!(stored.attempts, 1);
+
+    // The other way round: a move, then a start from the stale read, which must not apply.
+    let other = store
+        .create_release(&release("v3"), &BTreeMap::from([(operator.clone(), 0)]), 14)
+        .await
+        .unwrap();
+    let unplanned = Item {
+        slot: None,
+        ..read.clone()
+    };
+    store.record_rollout_item(other, &read, 15).await.unwrap();
+    assert!(
+        !store
+            .replace_rollout_item(other, &unplanned, &moved, 16)
+            .await
+            .unwrap(),
+        "a slot that differs from the read one is a change"
+    );
+    assert!(
+        store
+            .replace_rollout_item(other, &read, &moved, 16)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .replace_rollout_item(other, &read, &started, 17)
+            .await
+            .unwrap()
+    );
+    let [stored] = store.rollout(other).await.unwrap().try_into().unwrap();
+    assert_eq!(
+        stored.item, moved,
+        "a moved item is not started at its old slot"
+    );
+    assert_eq!(stored.attempts, 0);
+}
