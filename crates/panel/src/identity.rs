@@ -30,9 +30,10 @@ use fediversity_model::operator::{IdentityProvider, LdapProvider};
 use fediversity_model::{OperatorConfig, ServiceKind};
 use fediversity_providers::SecretString;
 use fediversity_providers::identity::sync::{
-    Action, Credential, Outcome, ServiceAdmin, ServiceCall, Snapshot, SyncOptions, SyncReport, sync,
+    Action, Credential, Outcome, ServiceAdmin, ServiceCall, Snapshot, SyncOptions, SyncReport,
+    by_hand, sync,
 };
-use fediversity_providers::identity::{CheckReport, LdapSettings, check, mastodon, pixelfed};
+use fediversity_providers::identity::{CheckReport, LdapSettings, check};
 use fediversity_store::Store;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -417,42 +418,33 @@ fn awaiting(
 
 /// What a person does on `service` about `username`, when the sync could not call it.
 fn by_hand_on(service: ServiceKind, username: &str, action: Action) -> String {
-    let manual = match (service, action) {
-        (ServiceKind::Pixelfed, Action::Remove) => pixelfed::deprovision(username),
-        (ServiceKind::Pixelfed, action) => {
-            pixelfed::set_role(username, action == Action::GrantAdmin)
-        }
-        (ServiceKind::Mastodon, Action::GrantAdmin | Action::RevokeAdmin) => {
-            mastodon::set_role(username, action == Action::GrantAdmin)
-        }
-        (ServiceKind::Mastodon, Action::Remove) => Outcome::Manual(format!(
+    if let Some(what) = by_hand(service, username, action) {
+        return what;
+    }
+    let what = match action {
+        Action::Remove if service == ServiceKind::Mastodon => format!(
             "suspend `{username}` in Mastodon's moderation dashboard (Moderation → Accounts), \
              or with `tootctl accounts modify {username} --disable` on the Mastodon host"
-        )),
-        (ServiceKind::Peertube, Action::Remove) => Outcome::Manual(format!(
-            "block `{username}` in PeerTube's administration (Overview → Users)"
-        )),
-        (ServiceKind::Peertube, action) => Outcome::Manual(format!(
-            "set the role of `{username}` to {} in PeerTube's administration (Overview → Users)",
+        ),
+        Action::Remove => format!(
+            "block `{username}` in {}'s administration (Overview → Users)",
+            service.title()
+        ),
+        Action::GrantAdmin | Action::RevokeAdmin => format!(
+            "set the role of `{username}` to {} in {}'s administration (Overview → Users)",
             if action == Action::GrantAdmin {
                 "Administrator"
             } else {
                 "User"
-            }
-        )),
-    };
-    let what = match manual {
-        Outcome::Manual(what) => what,
-        other => format!("{other:?}"),
-    };
-    match service {
-        ServiceKind::Pixelfed => what,
-        _ => format!(
-            "the platform holds no {} admin credential for this operator yet (the service is not \
-             deployed yet; its next deployment makes one): {what}",
+            },
             service.title()
         ),
-    }
+    };
+    format!(
+        "the platform holds no {} admin credential for this operator yet (the service is not \
+         deployed yet; its next deployment makes one): {what}",
+        service.title()
+    )
 }
 
 /// The panel's "Check identity provider" button: the check a deployment would make, with the

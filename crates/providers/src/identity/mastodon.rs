@@ -75,7 +75,7 @@ pub(super) async fn suspend(
 
 /// What a person does to give (`admin`) or take Mastodon's administrator role from
 /// `username`: the API cannot.
-pub fn set_role(username: &str, admin: bool) -> Outcome {
+pub fn set_role(username: &str, admin: bool) -> String {
     let what = if admin {
         format!(
             "give `{username}` the Admin role with `tootctl accounts modify {username} --role Admin`"
@@ -85,8 +85,8 @@ pub fn set_role(username: &str, admin: bool) -> Outcome {
             "take the Admin role from `{username}` with `tootctl accounts modify {username} --remove-role`"
         )
     };
-    Outcome::Manual(format!(
+    format!(
         "Mastodon's admin API cannot change roles: {what} on the Mastodon host, or in \
          Moderation → Accounts"
-    ))
+    )
 }

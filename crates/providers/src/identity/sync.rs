@@ -372,11 +372,9 @@ async fn carry_out(
     let mut sessions: BTreeMap<ServiceKind, Result<Session<'_>, String>> = BTreeMap::new();
     let mut calls = Vec::new();
     for item in work {
-        let outcome = match (
-            by_hand(&item),
-            services.iter().find(|a| a.service == item.service),
-        ) {
-            (Some(outcome), _) => outcome,
+        let manual = by_hand(item.service, &item.username, item.action);
+        let outcome = match (manual, services.iter().find(|a| a.service == item.service)) {
+            (Some(what), _) => Outcome::Manual(what),
             (None, None) => continue,
             (None, Some(admin)) => {
                 let session = match sessions.entry(admin.service) {
@@ -403,17 +401,17 @@ async fn carry_out(
     calls
 }
 
-/// What a person must do instead, where the service has no documented API for the action.
-fn by_hand(item: &Pending) -> Option<Outcome> {
-    match (item.service, item.action) {
-        (ServiceKind::Pixelfed, Action::Remove) => Some(pixelfed::deprovision(&item.username)),
-        (ServiceKind::Pixelfed, action) => Some(pixelfed::set_role(
-            &item.username,
-            action == Action::GrantAdmin,
-        )),
-        (ServiceKind::Mastodon, Action::GrantAdmin | Action::RevokeAdmin) => Some(
-            mastodon::set_role(&item.username, item.action == Action::GrantAdmin),
-        ),
+/// What a person must do instead, where `service` has no documented API for `action`
+/// (Mastodon's roles, everything on Pixelfed); `None` where the sync calls the API.
+pub fn by_hand(service: ServiceKind, username: &str, action: Action) -> Option<String> {
+    match (service, action) {
+        (ServiceKind::Pixelfed, Action::Remove) => Some(pixelfed::deprovision(username)),
+        (ServiceKind::Pixelfed, action) => {
+            Some(pixelfed::set_role(username, action == Action::GrantAdmin))
+        }
+        (ServiceKind::Mastodon, Action::GrantAdmin | Action::RevokeAdmin) => {
+            Some(mastodon::set_role(username, action == Action::GrantAdmin))
+        }
         (ServiceKind::Mastodon | ServiceKind::Peertube, _) => None,
     }
 }
