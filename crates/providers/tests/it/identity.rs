@@ -880,3 +880,56 @@ async fn oidc_discovery_is_fetched_and_checked() {
     assert_eq!(error.kind, ErrorKind::Permanent);
     assert!(error.message.contains("https://"), "{}", error.message);
 }
+
+#[tokio::test]
+async fn peertubes_root_is_never_blocked_nor_demoted() {
+    let slapd = Slapd::start();
+    let options = options(Some(slapd.ca_pem()));
+    let settings = settings(&slapd.ldaps_url(), false);
+    let (mastodon, peertube) = service_recorders().await;
+    let services = &admins(&mastodon, &peertube)[1..2];
+    slapd.add_user("root");
+    slapd.add_admin("root");
+    let previous = read_directory(&settings, &password(), &options)
+        .await
+        .unwrap();
+    slapd.remove_admin("root");
+    let demoted = sync(
+        &settings,
+        &password(),
+        &previous,
+        services,
+        &SyncOptions::default(),
+        &options,
+    )
+    .await
+    .unwrap();
+    slapd.remove_user("root");
+    let removed = sync(
+        &settings,
+        &password(),
+        &demoted.snapshot,
+        services,
+        &SyncOptions::default(),
+        &options,
+    )
+    .await
+    .unwrap();
+    for (calls, action) in [
+        (&demoted.calls, Action::RevokeAdmin),
+        (&removed.calls, Action::Remove),
+    ] {
+        assert_eq!(
+            outcomes(calls),
+            [(ServiceKind::Peertube, "root", action, &Outcome::Protected)]
+        );
+    }
+    assert!(
+        peertube
+            .requests()
+            .iter()
+            .all(|r| r.method == "GET" || r.path == "/api/v1/users/token"),
+        "{:?}",
+        peertube.requests()
+    );
+}
