@@ -33,7 +33,7 @@ use fediversity_providers::identity::sync::{
     Action, Credential, Outcome, ServiceAdmin, ServiceCall, Snapshot, SyncOptions, SyncReport,
     by_hand, sync,
 };
-use fediversity_providers::identity::{CheckReport, LdapSettings, check};
+use fediversity_providers::identity::{CheckReport, LdapSettings, check, mastodon};
 use fediversity_store::Store;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -422,10 +422,7 @@ fn by_hand_on(service: ServiceKind, username: &str, action: Action) -> String {
         return what;
     }
     let what = match action {
-        Action::Remove if service == ServiceKind::Mastodon => format!(
-            "suspend `{username}` in Mastodon's moderation dashboard (Moderation → Accounts), \
-             or with `tootctl accounts modify {username} --disable` on the Mastodon host"
-        ),
+        Action::Remove if service == ServiceKind::Mastodon => mastodon::suspend_by_hand(username),
         Action::Remove => format!(
             "block `{username}` in {}'s administration (Overview → Users)",
             service.title()

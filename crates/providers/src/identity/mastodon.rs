@@ -28,6 +28,17 @@ use super::error::IdentityError;
 use super::http::{Session, json, send};
 use super::sync::Outcome;
 
+/// The characters of a directory `uid` Mastodon replaces, and with what, when it makes the
+/// account of an LDAP user: nix/lib/mastodon.nix turns `LDAP_UID_CONVERSION_ENABLED` on with
+/// Mastodon's default search (`.-`) and replacement (`_`), since its user names may hold
+/// neither (User::LdapAuthenticable#ldap_get_user).
+const CONVERTED: [char; 2] = ['.', '-'];
+
+/// The name of the Mastodon account of the directory user `uid`.
+fn account_name(uid: &str) -> String {
+    uid.replace(CONVERTED, "_")
+}
+
 /// The note Mastodon keeps with the moderation action.
 const REASON: &str = "Removed from the operator's directory (Fediversity user sync)";
 
@@ -38,12 +49,13 @@ struct AdminAccount {
     username: String,
 }
 
-/// Suspends the local account `username`, if there is one.
+/// Suspends the local account of the directory user `uid`, if there is one.
 pub(super) async fn suspend(
     http: &reqwest::Client,
     session: &Session<'_>,
-    username: &str,
+    uid: &str,
 ) -> Result<Outcome, IdentityError> {
+    let username = &account_name(uid);
     let base = session.base();
     let list = format!("{base}/api/v2/admin/accounts");
     let request = http
@@ -73,9 +85,20 @@ pub(super) async fn suspend(
     Ok(Outcome::Suspended)
 }
 
+/// What a person does to suspend the account of the directory user `uid` when the platform
+/// cannot (it holds no token for this Mastodon yet).
+pub fn suspend_by_hand(uid: &str) -> String {
+    let username = account_name(uid);
+    format!(
+        "suspend `{username}` in Mastodon's moderation dashboard (Moderation → Accounts), or \
+         with `tootctl accounts modify {username} --disable` on the Mastodon host"
+    )
+}
+
 /// What a person does to give (`admin`) or take Mastodon's administrator role from
 /// `username`: the API cannot.
-pub fn set_role(username: &str, admin: bool) -> String {
+pub fn set_role(uid: &str, admin: bool) -> String {
+    let username = account_name(uid);
     let what = if admin {
         format!(
             "give `{username}` the Admin role with `tootctl accounts modify {username} --role Admin`"
@@ -89,4 +112,20 @@ pub fn set_role(username: &str, admin: bool) -> String {
         "Mastodon's admin API cannot change roles: {what} on the Mastodon host, or in \
          Moderation → Accounts"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_names_become_mastodons_account_names() {
+        assert_eq!(account_name("jane.doe-smith"), "jane_doe_smith");
+        assert_eq!(account_name("bob"), "bob");
+        let what = set_role("jane.doe", true);
+        assert!(
+            what.contains("tootctl accounts modify jane_doe --role Admin"),
+            "{what}"
+        );
+    }
 }
