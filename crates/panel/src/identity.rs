@@ -341,9 +341,16 @@ pub fn service_admins(
                 service: kind,
                 url,
                 credential,
+                operator_admin: operator_admin(config, kind),
             })
         })
         .collect()
+}
+
+/// The account the platform made for the operator's admin on `kind`: Mastodon's Owner
+/// (PeerTube's admin is `root`, which the sync protects anyway).
+fn operator_admin(config: &OperatorConfig, kind: ServiceKind) -> Option<String> {
+    (kind == ServiceKind::Mastodon).then(|| config.admin.username.to_string())
 }
 
 /// `kind`'s admin credential from `state`, if it and the service's host are deployed (the
@@ -407,11 +414,16 @@ fn awaiting(
         .into_iter()
         .flat_map(|(action, names)| names.iter().map(move |name| (action, name)))
         .flat_map(|(action, username)| {
-            by_hand.iter().map(move |service| Awaiting {
-                service: *service,
-                username: username.clone(),
-                what: by_hand_on(*service, username, action),
-            })
+            by_hand
+                .iter()
+                .filter(move |service| {
+                    operator_admin(config, **service).as_deref() != Some(username.as_str())
+                })
+                .map(move |service| Awaiting {
+                    service: *service,
+                    username: username.clone(),
+                    what: by_hand_on(*service, username, action),
+                })
         })
         .collect()
 }
@@ -678,6 +690,7 @@ mod tests {
         assert_eq!(admins.len(), 1, "{admins:?}");
         assert_eq!(admins[0].service, ServiceKind::Mastodon);
         assert_eq!(admins[0].url, "https://localhost:1");
+        assert_eq!(admins[0].operator_admin.as_deref(), Some("admin"));
         assert!(matches!(&admins[0].credential, Credential::Token(t) if t.expose() == "token-1"));
         assert!(!format!("{admins:?}").contains("token-1"));
 
@@ -689,6 +702,7 @@ mod tests {
         assert_eq!(admins[0].url, "https://social.uni.example");
         assert_eq!(admins[1].service, ServiceKind::Peertube);
         assert_eq!(admins[1].url, "https://video.uni.example");
+        assert_eq!(admins[1].operator_admin, None);
         assert!(
             matches!(&admins[1].credential, Credential::PeertubeRoot(p) if p.expose() == "root-pw")
         );

@@ -19,7 +19,8 @@
 //!   administrator's password again (`currentPassword`, "password confirmation"), so the grant
 //!   carries root's.
 //!
-//! `root` itself is never blocked nor demoted: it is the platform's way in.
+//! `root` itself is never blocked nor demoted: it is the platform's way in
+//! ([`ServiceAdmin::protects`](super::sync::ServiceAdmin::protects)).
 //!
 //! Not yet exercised against a real PeerTube: the request shapes are tested against a
 //! loopback recorder only (docs/identity.md).
@@ -150,9 +151,6 @@ pub(super) async fn block(
     session: &Session<'_>,
     username: &str,
 ) -> Result<Outcome, IdentityError> {
-    if username.eq_ignore_ascii_case(ROOT) {
-        return Ok(Outcome::Protected);
-    }
     let Some(user) = find(http, session, username).await? else {
         return Ok(Outcome::NoAccount);
     };
@@ -169,9 +167,6 @@ pub(super) async fn set_role(
     username: &str,
     admin: bool,
 ) -> Result<Outcome, IdentityError> {
-    if username.eq_ignore_ascii_case(ROOT) {
-        return Ok(Outcome::Protected);
-    }
     let Some(user) = find(http, session, username).await? else {
         return Ok(Outcome::NoAccount);
     };

@@ -211,6 +211,23 @@ pub struct ServiceAdmin {
     pub url: String,
     /// How to sign in.
     pub credential: Credential,
+    /// The account the platform made for the operator's admin (Mastodon's Owner, whose
+    /// token the sync uses), if any.
+    pub operator_admin: Option<String>,
+}
+
+impl ServiceAdmin {
+    /// Whether `username` is an account the sync never suspends, blocks nor gives another
+    /// role: the operator's admin, and PeerTube's `root`, the platform's way in. Removing
+    /// either would lock the platform (and the sync) out of the service.
+    pub fn protects(&self, username: &str) -> bool {
+        let root = matches!(self.credential, Credential::PeertubeRoot(_))
+            && username.eq_ignore_ascii_case(peertube::ROOT);
+        root || self
+            .operator_admin
+            .as_deref()
+            .is_some_and(|admin| admin.eq_ignore_ascii_case(username))
+    }
 }
 
 /// What one call did for one user on one service.
@@ -226,7 +243,8 @@ pub enum Outcome {
     /// The service has no local account by that name: nothing to do (for a grant: tried again
     /// next sync, since the account is made at the user's first sign-in).
     NoAccount,
-    /// The account is the platform's own administrator (PeerTube's `root`): left alone.
+    /// The account is the operator's admin or the platform's way in (PeerTube's `root`):
+    /// left alone ([`ServiceAdmin::protects`]).
     Protected,
     /// The service offers no documented API for it: what a person must do.
     Manual(String),
@@ -372,8 +390,10 @@ async fn carry_out(
     let mut sessions: BTreeMap<ServiceKind, Result<Session<'_>, String>> = BTreeMap::new();
     let mut calls = Vec::new();
     for item in work {
+        let admin = services.iter().find(|a| a.service == item.service);
         let manual = by_hand(item.service, &item.username, item.action);
-        let outcome = match (manual, services.iter().find(|a| a.service == item.service)) {
+        let outcome = match (manual, admin) {
+            (_, Some(admin)) if admin.protects(&item.username) => Outcome::Protected,
             (Some(what), _) => Outcome::Manual(what),
             (None, None) => continue,
             (None, Some(admin)) => {
