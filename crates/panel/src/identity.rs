@@ -556,7 +556,7 @@ fn describe_call(call: &ServiceCall) -> String {
         }
         (Outcome::NoAccount, _) => format!("{asked}: no account, nothing to do"),
         (Outcome::Protected, _) => {
-            format!("{asked}: left alone, it is the platform's own administrator")
+            format!("{asked}: left alone, it is the operator's admin or the platform's way in")
         }
         (Outcome::Manual(what), _) => format!("{asked}: {what}"),
         (Outcome::Failed(why), _) => format!("{asked} failed (tried again next sync): {why}"),
