@@ -411,6 +411,12 @@ async fn carry_out(
                 }
             }
         };
+        if let Outcome::Failed(error) = &outcome {
+            tracing::warn!(
+                service = %item.service, username = %item.username, action = ?item.action, %error,
+                "user sync call failed; made again next sync"
+            );
+        }
         calls.push(ServiceCall {
             service: item.service,
             username: item.username,
