@@ -57,6 +57,7 @@ rec {
         ++ builtins.attrValues m.secretFileOptions
         ++ (if m.admin == null || m.admin.passwordSecret == null then [ ] else [ m.admin.passwordSecret ])
         ++ (if (m.plugin or null) == null then [ ] else builtins.attrValues m.plugin.secretSettings)
+        ++ (if (m.apiToken or null) == null then [ ] else [ m.apiToken.secret ])
       )
     );
 

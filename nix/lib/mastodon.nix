@@ -129,6 +129,15 @@ in
 
   admin = s.admin spec;
 
+  # The platform's admin API token, for the user sync (docs/identity.md): the token unit makes
+  # the secret's value an access token of the admin account, in a Doorkeeper application of
+  # this name limited to these scopes.
+  apiToken = {
+    secret = "admin-api-token";
+    application = "Fediversity";
+    scopes = "admin:read:accounts admin:write:accounts";
+  };
+
   health = {
     units = [
       "postgresql.service"
@@ -138,6 +147,7 @@ in
       "mastodon-streaming-1.service"
       "nginx.service"
       "fediversity-mastodon-admin.service"
+      "fediversity-mastodon-api-token.service"
     ];
     http = [
       {

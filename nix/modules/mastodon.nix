@@ -18,6 +18,18 @@ let
   credential = name: "/run/credentials/${initUnit}.service/${name}";
   loadCredential = name: "${name}:${fedi.spec.secretPath spec name}";
   adminUnit = "fediversity-mastodon-admin";
+  tokenUnit = "fediversity-mastodon-api-token";
+  # What a oneshot running Rails as Mastodon needs: the web unit's environment (RAILS_ENV, the
+  # database, the S3 settings…), less its PATH, which NixOS derives from each unit's own `path`.
+  railsEnvironment = builtins.removeAttrs config.systemd.services.mastodon-web.environment [ "PATH" ];
+  railsServiceConfig = {
+    Type = "oneshot";
+    RemainAfterExit = true;
+    User = cfg.user;
+    Group = cfg.group;
+    WorkingDirectory = cfg.package;
+    EnvironmentFile = config.systemd.services.mastodon-web.serviceConfig.EnvironmentFile;
+  };
 in
 {
   config = lib.mkIf (spec.service == "mastodon") {
@@ -63,6 +75,7 @@ in
       "mastodon-sidekiq-all"
       "mastodon-media-auto-remove"
       adminUnit
+      tokenUnit
     ]
     ++ map (i: "mastodon-streaming-${toString i}") (lib.range 1 m.streamingProcesses);
 
@@ -77,20 +90,12 @@ in
         "mastodon-init-db.service"
         "${initUnit}.service"
       ];
-      # The web unit's environment (RAILS_ENV, the database, the S3 settings…), less its PATH,
-      # which NixOS derives from each unit's own `path`.
-      environment = builtins.removeAttrs config.systemd.services.mastodon-web.environment [ "PATH" ];
+      environment = railsEnvironment;
       path = [
         cfg.package
         config.services.postgresql.package
       ];
-      serviceConfig = {
-        Type = "oneshot";
-        RemainAfterExit = true;
-        User = cfg.user;
-        Group = cfg.group;
-        WorkingDirectory = cfg.package;
-        EnvironmentFile = config.systemd.services.mastodon-web.serviceConfig.EnvironmentFile;
+      serviceConfig = railsServiceConfig // {
         LoadCredential = loadCredential m.admin.passwordSecret;
       };
       script = fedi.adminOnce {
@@ -106,6 +111,53 @@ in
           '
         '';
       };
+    };
+
+    # The platform's admin API token (../lib/mastodon.nix `apiToken`, docs/identity.md), made
+    # idempotently at every start, after the admin account exists: Rails finds or creates the
+    # admin's Doorkeeper application "Fediversity" with exactly the token's scopes, makes the
+    # admin-api-token credential an access token of the admin in it (unless it already is one),
+    # and revokes the application's other tokens, so a rotated secret replaces the old token.
+    # Mastodon keeps access tokens as they are (its Doorkeeper configuration sets no
+    # hash_token_secrets), so the secret is the bearer token itself. Doorkeeper generates a token
+    # on create, so the value is written after, without callbacks. The value is read from the
+    # credential file: it appears in no process's arguments or environment.
+    systemd.services.${tokenUnit} = {
+      description = "Fediversity: the platform's Mastodon admin API token";
+      wantedBy = [ "mastodon.target" ];
+      requires = [ "${adminUnit}.service" ];
+      after = [ "${adminUnit}.service" ];
+      environment = railsEnvironment // {
+        ADMIN_USERNAME = m.admin.username;
+        TOKEN_APPLICATION = m.apiToken.application;
+        TOKEN_SCOPES = m.apiToken.scopes;
+        TOKEN_CREDENTIAL = m.apiToken.secret;
+      };
+      path = [ cfg.package ];
+      serviceConfig = railsServiceConfig // {
+        LoadCredential = loadCredential m.apiToken.secret;
+      };
+      script = ''
+        rails runner '
+          account = Account.find_local(ENV.fetch("ADMIN_USERNAME"))
+          abort("fediversity: no local account #{ENV.fetch("ADMIN_USERNAME")}") if account.nil?
+          user = account.user
+          scopes = ENV.fetch("TOKEN_SCOPES")
+          app = Doorkeeper::Application.find_or_initialize_by(name: ENV.fetch("TOKEN_APPLICATION"), owner: user)
+          app.update!(scopes: scopes, redirect_uri: "urn:ietf:wg:oauth:2.0:oob")
+          value = File.read(File.join(ENV.fetch("CREDENTIALS_DIRECTORY"), ENV.fetch("TOKEN_CREDENTIAL"))).chomp
+          abort("fediversity: the admin API token credential is empty") if value.empty?
+          Doorkeeper::AccessToken.where(application_id: app.id, revoked_at: nil).where.not(token: value).find_each(&:revoke)
+          token = Doorkeeper::AccessToken.find_by(token: value)
+          current = token && token.application_id == app.id && token.resource_owner_id == user.id &&
+            token.scopes.to_s == scopes && !token.revoked? && token.expires_in.nil?
+          unless current
+            token&.destroy!
+            token = Doorkeeper::AccessToken.create!(application: app, resource_owner_id: user.id, scopes: scopes, expires_in: nil)
+            token.update_columns(token: value)
+          end
+        '
+      '';
     };
   };
 }

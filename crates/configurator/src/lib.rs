@@ -16,6 +16,7 @@ mod services;
 mod storage;
 
 pub use limits::{LimitUse, usage_against_limits};
+pub use services::admin_credential;
 
 use fediversity_model::graph::DesiredGraph;
 use fediversity_model::{Infra, OperatorConfig, Problem, Problems};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use fediversity_model::graph::ResourceAddress;
+use fediversity_model::graph::{ResourceAddress, ResourceKind};
 use fediversity_model::infra::SmtpInfra;
 use fediversity_model::{Infra, OperatorConfig, Problem, ServiceConfig, ServiceKind};
 use serde_json::{Value, json};
@@ -52,6 +52,27 @@ impl Generate {
     }
 }
 
+/// The Mastodon secret that becomes the platform's admin API token.
+const MASTODON_ADMIN_API_TOKEN: &str = "admin-api-token";
+
+/// The name of `kind`'s generated secret `name` (its file name on the host): one naming for
+/// the graph and for [`admin_credential`].
+fn secret_name(kind: ServiceKind, name: &str) -> String {
+    format!("{kind}-{name}")
+}
+
+/// The generated secret the platform administers `kind` with, outside deployments (the
+/// user sync): Mastodon's admin API token, PeerTube's `root` password; `None` for Pixelfed,
+/// which has no admin API. Its `value` output holds it once deployed.
+pub fn admin_credential(kind: ServiceKind) -> Option<ResourceAddress> {
+    let name = match kind {
+        ServiceKind::Mastodon => secret_name(kind, MASTODON_ADMIN_API_TOKEN),
+        ServiceKind::Peertube => secret_name(kind, "admin"),
+        ServiceKind::Pixelfed => return None,
+    };
+    ResourceAddress::new(ResourceKind::Secret, name).ok()
+}
+
 fn profile(kind: ServiceKind) -> Profile {
     match kind {
         ServiceKind::Mastodon => Profile {
@@ -63,6 +84,10 @@ fn profile(kind: ServiceKind) -> Profile {
                 ("ar-primary-key", Generate::Password(32)),
                 ("ar-deterministic-key", Generate::Password(32)),
                 ("ar-key-derivation-salt", Generate::Password(32)),
+                // The platform's own admin API token (the user sync's): a unit on the host
+                // makes it a Doorkeeper access token of the operator's admin
+                // (nix/modules/mastodon.nix).
+                (MASTODON_ADMIN_API_TOKEN, Generate::Hex(64)),
             ],
         },
         ServiceKind::Pixelfed => Profile {
@@ -175,14 +200,14 @@ pub fn add_service(
 
     let mut secrets = BTreeMap::new();
     let admin = builder.generated_secret(
-        &format!("{kind}-admin"),
+        &secret_name(kind, "admin"),
         Some(kind),
         Generate::Password(32).inputs(),
     )?;
     secrets.insert("admin-password".to_owned(), admin.output("value"));
     for (name, how) in profile.secrets {
         let secret =
-            builder.generated_secret(&format!("{kind}-{name}"), Some(kind), how.inputs())?;
+            builder.generated_secret(&secret_name(kind, name), Some(kind), how.inputs())?;
         for (suffix, output) in how.outputs() {
             let file = if suffix.is_empty() {
                 (*name).to_owned()

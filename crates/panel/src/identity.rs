@@ -9,21 +9,31 @@
 //! recorded as a failed sync with its error, beside the previous snapshot, and is tried again
 //! next period.
 //!
-//! No service admin token is provisioned yet, so the sync de-provisions nowhere by itself: for
-//! each removed user and each service the operator runs, its report says what a person has
-//! to do ([`Awaiting`]).
+//! The sync calls the admin APIs of the services the operator runs and the platform has
+//! deployed, signed in with what the platform generated for them, read from the operator's
+//! recorded state ([`service_admins`]): Mastodon's admin API token, PeerTube's `root` password.
+//! It suspends or blocks removed users, and gives or takes PeerTube's administrator role as
+//! users join or leave the admin group. What no API does (Mastodon's roles, everything on
+//! Pixelfed, a service not deployed yet) is reported for a person ([`Awaiting`]). Calls that
+//! fail are made again at the next sync (the snapshot keeps them as pending).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use fediversity_engine::clock::{Clock, Millis, SystemClock};
+use fediversity_engine::state::{RecordStatus, RecordedState};
+use fediversity_engine::store::StateStore as _;
+use fediversity_engine::value::as_secret;
+use fediversity_model::graph::{ResourceAddress, ResourceKind};
 use fediversity_model::names::OperatorId;
 use fediversity_model::operator::{IdentityProvider, LdapProvider};
 use fediversity_model::{OperatorConfig, ServiceKind};
 use fediversity_providers::SecretString;
 use fediversity_providers::identity::sync::{
-    Deprovisioning, Outcome, ServiceAdmin, Snapshot, SyncOptions, SyncReport, sync,
+    Action, Credential, Outcome, ServiceAdmin, ServiceCall, Snapshot, SyncOptions, SyncReport,
+    by_hand, sync,
 };
-use fediversity_providers::identity::{CheckReport, LdapSettings, check, pixelfed};
+use fediversity_providers::identity::{CheckReport, LdapSettings, check, mastodon};
 use fediversity_store::Store;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -47,6 +57,9 @@ pub struct SyncSchedule {
     pub period: Duration,
     /// Where the time is read.
     pub clock: Arc<dyn Clock>,
+    /// The base address of a service's admin API, by kind, instead of `https://<its fqdn>`
+    /// (tests point the sync at loopback stand-ins); empty by default.
+    pub service_urls: BTreeMap<ServiceKind, String>,
     /// When this worker looks for due syncs next.
     next_look: Millis,
 }
@@ -63,6 +76,7 @@ impl SyncSchedule {
         Self {
             period,
             clock,
+            service_urls: BTreeMap::new(),
             next_look: Millis::MIN,
         }
     }
@@ -98,11 +112,15 @@ pub enum SyncRecord {
         admins: Option<usize>,
         /// Who was added, removed, made or unmade admin.
         changes: SyncReport,
-        /// What was done on the services for removed users.
-        deprovisioned: Vec<Deprovisioning>,
+        /// The calls made on the services for removed users (including earlier removals
+        /// still pending).
+        deprovisioned: Vec<ServiceCall>,
+        /// The calls made on the services to give or take the administrator role.
+        #[serde(default)]
+        roles: Vec<ServiceCall>,
         /// Why removals were held back, when they were.
         held_back: Option<String>,
-        /// Removals a person must carry out, per service.
+        /// Changes a person must carry out, per service.
         awaiting: Vec<Awaiting>,
     },
     /// The directory could not be read: nothing was compared, the previous snapshot is kept.
@@ -112,12 +130,12 @@ pub enum SyncRecord {
     },
 }
 
-/// A removal no API call carried out: what a person must do, on which service.
+/// A change no API call carried out: what a person must do, on which service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Awaiting {
     /// The service.
     pub service: ServiceKind,
-    /// The user the directory no longer has.
+    /// The user the change is about.
     pub username: String,
     /// What to do.
     pub what: String,
@@ -213,7 +231,8 @@ async fn sync_claimed(
             .map_err(|e| format!("the recorded identity snapshot is unreadable: {e}"))?,
         None => Snapshot::default(),
     };
-    let (snapshot, record) = run_sync(platform, operator, config, ldap, previous).await;
+    let (snapshot, record) =
+        run_sync(store, platform, schedule, operator, config, ldap, previous).await;
     if let SyncRecord::Failed { error } = &record {
         tracing::warn!(%operator, %error, "identity sync failed; tried again next period");
     }
@@ -226,9 +245,12 @@ async fn sync_claimed(
     Ok(true)
 }
 
-/// Reads the directory and compares it with `previous`: the snapshot to keep and the record.
+/// Reads the directory, compares it with `previous` and makes the calls the changes need:
+/// the snapshot to keep and the record.
 async fn run_sync(
+    store: &Store,
     platform: &Platform,
+    schedule: &SyncSchedule,
     operator: &OperatorId,
     config: &OperatorConfig,
     ldap: &LdapProvider,
@@ -238,15 +260,19 @@ async fn run_sync(
         Ok(password) => password,
         Err(error) => return (previous, SyncRecord::Failed { error }),
     };
-    // No service admin token is provisioned anywhere yet: no service is called, and every
-    // removal awaits a person (below). `sync` calls the services' modules for those it is given.
-    let services: &[ServiceAdmin] = &[];
+    let services = match store.load_state(operator).await {
+        Ok(state) => service_admins(&state, config, &schedule.service_urls),
+        Err(error) => {
+            let error = format!("the operator's recorded state could not be read: {error}");
+            return (previous, SyncRecord::Failed { error });
+        }
+    };
     let settings = LdapSettings::from(ldap);
     let outcome = match sync(
         &settings,
         &password,
         &previous,
-        services,
+        &services,
         &SyncOptions::default(),
         &platform.identity,
     )
@@ -258,21 +284,89 @@ async fn run_sync(
             return (previous, SyncRecord::Failed { error });
         }
     };
-    let awaiting = if outcome.held_back.is_some() {
-        Vec::new()
-    } else {
-        awaiting(config, services, &outcome.report.removed)
-    };
     let counted = outcome.held_back.is_none();
+    let mut awaiting = if counted {
+        awaiting(config, &services, &outcome.report)
+    } else {
+        Vec::new()
+    };
+    let (mut deprovisioned, mut roles) = (Vec::new(), Vec::new());
+    for call in outcome.calls {
+        match call.outcome {
+            Outcome::Manual(what) => awaiting.push(Awaiting {
+                service: call.service,
+                username: call.username,
+                what,
+            }),
+            _ if call.action == Action::Remove => deprovisioned.push(call),
+            _ => roles.push(call),
+        }
+    }
     let record = SyncRecord::Synced {
         users: counted.then_some(outcome.snapshot.users.len()),
         admins: counted.then_some(outcome.snapshot.admins()),
         changes: outcome.report,
-        deprovisioned: outcome.deprovisioned,
+        deprovisioned,
+        roles,
         held_back: outcome.held_back,
         awaiting,
     };
     (outcome.snapshot, record)
+}
+
+/// The services of `config` the sync can call, signed in with what the platform generated
+/// for them: those with an admin API, enabled, whose credential secret and host are recorded
+/// as deployed in `state`. Their address is `https://<fqdn>` unless `urls` says otherwise.
+pub fn service_admins(
+    state: &RecordedState,
+    config: &OperatorConfig,
+    urls: &BTreeMap<ServiceKind, String>,
+) -> Vec<ServiceAdmin> {
+    config
+        .services
+        .iter()
+        .filter(|(_, service)| service.enable)
+        .filter_map(|(kind, service)| {
+            let secret = recorded_credential(state, kind)?;
+            let credential = match kind {
+                ServiceKind::Mastodon => Credential::Token(secret),
+                ServiceKind::Peertube => Credential::PeertubeRoot(secret),
+                ServiceKind::Pixelfed => return None,
+            };
+            let url = urls
+                .get(&kind)
+                .cloned()
+                .unwrap_or_else(|| format!("https://{}", config.service_fqdn(kind, service)));
+            Some(ServiceAdmin {
+                service: kind,
+                url,
+                credential,
+                operator_admin: operator_admin(config, kind),
+            })
+        })
+        .collect()
+}
+
+/// The account the platform made for the operator's admin on `kind`: Mastodon's Owner
+/// (PeerTube's admin is `root`, which the sync protects anyway).
+fn operator_admin(config: &OperatorConfig, kind: ServiceKind) -> Option<String> {
+    (kind == ServiceKind::Mastodon).then(|| config.admin.username.to_string())
+}
+
+/// `kind`'s admin credential from `state`, if it and the service's host are deployed (the
+/// host is what turns Mastodon's secret into a token).
+fn recorded_credential(state: &RecordedState, kind: ServiceKind) -> Option<SecretString> {
+    let address = fediversity_configurator::admin_credential(kind)?;
+    let host = ResourceAddress::new(ResourceKind::Nixos, kind.as_str()).ok()?;
+    let active = |address: &ResourceAddress| {
+        state
+            .resources
+            .get(address)
+            .filter(|record| record.status == RecordStatus::Active)
+    };
+    active(&host)?;
+    let value = as_secret(active(&address)?.outputs.get("value")?)?.as_str()?;
+    Some(SecretString::new(value))
 }
 
 /// The LDAP bind password from the operator's secrets, or what to do when it is missing.
@@ -296,9 +390,13 @@ async fn bind_password(
         })
 }
 
-/// For each removed user, each service the operator runs that no admin API call covered:
-/// what a person must do there.
-fn awaiting(config: &OperatorConfig, called: &[ServiceAdmin], removed: &[String]) -> Vec<Awaiting> {
+/// For each change, each service the operator runs that the sync could not call: what a
+/// person must do there.
+fn awaiting(
+    config: &OperatorConfig,
+    called: &[ServiceAdmin],
+    report: &SyncReport,
+) -> Vec<Awaiting> {
     let by_hand: Vec<ServiceKind> = config
         .services
         .iter()
@@ -307,35 +405,55 @@ fn awaiting(config: &OperatorConfig, called: &[ServiceAdmin], removed: &[String]
         })
         .map(|(kind, _)| kind)
         .collect();
-    removed
-        .iter()
-        .flat_map(|username| {
-            by_hand.iter().map(|service| Awaiting {
-                service: *service,
-                username: username.clone(),
-                what: by_hand_on(*service, username),
-            })
+    let changes = [
+        (Action::Remove, &report.removed),
+        (Action::GrantAdmin, &report.admin_granted),
+        (Action::RevokeAdmin, &report.admin_revoked),
+    ];
+    changes
+        .into_iter()
+        .flat_map(|(action, names)| names.iter().map(move |name| (action, name)))
+        .flat_map(|(action, username)| {
+            by_hand
+                .iter()
+                .filter(move |service| {
+                    operator_admin(config, **service).as_deref() != Some(username.as_str())
+                })
+                .map(move |service| Awaiting {
+                    service: *service,
+                    username: username.clone(),
+                    what: by_hand_on(*service, username, action),
+                })
         })
         .collect()
 }
 
-/// What a person does to remove `username` from `service`.
-fn by_hand_on(service: ServiceKind, username: &str) -> String {
-    match service {
-        ServiceKind::Mastodon => format!(
-            "no Mastodon admin token is provisioned yet: suspend `{username}` in Mastodon's \
-             moderation dashboard (Moderation → Accounts), or with \
-             `tootctl accounts modify {username} --disable` on the Mastodon host"
-        ),
-        ServiceKind::Peertube => format!(
-            "no PeerTube admin token is provisioned yet: block `{username}` in PeerTube's \
-             administration (Overview → Users)"
-        ),
-        ServiceKind::Pixelfed => match pixelfed::deprovision(username) {
-            Outcome::Manual(what) => what,
-            other => format!("{other:?}"),
-        },
+/// What a person does on `service` about `username`, when the sync could not call it.
+fn by_hand_on(service: ServiceKind, username: &str, action: Action) -> String {
+    if let Some(what) = by_hand(service, username, action) {
+        return what;
     }
+    let what = match action {
+        Action::Remove if service == ServiceKind::Mastodon => mastodon::suspend_by_hand(username),
+        Action::Remove => format!(
+            "block `{username}` in {}'s administration (Overview → Users)",
+            service.title()
+        ),
+        Action::GrantAdmin | Action::RevokeAdmin => format!(
+            "set the role of `{username}` to {} in {}'s administration (Overview → Users)",
+            if action == Action::GrantAdmin {
+                "Administrator"
+            } else {
+                "User"
+            },
+            service.title()
+        ),
+    };
+    format!(
+        "the platform holds no {} admin credential for this operator yet (the service is not \
+         deployed yet; its next deployment makes one): {what}",
+        service.title()
+    )
 }
 
 /// The panel's "Check identity provider" button: the check a deployment would make, with the
@@ -397,9 +515,9 @@ pub(crate) struct SyncView {
     pub changes: Vec<String>,
     /// Why removals were held back.
     pub held_back: Option<String>,
-    /// One line per removal a person must carry out, and per de-provisioning call made.
+    /// One line per change a person must carry out.
     pub awaiting: Vec<String>,
-    /// What the calls to services' admin APIs did.
+    /// What the calls to services' admin APIs did: removals, then role changes.
     pub deprovisioned: Vec<String>,
 }
 
@@ -420,6 +538,32 @@ pub(crate) async fn last_sync(
     )))
 }
 
+/// One call, in a line: "PeerTube: `bob` blocked".
+fn describe_call(call: &ServiceCall) -> String {
+    let user = &call.username;
+    let asked = match call.action {
+        Action::Remove => format!("removing `{user}`"),
+        Action::GrantAdmin => format!("making `{user}` administrator"),
+        Action::RevokeAdmin => format!("making `{user}` a plain user"),
+    };
+    let done = match (&call.outcome, call.action) {
+        (Outcome::Suspended, _) => format!("`{user}` suspended"),
+        (Outcome::Blocked, _) => format!("`{user}` blocked"),
+        (Outcome::RoleSet, Action::GrantAdmin) => format!("`{user}` made administrator"),
+        (Outcome::RoleSet, _) => format!("`{user}` made a plain user"),
+        (Outcome::NoAccount, Action::GrantAdmin) => {
+            format!("{asked}: no account yet (tried again next sync)")
+        }
+        (Outcome::NoAccount, _) => format!("{asked}: no account, nothing to do"),
+        (Outcome::Protected, _) => {
+            format!("{asked}: left alone, it is the operator's admin or the platform's way in")
+        }
+        (Outcome::Manual(what), _) => format!("{asked}: {what}"),
+        (Outcome::Failed(why), _) => format!("{asked} failed (tried again next sync): {why}"),
+    };
+    format!("{}: {done}", call.service.title())
+}
+
 impl SyncView {
     fn new(when: String, record: SyncRecord) -> Self {
         let mut view = Self {
@@ -438,6 +582,7 @@ impl SyncView {
                 admins,
                 changes,
                 deprovisioned,
+                roles,
                 held_back,
                 awaiting,
             } => {
@@ -460,8 +605,9 @@ impl SyncView {
                     .map(|a| format!("{}: {}", a.service.title(), a.what))
                     .collect();
                 view.deprovisioned = deprovisioned
-                    .into_iter()
-                    .map(|d| format!("{}, `{}`: {:?}", d.service.title(), d.username, d.outcome))
+                    .iter()
+                    .chain(&roles)
+                    .map(describe_call)
                     .collect();
             }
         }
@@ -474,11 +620,92 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pixelfed_removals_say_what_pixelfed_needs() {
-        let what = by_hand_on(ServiceKind::Pixelfed, "bob");
+    fn what_awaits_a_person_names_the_command_and_why() {
+        let what = by_hand_on(ServiceKind::Pixelfed, "bob", Action::Remove);
         assert!(what.contains("php artisan user:delete bob"), "{what}");
-        let what = by_hand_on(ServiceKind::Mastodon, "bob");
-        assert!(what.contains("suspend `bob`"), "{what}");
+        let what = by_hand_on(ServiceKind::Pixelfed, "bob", Action::GrantAdmin);
+        assert!(what.contains("php artisan user:admin bob"), "{what}");
+        let what = by_hand_on(ServiceKind::Mastodon, "bob", Action::Remove);
+        assert!(
+            what.contains("not deployed yet") && what.contains("suspend `bob`"),
+            "{what}"
+        );
+        let what = by_hand_on(ServiceKind::Mastodon, "bob", Action::RevokeAdmin);
+        assert!(
+            what.contains("tootctl accounts modify bob --remove-role"),
+            "{what}"
+        );
+    }
+
+    fn record(
+        provider: &str,
+        outputs: serde_json::Value,
+    ) -> fediversity_engine::state::ResourceRecord {
+        fediversity_engine::state::ResourceRecord {
+            provider: provider.into(),
+            service: None,
+            holds_data: false,
+            retention: None,
+            inputs: serde_json::json!({}),
+            outputs,
+            depends_on: Default::default(),
+            status: RecordStatus::Active,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn the_services_called_are_those_deployed_with_their_recorded_credentials() {
+        let config: OperatorConfig = serde_json::from_value(serde_json::json!({
+            "version": 1,
+            "operator": {"id": "uni", "name": "University"},
+            "domain": "uni.example",
+            "services": {
+                "mastodon": {"enable": true, "size": "small", "subdomain": "social"},
+                "pixelfed": {"enable": true, "size": "small"},
+                "peertube": {"enable": true, "size": "small", "subdomain": "video"},
+            },
+            "admin": {"username": "admin", "email": "admin@uni.example"},
+            "maintenance": {"time_zone": "UTC", "windows": []},
+        }))
+        .unwrap();
+        let operator = config.operator.id.clone();
+        let mut state = RecordedState::empty(operator);
+        let secret = |value: &str| serde_json::json!({"value": {"$secret": value}});
+        for (address, record) in [
+            (
+                "secret.mastodon-admin-api-token",
+                record("secret", secret("token-1")),
+            ),
+            ("nixos.mastodon", record("nixos", serde_json::json!({}))),
+            ("secret.peertube-admin", record("secret", secret("root-pw"))),
+            ("secret.pixelfed-admin", record("secret", secret("unused"))),
+            ("nixos.pixelfed", record("nixos", serde_json::json!({}))),
+        ] {
+            state.resources.insert(address.parse().unwrap(), record);
+        }
+        let urls = BTreeMap::from([(ServiceKind::Mastodon, "https://localhost:1".to_owned())]);
+        // PeerTube's host is not deployed yet: not called.
+        let admins = service_admins(&state, &config, &urls);
+        assert_eq!(admins.len(), 1, "{admins:?}");
+        assert_eq!(admins[0].service, ServiceKind::Mastodon);
+        assert_eq!(admins[0].url, "https://localhost:1");
+        assert_eq!(admins[0].operator_admin.as_deref(), Some("admin"));
+        assert!(matches!(&admins[0].credential, Credential::Token(t) if t.expose() == "token-1"));
+        assert!(!format!("{admins:?}").contains("token-1"));
+
+        state.resources.insert(
+            "nixos.peertube".parse().unwrap(),
+            record("nixos", serde_json::json!({})),
+        );
+        let admins = service_admins(&state, &config, &BTreeMap::new());
+        assert_eq!(admins[0].url, "https://social.uni.example");
+        assert_eq!(admins[1].service, ServiceKind::Peertube);
+        assert_eq!(admins[1].url, "https://video.uni.example");
+        assert_eq!(admins[1].operator_admin, None);
+        assert!(
+            matches!(&admins[1].credential, Credential::PeertubeRoot(p) if p.expose() == "root-pw")
+        );
     }
 
     #[test]
@@ -491,18 +718,43 @@ mod tests {
                 admin_granted: vec!["carol".into()],
                 ..SyncReport::default()
             },
-            deprovisioned: Vec::new(),
+            deprovisioned: vec![ServiceCall {
+                service: ServiceKind::Mastodon,
+                username: "bob".into(),
+                action: Action::Remove,
+                outcome: Outcome::Failed(
+                    "Mastodon at https://social.example answered HTTP 503".into(),
+                ),
+            }],
+            roles: vec![ServiceCall {
+                service: ServiceKind::Peertube,
+                username: "carol".into(),
+                action: Action::GrantAdmin,
+                outcome: Outcome::RoleSet,
+            }],
             held_back: None,
             awaiting: vec![Awaiting {
                 service: ServiceKind::Peertube,
                 username: "bob".into(),
-                what: by_hand_on(ServiceKind::Peertube, "bob"),
+                what: by_hand_on(ServiceKind::Peertube, "bob", Action::Remove),
             }],
         };
         let view = SyncView::new("then".into(), record);
         assert_eq!(view.counts.as_deref(), Some("2 users, 1 administrators"));
         assert_eq!(view.changes, ["Removed: bob", "Made administrator: carol"]);
-        assert!(view.awaiting[0].starts_with("PeerTube: no PeerTube admin token"));
+        assert!(
+            view.awaiting[0]
+                .starts_with("PeerTube: the platform holds no PeerTube admin credential"),
+            "{:?}",
+            view.awaiting
+        );
+        assert_eq!(
+            view.deprovisioned,
+            [
+                "Mastodon: removing `bob` failed (tried again next sync): Mastodon at https://social.example answered HTTP 503",
+                "PeerTube: `carol` made administrator",
+            ]
+        );
         let failed = SyncView::new(
             "then".into(),
             SyncRecord::Failed {

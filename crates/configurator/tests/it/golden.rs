@@ -1,7 +1,9 @@
 //! Golden graphs: the exact JSON the configurator produces, reviewed once and then held still.
 //! `scripts/update-golden` rewrites them on purpose.
 
-use fediversity_configurator::configure;
+use fediversity_configurator::{admin_credential, configure};
+use fediversity_model::ServiceKind;
+use fediversity_model::graph::{ResourceAddress, ResourceKind};
 use fediversity_testkit::golden::assert_golden;
 
 use super::{golden_dir, infra, read_operator};
@@ -31,6 +33,34 @@ fn graphs_match_their_golden_files() {
             &json,
         );
     }
+}
+
+#[test]
+fn the_admin_credentials_the_user_sync_reads_are_generated_and_reach_their_host() {
+    let graph = configure(&read_operator("all-services"), &infra("example")).unwrap();
+    for (kind, file) in [
+        (ServiceKind::Mastodon, "admin-api-token"),
+        (ServiceKind::Peertube, "admin-password"),
+    ] {
+        let address = admin_credential(kind).unwrap();
+        let secret = &graph.resources[&address];
+        assert_eq!(secret.provider, "secret", "{address}");
+        assert_eq!(
+            secret.inputs["generate"],
+            if kind == ServiceKind::Mastodon {
+                "hex"
+            } else {
+                "password"
+            }
+        );
+        let host = ResourceAddress::new(ResourceKind::Nixos, kind.as_str()).unwrap();
+        assert_eq!(
+            graph.resources[&host].inputs["secrets"][file],
+            address.output("value"),
+            "{kind}"
+        );
+    }
+    assert_eq!(admin_credential(ServiceKind::Pixelfed), None);
 }
 
 #[test]

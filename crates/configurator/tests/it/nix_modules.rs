@@ -201,6 +201,9 @@ fn secrets_in_mapping(mapping: &Value) -> BTreeSet<String> {
     if let Some(password) = mapping["admin"]["passwordSecret"].as_str() {
         names.insert(password.to_owned());
     }
+    if let Some(token) = mapping["apiToken"]["secret"].as_str() {
+        names.insert(token.to_owned());
+    }
     if let Some(plugin) = mapping["plugin"].as_object() {
         names.extend(
             plugin["secretSettings"]

@@ -6,14 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fediversity_engine::clock::{Clock, ManualClock, SystemClock};
+use fediversity_engine::store::StateStore as _;
+use fediversity_model::ServiceKind;
 use fediversity_model::names::{OperatorId, SecretName};
 use fediversity_panel::Platform;
 use fediversity_panel::identity::{SyncRecord, SyncSchedule, sync_due};
+use fediversity_panel::worker::{Worker, enqueue_deployment};
+use fediversity_providers::identity::sync::Outcome;
 use fediversity_providers::{DirectoryOperatorSecrets, IdentityOptions};
-use fediversity_store::Store;
+use fediversity_store::{DeploymentStatus, Store};
+use fediversity_testkit::recorder::Recorder;
 use fediversity_testkit::slapd::{ADMIN_GROUP, BIND_DN, BIND_PASSWORD, PEOPLE, Slapd};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 
 use crate::harness::{Panel, configure, mastodon_config, platform_in};
 
@@ -124,7 +130,15 @@ async fn the_scheduled_sync_reports_changes_once_a_period_and_survives_a_directo
     assert_eq!((users, admins, held_back), (Some(3), Some(1), None));
     assert_eq!(changes.added, names(&["alice", "bob", "carol"]));
     assert_eq!(changes.admin_granted, names(&["alice"]));
-    assert!(changes.removed.is_empty() && awaiting.is_empty());
+    assert!(changes.removed.is_empty());
+    // Nothing is deployed: the admin's role awaits a person on every service.
+    assert!(
+        awaiting
+            .iter()
+            .all(|a| a.username == "alice" && a.what.contains("role")),
+        "{awaiting:?}"
+    );
+    assert_eq!(awaiting.len(), 3, "{awaiting:?}");
 
     // Within the period nothing runs, however often the worker looks.
     slapd.add_user("dave");
@@ -163,7 +177,7 @@ async fn the_scheduled_sync_reports_changes_once_a_period_and_survives_a_directo
     assert_eq!(changes.admin_granted, names(&["carol"]));
     assert!(
         deprovisioned.is_empty(),
-        "no service admin token exists yet"
+        "nothing is deployed: no service admin credential is recorded"
     );
     let services: Vec<_> = awaiting
         .iter()
@@ -174,11 +188,22 @@ async fn the_scheduled_sync_reports_changes_once_a_period_and_survives_a_directo
         [
             ("mastodon", "bob"),
             ("pixelfed", "bob"),
-            ("peertube", "bob")
+            ("peertube", "bob"),
+            ("mastodon", "carol"),
+            ("pixelfed", "carol"),
+            ("peertube", "carol")
         ]
     );
     assert!(
+        awaiting[0].what.contains("not deployed yet"),
+        "{awaiting:?}"
+    );
+    assert!(
         awaiting[1].what.contains("php artisan user:delete bob"),
+        "{awaiting:?}"
+    );
+    assert!(
+        awaiting[4].what.contains("php artisan user:admin carol"),
         "{awaiting:?}"
     );
 
@@ -319,4 +344,257 @@ async fn the_operator_checks_its_directory_and_sees_its_last_sync_and_nobody_els
         page.body
     );
     panel.stop().await;
+}
+
+/// Stand-ins for the operator's Mastodon and PeerTube behind HTTPS, knowing `alice`, `bob` and
+/// `carol`; PeerTube signs `root` in and hands out `token`.
+async fn service_stand_ins(peertube_token: &str) -> (Recorder, Recorder) {
+    let mastodon = Recorder::https().await;
+    mastodon.answer(
+        "GET",
+        "/api/v2/admin/accounts",
+        200,
+        r#"[{"id":"109","username":"bob","domain":null}]"#,
+    );
+    mastodon.answer("POST", "/api/v1/admin/accounts/109/action", 200, "{}");
+    let peertube = Recorder::https().await;
+    peertube.answer(
+        "GET",
+        "/api/v1/oauth-clients/local",
+        200,
+        r#"{"client_id":"v1ikx5hnfop4mdpnci8nsqh93c45rldf","client_secret":"AjWiOapPltI6EnsWQwlFarRtLh4u8tDt"}"#,
+    );
+    peertube.answer(
+        "POST",
+        "/api/v1/users/token",
+        200,
+        &json!({"access_token": peertube_token, "token_type": "Bearer"}).to_string(),
+    );
+    peertube.answer(
+        "GET",
+        "/api/v1/users",
+        200,
+        r#"{"total":3,"data":[{"id":5,"username":"alice"},{"id":7,"username":"bob"},{"id":9,"username":"carol"}]}"#,
+    );
+    for user in ["5", "9"] {
+        peertube.answer("PUT", &format!("/api/v1/users/{user}"), 204, "");
+    }
+    peertube.answer("POST", "/api/v1/users/7/block", 204, "");
+    (mastodon, peertube)
+}
+
+/// Deploys `operator`'s latest configuration in the sandbox and waits for it to succeed. The
+/// test holds the operator's sync claim meanwhile, so that the worker's own hourly sync leaves
+/// the operator to the test.
+async fn deploy(store: &Arc<Store>, platform: &Platform, operator: &OperatorId) {
+    let claimed = store
+        .claim_identity_sync(operator, "test", SystemClock.now(), HOUR)
+        .await
+        .unwrap();
+    assert!(claimed);
+    let version = store
+        .configurations(operator)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap()
+        .version;
+    let deployment = enqueue_deployment(store, operator, version, false)
+        .await
+        .unwrap();
+    let (stop, stopped) = watch::channel(false);
+    let worker = tokio::spawn(Worker::new(store.clone(), platform.clone()).run(stopped));
+    let mut status = DeploymentStatus::Queued;
+    for _ in 0..1200 {
+        let deployments = store.deployments(operator).await.unwrap();
+        let current = deployments.iter().find(|d| d.id == deployment).unwrap();
+        status = current.status;
+        if matches!(
+            status,
+            DeploymentStatus::Succeeded | DeploymentStatus::Failed
+        ) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    stop.send_replace(true);
+    worker.await.unwrap();
+    assert_eq!(
+        status,
+        DeploymentStatus::Succeeded,
+        "the sandbox deployment"
+    );
+    store.release_identity_sync(operator, "test").await.unwrap();
+}
+
+/// The `value` of the secret recorded at `address`.
+async fn recorded_secret(store: &Store, operator: &OperatorId, address: &str) -> String {
+    let state = store.load_state(operator).await.unwrap();
+    let record = &state.resources[&address.parse().unwrap()];
+    record.outputs["value"]["$secret"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_deployed_operators_sync_suspends_blocks_and_maps_admins_retrying_what_failed() {
+    let slapd = Slapd::start();
+    const PEERTUBE_TOKEN: &str = "peertube-access-token-for-root";
+    let (mastodon, peertube) = service_stand_ins(PEERTUBE_TOKEN).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut platform) = platform_in(dir.path()).await;
+    let mut trusted = slapd.ca_pem().to_owned();
+    for stand_in in [&mastodon, &peertube] {
+        trusted.push_str(stand_in.ca_pem().unwrap());
+    }
+    platform.identity = IdentityOptions {
+        ca_pem: Some(trusted.into_bytes()),
+        timeout: Duration::from_secs(10),
+    };
+    let uni = OperatorId::try_from("uni".to_owned()).unwrap();
+    store.create_operator(&uni, 0).await.unwrap();
+    let mut document = config("uni", Some(ldap(&slapd)));
+    document["services"]["pixelfed"]["enable"] = json!(false);
+    store.save_configuration(&uni, &document, 0).await.unwrap();
+    store_bind_password(&dir.path().join("sandbox"), &uni, BIND_PASSWORD);
+    deploy(&store, &platform, &uni).await;
+    let token = recorded_secret(&store, &uni, "secret.mastodon-admin-api-token").await;
+    assert_eq!(token.len(), 64);
+    let root_password = recorded_secret(&store, &uni, "secret.peertube-admin").await;
+
+    let clock = Arc::new(ManualClock::at(SystemClock.now()));
+    let mut schedule = SyncSchedule::new(HOUR, clock.clone());
+    schedule.service_urls = [
+        (ServiceKind::Mastodon, mastodon.url()),
+        (ServiceKind::Peertube, peertube.url()),
+    ]
+    .into();
+
+    // The first sync makes the directory's admin a PeerTube administrator; Mastodon's role
+    // awaits a person.
+    sync_due(&store, &platform, "worker-1", &schedule)
+        .await
+        .unwrap();
+    let (_, first) = record(&store, &uni).await;
+    let SyncRecord::Synced {
+        roles, awaiting, ..
+    } = first
+    else {
+        panic!("the first sync failed: {first:?}");
+    };
+    assert_eq!(
+        roles
+            .iter()
+            .map(|c| (c.service, c.username.as_str(), &c.outcome))
+            .collect::<Vec<_>>(),
+        [(ServiceKind::Peertube, "alice", &Outcome::RoleSet)]
+    );
+    assert_eq!(awaiting.len(), 1, "{awaiting:?}");
+    assert!(
+        awaiting[0].service == ServiceKind::Mastodon
+            && awaiting[0]
+                .what
+                .contains("tootctl accounts modify alice --role Admin"),
+        "{awaiting:?}"
+    );
+    assert!(mastodon.requests().is_empty());
+
+    // bob leaves, carol joins the admin group; PeerTube is busy for the block.
+    slapd.remove_user("bob");
+    slapd.add_admin("carol");
+    peertube.answer("POST", "/api/v1/users/7/block", 503, "busy");
+    clock.advance(HOUR);
+    sync_due(&store, &platform, "worker-1", &schedule)
+        .await
+        .unwrap();
+    let (snapshot, second) = record(&store, &uni).await;
+    let SyncRecord::Synced {
+        deprovisioned,
+        roles,
+        awaiting,
+        ..
+    } = second
+    else {
+        panic!("the second sync failed: {second:?}");
+    };
+    assert_eq!(deprovisioned[0].service, ServiceKind::Mastodon);
+    assert_eq!(deprovisioned[0].outcome, Outcome::Suspended);
+    assert_eq!(deprovisioned[1].service, ServiceKind::Peertube);
+    let Outcome::Failed(why) = &deprovisioned[1].outcome else {
+        panic!("{deprovisioned:?}")
+    };
+    assert!(why.contains("503"), "{why}");
+    assert_eq!(
+        (roles[0].username.as_str(), &roles[0].outcome),
+        ("carol", &Outcome::RoleSet)
+    );
+    assert!(
+        awaiting.iter().any(|a| a
+            .what
+            .contains("tootctl accounts modify carol --role Admin")),
+        "{awaiting:?}"
+    );
+    assert_eq!(snapshot["pending"][0]["username"], "bob", "{snapshot}");
+
+    let bearer = Some(format!("Bearer {token}"));
+    let requests = mastodon.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests.iter().all(|r| r.authorization == bearer));
+    assert_eq!(requests[1].path, "/api/v1/admin/accounts/109/action");
+    let requests = peertube.requests();
+    let sign_in = requests
+        .iter()
+        .find(|r| r.path == "/api/v1/users/token")
+        .unwrap();
+    assert!(
+        sign_in.body.contains("username=root") && sign_in.body.contains(&root_password),
+        "the sign-in uses root's generated password"
+    );
+    let peertube_bearer = Some(format!("Bearer {PEERTUBE_TOKEN}"));
+    let grant = requests
+        .iter()
+        .rfind(|r| r.method == "PUT" && r.path == "/api/v1/users/9")
+        .unwrap();
+    assert_eq!(grant.authorization, peertube_bearer);
+    assert!(grant.body.contains(r#""role":0"#), "{}", grant.body);
+
+    // PeerTube is back: the next sync blocks bob, with nothing new in the directory.
+    peertube.answer("POST", "/api/v1/users/7/block", 204, "");
+    clock.advance(HOUR);
+    sync_due(&store, &platform, "worker-1", &schedule)
+        .await
+        .unwrap();
+    let (snapshot, third) = record(&store, &uni).await;
+    let SyncRecord::Synced {
+        changes,
+        deprovisioned,
+        ..
+    } = third
+    else {
+        panic!("the third sync failed: {third:?}");
+    };
+    assert!(changes.removed.is_empty());
+    assert_eq!(
+        deprovisioned
+            .iter()
+            .map(|c| (c.service, c.username.as_str(), &c.outcome))
+            .collect::<Vec<_>>(),
+        [(ServiceKind::Peertube, "bob", &Outcome::Blocked)]
+    );
+    assert!(snapshot.get("pending").is_none(), "{snapshot}");
+    let blocks: Vec<_> = peertube
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/api/v1/users/7/block")
+        .collect();
+    assert_eq!(blocks.len(), 2);
+    assert!(blocks.iter().all(|r| r.authorization == peertube_bearer));
+
+    // No token or password reached the record the dashboard shows.
+    let report = store.identity_sync(&uni).await.unwrap().unwrap().report;
+    let text = report.to_string();
+    assert!(
+        !text.contains(&token) && !text.contains(&root_password) && !text.contains(PEERTUBE_TOKEN)
+    );
 }

@@ -108,7 +108,7 @@ pub enum IdentityError {
         /// Whether trying again may help (a 5xx answer).
         transient: bool,
     },
-    /// A service's admin API refused or failed a de-provisioning call.
+    /// A service's admin API refused or failed a call (sign-in, de-provisioning, role).
     #[error("{service} at {url} {problem}")]
     Service {
         /// The service.
@@ -117,6 +117,8 @@ pub enum IdentityError {
         url: String,
         /// What went wrong.
         problem: String,
+        /// Whether trying again may help (no answer, a 5xx or 429 answer).
+        transient: bool,
     },
 }
 
@@ -125,7 +127,7 @@ impl IdentityError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Unreachable { .. } | Self::Timeout { .. } => true,
-            Self::Discovery { transient, .. } => *transient,
+            Self::Discovery { transient, .. } | Self::Service { transient, .. } => *transient,
             _ => false,
         }
     }

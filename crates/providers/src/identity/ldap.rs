@@ -115,7 +115,10 @@ async fn read_bound(ldap: &mut Ldap, settings: &LdapSettings) -> Result<Snapshot
             user_of(entry, admin)
         })
         .collect::<BTreeMap<_, _>>();
-    Ok(Snapshot { users })
+    Ok(Snapshot {
+        users,
+        pending: Vec::new(),
+    })
 }
 
 /// The user an entry describes, keyed by its stable id; `None` for an entry without `uid`

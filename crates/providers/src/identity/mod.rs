@@ -14,8 +14,9 @@
 //! remove, and `read` checks again.
 //!
 //! Beside the provider, [`check`] is the panel's "check my identity provider" button and
-//! [`sync::sync`] the scheduled user sync, with one module per service for the
-//! de-provisioning requests ([`mastodon`], [`peertube`], [`pixelfed`]).
+//! [`sync::sync`] the scheduled user sync, with one module per service for its admin API
+//! requests — de-provisioning, the administrator role, PeerTube's sign-in — or what a person
+//! does where there is none ([`mastodon`], [`peertube`], [`pixelfed`]).
 
 pub mod error;
 pub mod ldap;

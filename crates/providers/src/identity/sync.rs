@@ -1,5 +1,6 @@
 //! User sync: read the directory into a [`Snapshot`], compare it with the previous one
-//! ([`diff`], pure), and de-provision on every service the users the directory no longer has.
+//! ([`diff`], pure), de-provision on every service the users the directory no longer has, and
+//! give or take the services' administrator role as users join or leave the admin group.
 //!
 //! Removing accounts is the one destructive thing this module does, so it is guarded: a read
 //! that fails or finds nobody stops the sync before any comparison (see
@@ -8,13 +9,21 @@
 //! would go at once (a filter edited by mistake looks exactly like that), nothing is removed,
 //! the report says why, and the previous snapshot is kept so the next run sees the same
 //! removals until someone looks.
+//!
+//! A call that fails (the service is down, answers 5xx, refuses the token) does not lose the
+//! change: it is kept in the new snapshot as [`Pending`] and made again at the next sync, for as
+//! long as it still matches the directory (a user removed and then added back is not blocked).
+//! Granting the administrator role to a user the service has no account for yet is kept
+//! the same way: the services make accounts at a user's first sign-in.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use fediversity_model::ServiceKind;
 use serde::{Deserialize, Serialize};
 
 use super::error::IdentityError;
+use super::http::Session;
 use super::ldap::{LdapSettings, read_directory};
 use super::{IdentityOptions, mastodon, peertube, pixelfed};
 use crate::sensitive::SecretString;
@@ -30,17 +39,26 @@ pub struct DirectoryUser {
     pub admin: bool,
 }
 
-/// The directory's users at one moment, by stable id (`entryUUID`, else the normalised DN).
+/// The directory's users at one moment, by stable id (`entryUUID`, else the normalised DN),
+/// and the service calls still to make for earlier changes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Snapshot {
     /// Every user.
     pub users: BTreeMap<String, DirectoryUser>,
+    /// Calls that failed (or found no account to give a role to yet): made again next sync.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<Pending>,
 }
 
 impl Snapshot {
     /// How many users are administrators.
     pub fn admins(&self) -> usize {
         self.users.values().filter(|user| user.admin).count()
+    }
+
+    /// The user named `username`, if the directory has them.
+    fn named(&self, username: &str) -> Option<&DirectoryUser> {
+        self.users.values().find(|user| user.username == username)
     }
 }
 
@@ -135,20 +153,84 @@ impl SyncOptions {
     }
 }
 
-/// A service the sync de-provisions on, through its admin API. (For Pixelfed, which has no
-/// documented admin API, `url` and `token` are not used: the outcome says what to do by hand.)
+/// What the sync asks of a service for one user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The user left the directory: suspend or block the account.
+    Remove,
+    /// The user joined the admin group: give the administrator role.
+    GrantAdmin,
+    /// The user left the admin group: back to the plain user role.
+    RevokeAdmin,
+}
+
+impl Action {
+    /// Whether the action still matches the directory `current`: a user added back is not
+    /// removed, and a role change the group has undone is not made.
+    fn still_wanted(self, username: &str, current: &Snapshot) -> bool {
+        let user = current.named(username);
+        match self {
+            Self::Remove => user.is_none(),
+            Self::GrantAdmin => user.is_some_and(|user| user.admin),
+            Self::RevokeAdmin => user.is_some_and(|user| !user.admin),
+        }
+    }
+}
+
+/// A call still to make on a service.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Pending {
+    /// The service.
+    pub service: ServiceKind,
+    /// The user name.
+    pub username: String,
+    /// What to do.
+    pub action: Action,
+}
+
+/// How the platform signs in to a service's admin API.
+#[derive(Clone, Debug)]
+pub enum Credential {
+    /// A bearer token with the admin scopes (Mastodon's: `admin:read:accounts
+    /// admin:write:accounts`, provisioned on the host from a platform secret).
+    Token(SecretString),
+    /// PeerTube's `root` password: the sync signs in through PeerTube's OAuth password grant
+    /// ([`peertube::sign_in`]) when it has calls to make, and PeerTube asks for the password
+    /// again to grant the administrator role.
+    PeertubeRoot(SecretString),
+}
+
+/// A service the sync calls through its admin API. (For Pixelfed, which has no documented
+/// admin API, `url` and `credential` are not used: the outcome says what to do by hand.)
 #[derive(Clone, Debug)]
 pub struct ServiceAdmin {
     /// Which service.
     pub service: ServiceKind,
     /// Its base address, e.g. `https://social.example.org`.
     pub url: String,
-    /// An admin access token (Mastodon: scopes `admin:read:accounts admin:write:accounts`;
-    /// PeerTube: an administrator's OAuth token).
-    pub token: SecretString,
+    /// How to sign in.
+    pub credential: Credential,
+    /// The account the platform made for the operator's admin (Mastodon's Owner, whose
+    /// token the sync uses), if any.
+    pub operator_admin: Option<String>,
 }
 
-/// What de-provisioning did for one user on one service.
+impl ServiceAdmin {
+    /// Whether `username` is an account the sync never suspends, blocks nor gives another
+    /// role: the operator's admin, and PeerTube's `root`, the platform's way in. Removing
+    /// either would lock the platform (and the sync) out of the service.
+    pub fn protects(&self, username: &str) -> bool {
+        let root = matches!(self.credential, Credential::PeertubeRoot(_))
+            && username.eq_ignore_ascii_case(peertube::ROOT);
+        root || self
+            .operator_admin
+            .as_deref()
+            .is_some_and(|admin| admin.eq_ignore_ascii_case(username))
+    }
+}
+
+/// What one call did for one user on one service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -156,23 +238,44 @@ pub enum Outcome {
     Suspended,
     /// PeerTube: the user is blocked (reversible by an admin).
     Blocked,
-    /// The service has no local account by that name: nothing to do.
+    /// The account now has the role asked for.
+    RoleSet,
+    /// The service has no local account by that name: nothing to do (for a grant: tried again
+    /// next sync, since the account is made at the user's first sign-in).
     NoAccount,
+    /// The account is the operator's admin or the platform's way in (PeerTube's `root`):
+    /// left alone ([`ServiceAdmin::protects`]).
+    Protected,
     /// The service offers no documented API for it: what a person must do.
     Manual(String),
-    /// The call failed; the next run tries again, since the user is still missing.
+    /// The call failed; the next sync tries again.
     Failed(String),
 }
 
-/// One de-provisioning attempt.
+/// One call to a service for one user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deprovisioning {
+pub struct ServiceCall {
     /// The service.
     pub service: ServiceKind,
     /// The user name.
     pub username: String,
+    /// What was asked (records from before role changes hold removals only).
+    #[serde(default = "removal")]
+    pub action: Action,
     /// What happened.
     pub outcome: Outcome,
+}
+
+fn removal() -> Action {
+    Action::Remove
+}
+
+impl ServiceCall {
+    /// Whether the call is to be made again next sync.
+    fn again(&self) -> bool {
+        matches!(self.outcome, Outcome::Failed(_))
+            || (self.action == Action::GrantAdmin && self.outcome == Outcome::NoAccount)
+    }
 }
 
 /// What a sync run did.
@@ -180,17 +283,19 @@ pub struct Deprovisioning {
 pub struct SyncOutcome {
     /// What changed in the directory.
     pub report: SyncReport,
-    /// What was done on the services for the removed users.
-    pub deprovisioned: Vec<Deprovisioning>,
+    /// The calls made (or reported as manual) on the services: for this run's changes and
+    /// for earlier ones still pending, removals first.
+    pub calls: Vec<ServiceCall>,
     /// Why removals were held back, when they were.
     pub held_back: Option<String>,
-    /// The snapshot to keep for the next run: the directory as read, or the previous one
-    /// when removals were held back.
+    /// The snapshot to keep for the next run: the directory as read with the calls still to
+    /// make, or the previous one when removals were held back.
     pub snapshot: Snapshot,
 }
 
-/// Reads the directory, compares it with `previous` and de-provisions removed users on
-/// `services`. A failed or empty read is an error and changes nothing.
+/// Reads the directory, compares it with `previous`, and makes the calls the changes (and the
+/// previous run's pending calls) need on `services`. A failed or empty read is an error and
+/// changes nothing.
 pub async fn sync(
     settings: &LdapSettings,
     password: &SecretString,
@@ -205,42 +310,169 @@ pub async fn sync(
         tracing::warn!(url = %settings.url, removed = report.removed.len(), "user sync held back removals");
         return Ok(SyncOutcome {
             report,
-            deprovisioned: Vec::new(),
+            calls: Vec::new(),
             held_back: Some(refusal),
             snapshot: previous.clone(),
         });
     }
+    let kinds: Vec<ServiceKind> = services.iter().map(|admin| admin.service).collect();
+    let work = work(previous, &current, &report, &kinds);
     let http = identity.http_client()?;
-    let mut deprovisioned = Vec::new();
-    for username in &report.removed {
-        for admin in services {
-            let outcome = deprovision(&http, admin, username)
-                .await
-                .unwrap_or_else(|e| Outcome::Failed(e.to_string()));
-            deprovisioned.push(Deprovisioning {
-                service: admin.service,
-                username: username.clone(),
-                outcome,
-            });
-        }
-    }
+    let calls = carry_out(&http, services, work).await;
+    let pending = calls
+        .iter()
+        .filter(|call| call.again())
+        .map(|call| Pending {
+            service: call.service,
+            username: call.username.clone(),
+            action: call.action,
+        })
+        .collect();
     Ok(SyncOutcome {
         report,
-        deprovisioned,
+        calls,
         held_back: None,
-        snapshot: current,
+        snapshot: Snapshot {
+            users: current.users,
+            pending,
+        },
     })
 }
 
-async fn deprovision(
+/// The calls to make on `services` (in that order; per service removals, then grants, then
+/// revocations, each by user name): the previous run's pending calls that still match the
+/// directory, and this run's changes, the newer one winning for a user and service.
+fn work(
+    previous: &Snapshot,
+    current: &Snapshot,
+    report: &SyncReport,
+    services: &[ServiceKind],
+) -> Vec<Pending> {
+    let mut wanted: BTreeMap<(ServiceKind, String), Action> = previous
+        .pending
+        .iter()
+        .filter(|p| services.contains(&p.service) && p.action.still_wanted(&p.username, current))
+        .map(|p| ((p.service, p.username.clone()), p.action))
+        .collect();
+    let changes = [
+        (Action::Remove, &report.removed),
+        (Action::GrantAdmin, &report.admin_granted),
+        (Action::RevokeAdmin, &report.admin_revoked),
+    ];
+    for service in services {
+        for (action, names) in changes {
+            for username in names {
+                wanted.insert((*service, username.clone()), action);
+            }
+        }
+    }
+    let mut work: Vec<Pending> = wanted
+        .into_iter()
+        .map(|((service, username), action)| Pending {
+            service,
+            username,
+            action,
+        })
+        .collect();
+    work.sort_by_key(|p| {
+        let at = services.iter().position(|s| *s == p.service);
+        (at, p.action, p.username.clone())
+    });
+    work
+}
+
+/// Makes `work`'s calls, signing in to each service once, when it first needs to.
+async fn carry_out(
     http: &reqwest::Client,
-    admin: &ServiceAdmin,
-    username: &str,
+    services: &[ServiceAdmin],
+    work: Vec<Pending>,
+) -> Vec<ServiceCall> {
+    let mut sessions: BTreeMap<ServiceKind, Result<Session<'_>, String>> = BTreeMap::new();
+    let mut calls = Vec::new();
+    for item in work {
+        let admin = services.iter().find(|a| a.service == item.service);
+        let manual = by_hand(item.service, &item.username, item.action);
+        let outcome = match (manual, admin) {
+            (_, Some(admin)) if admin.protects(&item.username) => Outcome::Protected,
+            (Some(what), _) => Outcome::Manual(what),
+            (None, None) => continue,
+            (None, Some(admin)) => {
+                let session = match sessions.entry(admin.service) {
+                    Entry::Occupied(known) => known.into_mut(),
+                    Entry::Vacant(new) => {
+                        new.insert(sign_in(http, admin).await.map_err(|e| e.to_string()))
+                    }
+                };
+                match session {
+                    Ok(session) => call(http, session, &item)
+                        .await
+                        .unwrap_or_else(|e| Outcome::Failed(e.to_string())),
+                    Err(error) => Outcome::Failed(error.clone()),
+                }
+            }
+        };
+        if let Outcome::Failed(error) = &outcome {
+            tracing::warn!(
+                service = %item.service, username = %item.username, action = ?item.action, %error,
+                "user sync call failed; made again next sync"
+            );
+        }
+        calls.push(ServiceCall {
+            service: item.service,
+            username: item.username,
+            action: item.action,
+            outcome,
+        });
+    }
+    calls
+}
+
+/// What a person must do instead, where `service` has no documented API for `action`
+/// (Mastodon's roles, everything on Pixelfed); `None` where the sync calls the API.
+pub fn by_hand(service: ServiceKind, username: &str, action: Action) -> Option<String> {
+    match (service, action) {
+        (ServiceKind::Pixelfed, Action::Remove) => Some(pixelfed::deprovision(username)),
+        (ServiceKind::Pixelfed, action) => {
+            Some(pixelfed::set_role(username, action == Action::GrantAdmin))
+        }
+        (ServiceKind::Mastodon, Action::GrantAdmin | Action::RevokeAdmin) => {
+            Some(mastodon::set_role(username, action == Action::GrantAdmin))
+        }
+        (ServiceKind::Mastodon | ServiceKind::Peertube, _) => None,
+    }
+}
+
+/// Signs in to `admin`'s service.
+async fn sign_in<'a>(
+    http: &reqwest::Client,
+    admin: &'a ServiceAdmin,
+) -> Result<Session<'a>, IdentityError> {
+    let token = match &admin.credential {
+        Credential::Token(token) => token.clone(),
+        Credential::PeertubeRoot(password) => {
+            peertube::sign_in_with(http, &admin.url, password).await?
+        }
+    };
+    Ok(Session { admin, token })
+}
+
+/// Makes one call through the service's API.
+async fn call(
+    http: &reqwest::Client,
+    session: &Session<'_>,
+    item: &Pending,
 ) -> Result<Outcome, IdentityError> {
-    match admin.service {
-        ServiceKind::Mastodon => mastodon::suspend(http, admin, username).await,
-        ServiceKind::Peertube => peertube::block(http, admin, username).await,
-        ServiceKind::Pixelfed => Ok(pixelfed::deprovision(username)),
+    let username = &item.username;
+    match (session.admin.service, item.action) {
+        (ServiceKind::Mastodon, Action::Remove) => mastodon::suspend(http, session, username).await,
+        (ServiceKind::Peertube, Action::Remove) => peertube::block(http, session, username).await,
+        (ServiceKind::Peertube, action) => {
+            peertube::set_role(http, session, username, action == Action::GrantAdmin).await
+        }
+        (service, action) => Err(IdentityError::Settings(format!(
+            "internal error: {} has no admin API call for {action:?}",
+            service.title()
+        ))),
     }
 }
 
@@ -263,6 +495,15 @@ mod tests {
                     )
                 })
                 .collect(),
+            pending: Vec::new(),
+        }
+    }
+
+    fn pending(service: ServiceKind, username: &str, action: Action) -> Pending {
+        Pending {
+            service,
+            username: username.to_owned(),
+            action,
         }
     }
 
@@ -306,5 +547,72 @@ mod tests {
             "{refusal}"
         );
         assert!(options.refusal(2, 3).is_some());
+    }
+
+    #[test]
+    fn the_work_is_this_runs_changes_and_the_pending_calls_the_directory_still_wants() {
+        use Action::{GrantAdmin, Remove, RevokeAdmin};
+        use ServiceKind::{Mastodon, Peertube};
+        let mut before = snapshot(&[("alice", false), ("bob", false), ("carol", true)]);
+        before.pending = vec![
+            // Failed last time, still gone: made again.
+            pending(Peertube, "zoe", Remove),
+            // Failed last time, but back in the directory: dropped.
+            pending(Peertube, "alice", Remove),
+            // A grant the group has since undone: dropped.
+            pending(Peertube, "bob", GrantAdmin),
+            // For a service no longer given: dropped.
+            pending(ServiceKind::Pixelfed, "zoe", Remove),
+        ];
+        let mut after = snapshot(&[("alice", false), ("bob", false), ("dave", true)]);
+        after.users.remove("id-carol");
+        let report = diff(&before, &after);
+        assert_eq!(report.removed, ["carol"]);
+        let planned = work(&before, &after, &report, &[Mastodon, Peertube]);
+        assert_eq!(
+            planned,
+            [
+                pending(Mastodon, "carol", Remove),
+                pending(Mastodon, "dave", GrantAdmin),
+                pending(Peertube, "carol", Remove),
+                pending(Peertube, "zoe", Remove),
+                pending(Peertube, "dave", GrantAdmin),
+            ]
+        );
+
+        // A newer change replaces a pending one for the same user and service.
+        let mut admin_then_not = snapshot(&[("erin", true)]);
+        admin_then_not.pending = vec![pending(Peertube, "erin", GrantAdmin)];
+        let now = snapshot(&[("erin", false)]);
+        let report = diff(&admin_then_not, &now);
+        assert_eq!(
+            work(&admin_then_not, &now, &report, &[Peertube]),
+            [pending(Peertube, "erin", RevokeAdmin)]
+        );
+    }
+
+    #[test]
+    fn failed_calls_and_grants_without_an_account_yet_are_made_again() {
+        let call = |action, outcome| ServiceCall {
+            service: ServiceKind::Peertube,
+            username: "bob".into(),
+            action,
+            outcome,
+        };
+        assert!(call(Action::Remove, Outcome::Failed("HTTP 503".into())).again());
+        assert!(call(Action::GrantAdmin, Outcome::NoAccount).again());
+        assert!(!call(Action::Remove, Outcome::NoAccount).again());
+        assert!(!call(Action::Remove, Outcome::Blocked).again());
+        assert!(!call(Action::RevokeAdmin, Outcome::Manual("tootctl".into())).again());
+    }
+
+    #[test]
+    fn records_from_before_role_changes_read_as_removals() {
+        let old =
+            serde_json::json!({"service": "mastodon", "username": "bob", "outcome": "suspended"});
+        let call: ServiceCall = serde_json::from_value(old).unwrap();
+        assert_eq!(call.action, Action::Remove);
+        let snapshot: Snapshot = serde_json::from_value(serde_json::json!({"users": {}})).unwrap();
+        assert!(snapshot.pending.is_empty());
     }
 }

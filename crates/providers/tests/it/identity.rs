@@ -8,12 +8,15 @@ use fediversity_engine::provider::{ErrorKind, Provider};
 use fediversity_model::ServiceKind;
 use fediversity_model::names::HttpsUrl;
 use fediversity_providers::SecretString;
-use fediversity_providers::identity::sync::{Outcome, ServiceAdmin, Snapshot, SyncOptions, sync};
+use fediversity_providers::identity::peertube;
+use fediversity_providers::identity::sync::{
+    Action, Credential, Outcome, Pending, ServiceAdmin, ServiceCall, Snapshot, SyncOptions, sync,
+};
 use fediversity_providers::identity::{
     CheckReport, IdentityCheckProvider, IdentityError, IdentityOptions, LdapSettings, check,
     ldap::read_directory, oidc,
 };
-use fediversity_testkit::recorder::Recorder;
+use fediversity_testkit::recorder::{RecordedRequest, Recorder};
 use fediversity_testkit::slapd::{ADMIN_GROUP, BIND_DN, BIND_PASSWORD, PEOPLE, Slapd};
 use serde_json::{Value, json};
 
@@ -281,7 +284,8 @@ async fn an_unreachable_server_fails_fast_and_transient() {
     assert_eq!(provider_error.kind, ErrorKind::Transient);
 }
 
-/// A Mastodon and a PeerTube admin API that know `bob` and `alice`.
+/// A Mastodon and a PeerTube admin API that know `bob` (and PeerTube `alice` and `dave`);
+/// PeerTube signs `root` in.
 async fn service_recorders() -> (Recorder, Recorder) {
     let mastodon = Recorder::http().await;
     mastodon.answer(
@@ -292,34 +296,76 @@ async fn service_recorders() -> (Recorder, Recorder) {
     );
     mastodon.answer("POST", "/api/v1/admin/accounts/109/action", 200, "{}");
     let peertube = Recorder::http().await;
+    peertube_sign_in(&peertube);
     peertube.answer(
         "GET",
         "/api/v1/users",
         200,
-        r#"{"total":2,"data":[{"id":6,"username":"bobby"},{"id":7,"username":"bob"}]}"#,
+        r#"{"total":4,"data":[{"id":6,"username":"bobby"},{"id":7,"username":"bob"},{"id":5,"username":"alice"},{"id":8,"username":"dave"}]}"#,
     );
     peertube.answer("POST", "/api/v1/users/7/block", 204, "");
+    peertube.answer("PUT", "/api/v1/users/5", 204, "");
+    peertube.answer("PUT", "/api/v1/users/8", 204, "");
     (mastodon, peertube)
 }
+
+/// PeerTube's answers to `root`'s sign-in, giving [`TOKEN`].
+fn peertube_sign_in(peertube: &Recorder) {
+    peertube.answer(
+        "GET",
+        "/api/v1/oauth-clients/local",
+        200,
+        r#"{"client_id":"v1ikx5hnfop4mdpnci8nsqh93c45rldf","client_secret":"AjWiOapPltI6EnsWQwlFarRtLh4u8tDt"}"#,
+    );
+    peertube.answer(
+        "POST",
+        "/api/v1/users/token",
+        200,
+        &format!(
+            r#"{{"access_token":"{TOKEN}","token_type":"Bearer","expires_in":14399,"refresh_token":"r"}}"#
+        ),
+    );
+}
+
+const ROOT_PASSWORD: &str = "poison-root-password-5e1a";
 
 fn admins(mastodon: &Recorder, peertube: &Recorder) -> Vec<ServiceAdmin> {
     vec![
         ServiceAdmin {
             service: ServiceKind::Mastodon,
             url: mastodon.url(),
-            token: SecretString::new(TOKEN),
+            credential: Credential::Token(SecretString::new(TOKEN)),
+            operator_admin: None,
         },
         ServiceAdmin {
             service: ServiceKind::Peertube,
             url: format!("{}/", peertube.url()),
-            token: SecretString::new(TOKEN),
+            credential: Credential::PeertubeRoot(SecretString::new(ROOT_PASSWORD)),
+            operator_admin: None,
         },
         ServiceAdmin {
             service: ServiceKind::Pixelfed,
             url: "https://pixelfed.example.org".into(),
-            token: SecretString::new(TOKEN),
+            credential: Credential::Token(SecretString::new(TOKEN)),
+            operator_admin: None,
         },
     ]
+}
+
+/// `(method, path, query)` of a request.
+fn line(request: &RecordedRequest) -> (&str, &str, &str) {
+    (
+        request.method.as_str(),
+        request.path.as_str(),
+        request.query.as_str(),
+    )
+}
+
+fn outcomes(calls: &[ServiceCall]) -> Vec<(ServiceKind, &str, Action, &Outcome)> {
+    calls
+        .iter()
+        .map(|c| (c.service, c.username.as_str(), c.action, &c.outcome))
+        .collect()
 }
 
 #[tokio::test]
@@ -343,7 +389,33 @@ async fn sync_reports_changes_and_deprovisions_removed_users_with_the_documented
     .unwrap();
     assert_eq!(first.report.added, ["alice", "bob", "carol"]);
     assert_eq!(first.report.admin_granted, ["alice"]);
-    assert!(first.report.removed.is_empty() && first.deprovisioned.is_empty());
+    assert!(first.report.removed.is_empty());
+    // The first run grants the directory's admins their role: PeerTube by its API, the
+    // others by hand.
+    let calls = outcomes(&first.calls);
+    assert_eq!(
+        calls[1],
+        (
+            ServiceKind::Peertube,
+            "alice",
+            Action::GrantAdmin,
+            &Outcome::RoleSet
+        )
+    );
+    assert!(
+        matches!(calls[0], (ServiceKind::Mastodon, "alice", Action::GrantAdmin, Outcome::Manual(what)) if what.contains("tootctl accounts modify alice --role Admin")),
+        "{calls:?}"
+    );
+    assert!(
+        matches!(calls[2], (ServiceKind::Pixelfed, "alice", Action::GrantAdmin, Outcome::Manual(what)) if what.contains("php artisan user:admin alice")),
+        "{calls:?}"
+    );
+    assert!(first.snapshot.pending.is_empty());
+    let signed_in = peertube.requests().len();
+    assert!(
+        mastodon.requests().is_empty(),
+        "no Mastodon call for a role"
+    );
 
     slapd.add_user("dave");
     slapd.add_admin("dave");
@@ -364,40 +436,61 @@ async fn sync_reports_changes_and_deprovisions_removed_users_with_the_documented
     assert_eq!(second.report.admin_granted, ["dave"]);
     assert_eq!(second.report.admin_revoked, ["alice"]);
     assert_eq!(second.held_back, None);
-    let outcomes: Vec<_> = second
-        .deprovisioned
-        .iter()
-        .map(|d| (d.service, d.username.as_str(), &d.outcome))
-        .collect();
+    let calls = outcomes(&second.calls);
     assert_eq!(
-        outcomes[0],
-        (ServiceKind::Mastodon, "bob", &Outcome::Suspended)
-    );
-    assert_eq!(
-        outcomes[1],
-        (ServiceKind::Peertube, "bob", &Outcome::Blocked)
+        calls[0],
+        (
+            ServiceKind::Mastodon,
+            "bob",
+            Action::Remove,
+            &Outcome::Suspended
+        )
     );
     assert!(
-        matches!(outcomes[2], (ServiceKind::Pixelfed, "bob", Outcome::Manual(note)) if note.contains("php artisan user:delete bob")),
-        "{outcomes:?}"
+        matches!(calls[2], (ServiceKind::Mastodon, "alice", Action::RevokeAdmin, Outcome::Manual(what)) if what.contains("tootctl accounts modify alice --remove-role")),
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls[3..6],
+        [
+            (
+                ServiceKind::Peertube,
+                "bob",
+                Action::Remove,
+                &Outcome::Blocked
+            ),
+            (
+                ServiceKind::Peertube,
+                "dave",
+                Action::GrantAdmin,
+                &Outcome::RoleSet
+            ),
+            (
+                ServiceKind::Peertube,
+                "alice",
+                Action::RevokeAdmin,
+                &Outcome::RoleSet
+            ),
+        ]
+    );
+    assert!(
+        matches!(calls[6], (ServiceKind::Pixelfed, "bob", Action::Remove, Outcome::Manual(note)) if note.contains("php artisan user:delete bob")),
+        "{calls:?}"
     );
     assert_eq!(second.snapshot.users.len(), 3);
+    assert!(second.snapshot.pending.is_empty());
 
     let bearer = Some(format!("Bearer {TOKEN}"));
     let requests = mastodon.requests();
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert_eq!(
-        (
-            requests[0].method.as_str(),
-            requests[0].path.as_str(),
-            requests[0].query.as_str()
-        ),
+        line(&requests[0]),
         ("GET", "/api/v2/admin/accounts", "origin=local&username=bob")
     );
     assert_eq!(requests[0].authorization, bearer);
     assert_eq!(
-        (requests[1].method.as_str(), requests[1].path.as_str()),
-        ("POST", "/api/v1/admin/accounts/109/action")
+        line(&requests[1]),
+        ("POST", "/api/v1/admin/accounts/109/action", "")
     );
     assert_eq!(requests[1].authorization, bearer);
     assert_eq!(
@@ -412,27 +505,181 @@ async fn sync_reports_changes_and_deprovisions_removed_users_with_the_documented
         requests[1].body
     );
 
-    let requests = peertube.requests();
-    assert_eq!(requests.len(), 2, "{requests:?}");
+    let requests = &peertube.requests()[signed_in..];
+    let lines: Vec<_> = requests.iter().map(line).collect();
     assert_eq!(
-        (
-            requests[0].method.as_str(),
-            requests[0].path.as_str(),
-            requests[0].query.as_str()
-        ),
-        ("GET", "/api/v1/users", "search=bob&count=100")
+        lines,
+        [
+            ("GET", "/api/v1/oauth-clients/local", ""),
+            ("POST", "/api/v1/users/token", ""),
+            ("GET", "/api/v1/users", "search=bob&count=100"),
+            ("POST", "/api/v1/users/7/block", ""),
+            ("GET", "/api/v1/users", "search=dave&count=100"),
+            ("PUT", "/api/v1/users/8", ""),
+            ("GET", "/api/v1/users", "search=alice&count=100"),
+            ("PUT", "/api/v1/users/5", ""),
+        ]
     );
+    assert_eq!(requests[0].authorization, None);
+    assert_eq!(requests[1].authorization, None);
+    for request in &requests[2..] {
+        assert_eq!(request.authorization, bearer, "{request:?}");
+    }
     assert_eq!(
-        (requests[1].method.as_str(), requests[1].path.as_str()),
-        ("POST", "/api/v1/users/7/block")
-    );
-    assert_eq!(requests[1].authorization, bearer);
-    assert_eq!(
-        requests[1].content_type.as_deref(),
+        requests[3].content_type.as_deref(),
         Some("application/json")
     );
-    let body: Value = serde_json::from_str(&requests[1].body).unwrap();
+    let body: Value = serde_json::from_str(&requests[3].body).unwrap();
     assert!(body["reason"].as_str().unwrap().len() <= 500, "{body}");
+    let grant: Value = serde_json::from_str(&requests[5].body).unwrap();
+    assert_eq!(grant, json!({"role": 0, "currentPassword": ROOT_PASSWORD}));
+    let revoke: Value = serde_json::from_str(&requests[7].body).unwrap();
+    assert_eq!(revoke, json!({"role": 2}));
+}
+
+#[tokio::test]
+async fn peertube_root_signs_in_with_the_password_grant_and_a_refusal_never_shows_it() {
+    let peertube = Recorder::https().await;
+    peertube_sign_in(&peertube);
+    let options = options(peertube.ca_pem());
+    let password = SecretString::new(ROOT_PASSWORD);
+    let token = peertube::sign_in(&peertube.url(), &password, &options)
+        .await
+        .unwrap();
+    assert_eq!(token.expose(), TOKEN);
+    let requests = peertube.requests();
+    assert_eq!(
+        requests.iter().map(line).collect::<Vec<_>>(),
+        [
+            ("GET", "/api/v1/oauth-clients/local", ""),
+            ("POST", "/api/v1/users/token", "")
+        ]
+    );
+    assert_eq!(
+        requests[1].content_type.as_deref(),
+        Some("application/x-www-form-urlencoded")
+    );
+    let form: Vec<(String, String)> =
+        reqwest::Url::parse(&format!("http://form/?{}", requests[1].body))
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+    let field = |name: &str| {
+        form.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    assert_eq!(field("client_id"), Some("v1ikx5hnfop4mdpnci8nsqh93c45rldf"));
+    assert_eq!(
+        field("client_secret"),
+        Some("AjWiOapPltI6EnsWQwlFarRtLh4u8tDt")
+    );
+    assert_eq!(field("grant_type"), Some("password"));
+    assert_eq!(field("username"), Some("root"));
+    assert_eq!(field("password"), Some(ROOT_PASSWORD));
+
+    // A refused password: a permanent error naming the endpoint and what to check, and
+    // neither the password (even when the answer quotes it) nor a token.
+    peertube.answer(
+        "POST",
+        "/api/v1/users/token",
+        401,
+        &format!(r#"{{"code":"invalid_grant","detail":"bad password {ROOT_PASSWORD}"}}"#),
+    );
+    let error = peertube::sign_in(&peertube.url(), &password, &options)
+        .await
+        .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("/api/v1/users/token")
+            && text.contains("401")
+            && text.contains("admin-password"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(ROOT_PASSWORD) && !text.contains(TOKEN),
+        "{text}"
+    );
+    assert!(!error.is_transient());
+
+    // PeerTube down: transient.
+    peertube.answer("GET", "/api/v1/oauth-clients/local", 503, "{}");
+    let error = peertube::sign_in(&peertube.url(), &password, &options)
+        .await
+        .unwrap_err();
+    assert!(error.is_transient(), "{error}");
+}
+
+#[tokio::test]
+async fn a_failed_call_stays_pending_and_is_made_at_the_next_sync() {
+    let slapd = Slapd::start();
+    let options = options(Some(slapd.ca_pem()));
+    let settings = settings(&slapd.ldaps_url(), false);
+    let (mastodon, peertube) = service_recorders().await;
+    let services = &admins(&mastodon, &peertube)[1..2];
+    let previous = read_directory(&settings, &password(), &options)
+        .await
+        .unwrap();
+    slapd.remove_user("bob");
+    peertube.answer("POST", "/api/v1/users/7/block", 503, "busy");
+    let failed = sync(
+        &settings,
+        &password(),
+        &previous,
+        services,
+        &SyncOptions::default(),
+        &options,
+    )
+    .await
+    .unwrap();
+    let Outcome::Failed(why) = &failed.calls[0].outcome else {
+        panic!("{:?}", failed.calls)
+    };
+    assert!(why.contains("503") && !why.contains(TOKEN), "{why}");
+    assert_eq!(
+        failed.snapshot.pending,
+        [Pending {
+            service: ServiceKind::Peertube,
+            username: "bob".into(),
+            action: Action::Remove,
+        }]
+    );
+
+    // Nothing changed in the directory, but the block is made again, and then forgotten.
+    peertube.answer("POST", "/api/v1/users/7/block", 204, "");
+    let retried = sync(
+        &settings,
+        &password(),
+        &failed.snapshot,
+        services,
+        &SyncOptions::default(),
+        &options,
+    )
+    .await
+    .unwrap();
+    assert!(retried.report.removed.is_empty());
+    assert_eq!(
+        outcomes(&retried.calls),
+        [(
+            ServiceKind::Peertube,
+            "bob",
+            Action::Remove,
+            &Outcome::Blocked
+        )]
+    );
+    assert!(retried.snapshot.pending.is_empty());
+    let quiet = sync(
+        &settings,
+        &password(),
+        &retried.snapshot,
+        services,
+        &SyncOptions::default(),
+        &options,
+    )
+    .await
+    .unwrap();
+    assert!(quiet.calls.is_empty());
 }
 
 #[tokio::test]
@@ -461,7 +708,7 @@ async fn sync_holds_back_mass_removals_and_never_acts_on_a_failed_read() {
     assert_eq!(held.report.removed, ["bob", "carol"]);
     let why = held.held_back.unwrap();
     assert!(why.contains("2 of 3"), "{why}");
-    assert!(held.deprovisioned.is_empty());
+    assert!(held.calls.is_empty());
     assert_eq!(held.snapshot, previous, "the previous snapshot is kept");
 
     let failed = sync(
@@ -504,7 +751,7 @@ async fn sync_holds_back_mass_removals_and_never_acts_on_a_failed_read() {
     .await
     .unwrap();
     assert_eq!(done.held_back, None);
-    assert_eq!(done.deprovisioned.len(), 6);
+    assert_eq!(done.calls.len(), 6);
 }
 
 #[tokio::test]
@@ -518,6 +765,7 @@ async fn service_refusals_and_unknown_accounts_are_reported_per_user() {
     let mastodon = Recorder::http().await;
     mastodon.answer("GET", "/api/v2/admin/accounts", 200, "[]");
     let peertube = Recorder::http().await;
+    peertube_sign_in(&peertube);
     peertube.answer("GET", "/api/v1/users", 403, r#"{"error":"forbidden"}"#);
     let services = &admins(&mastodon, &peertube)[..2];
     slapd.remove_user("carol");
@@ -531,15 +779,18 @@ async fn service_refusals_and_unknown_accounts_are_reported_per_user() {
     )
     .await
     .unwrap();
-    assert_eq!(outcome.deprovisioned[0].outcome, Outcome::NoAccount);
-    let Outcome::Failed(why) = &outcome.deprovisioned[1].outcome else {
-        panic!("{:?}", outcome.deprovisioned)
+    assert_eq!(outcome.calls[0].outcome, Outcome::NoAccount);
+    let Outcome::Failed(why) = &outcome.calls[1].outcome else {
+        panic!("{:?}", outcome.calls)
     };
     assert!(
         why.contains("PeerTube") && why.contains("403") && why.contains("admin token"),
         "{why}"
     );
-    assert!(!why.contains(TOKEN), "{why}");
+    assert!(
+        !why.contains(TOKEN) && !why.contains(ROOT_PASSWORD),
+        "{why}"
+    );
 }
 
 fn discovery(issuer: &str, changes: Value) -> String {
@@ -631,4 +882,54 @@ async fn oidc_discovery_is_fetched_and_checked() {
         .unwrap_err();
     assert_eq!(error.kind, ErrorKind::Permanent);
     assert!(error.message.contains("https://"), "{}", error.message);
+}
+
+#[tokio::test]
+async fn the_operators_admin_and_peertubes_root_are_never_removed_nor_demoted() {
+    let slapd = Slapd::start();
+    let options = options(Some(slapd.ca_pem()));
+    let settings = settings(&slapd.ldaps_url(), false);
+    let (mastodon, peertube) = service_recorders().await;
+    let mut services = admins(&mastodon, &peertube)[..2].to_vec();
+    services[0].operator_admin = Some("root".into());
+    slapd.add_user("root");
+    slapd.add_admin("root");
+    let previous = read_directory(&settings, &password(), &options)
+        .await
+        .unwrap();
+    slapd.remove_admin("root");
+    let demoted = sync(
+        &settings,
+        &password(),
+        &previous,
+        &services,
+        &SyncOptions::default(),
+        &options,
+    )
+    .await
+    .unwrap();
+    slapd.remove_user("root");
+    let removed = sync(
+        &settings,
+        &password(),
+        &demoted.snapshot,
+        &services,
+        &SyncOptions::default(),
+        &options,
+    )
+    .await
+    .unwrap();
+    for (calls, action) in [
+        (&demoted.calls, Action::RevokeAdmin),
+        (&removed.calls, Action::Remove),
+    ] {
+        assert_eq!(
+            outcomes(calls),
+            [
+                (ServiceKind::Mastodon, "root", action, &Outcome::Protected),
+                (ServiceKind::Peertube, "root", action, &Outcome::Protected)
+            ]
+        );
+    }
+    assert!(mastodon.requests().is_empty() && peertube.requests().is_empty());
 }
