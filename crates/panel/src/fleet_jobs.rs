@@ -55,7 +55,12 @@ pub async fn tick_every(
     let lease = ticks.every.saturating_mul(3);
     while !*stop.borrow() {
         match store
-            .try_scheduler_lease(&holder, ticks.clock.now(), lease)
+            .try_fleet_lease(
+                fediversity_store::FleetLease::Scheduler,
+                &holder,
+                ticks.clock.now(),
+                lease,
+            )
             .await
         {
             Ok(true) => {

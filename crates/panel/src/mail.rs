@@ -5,8 +5,7 @@
 //! Delivery is at least once: a notification is marked only after the relay accepted it, so a
 //! worker that dies between the two sends that one notification again on its next round (at
 //! most one duplicate per crash; nothing is ever lost). Several worker processes each run the
-//! outbox, so two of them may also both send a notification written just before their rounds
-//! coincide. A failed send is logged (the relay and its answer, never the password) and retried
+//! outbox, but only the holder of the store's outbox lease sends. A failed send is logged (the relay and its answer, never the password) and retried
 //! on later rounds with an exponential backoff; an installation without an `[smtp]` section
 //! only shows notifications in the panel.
 
@@ -22,7 +21,7 @@ use fediversity_fleet::rollout::ItemStatus;
 use fediversity_model::infra::{SmtpInfra, SmtpTls};
 use fediversity_model::operator::Maintenance;
 use fediversity_model::{Infra, OperatorConfig};
-use fediversity_store::{Notification, NotificationKind, Store};
+use fediversity_store::{FleetLease, Notification, NotificationKind, Store};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -34,6 +33,9 @@ use crate::fleet::instant;
 const ROUND: Duration = Duration::from_secs(60);
 /// How many notifications one round sends at most.
 const BATCH: u32 = 100;
+/// How long the outbox lease lasts unless renewed: well over one message's send
+/// ([`SMTP_TIMEOUT`]), which is the longest a holder goes without renewing it.
+const OUTBOX_LEASE: Duration = Duration::from_secs(5 * 60);
 /// The wait after a notification's first failed send; it doubles with every further failure.
 const FIRST_RETRY: Millis = 60 * 1000;
 /// The longest wait between two attempts.
@@ -244,19 +246,31 @@ pub struct Round {
     pub failed: usize,
 }
 
-/// Sends every due unsent notification and marks it sent. A notification whose send fails
-/// waits (1 minute, doubling up to an hour) before it is tried again; when the relay cannot
-/// be reached at all the round stops there, leaving the rest for the next one. Only the
-/// store's failures are errors.
+/// As `holder`, sends every due unsent notification and marks it sent. A notification whose
+/// send fails waits (1 minute, doubling up to an hour) before it is tried again; when the
+/// relay cannot be reached at all the round stops there, leaving the rest for the next one.
+/// Only the store's failures are errors.
+///
+/// Every worker runs an outbox, but only the holder of the store's outbox lease sends: the
+/// lease is renewed before each message (it outlasts one send by far), and a round that finds
+/// it held elsewhere, or loses it, sends nothing more, so two workers never mail the same
+/// notification.
 pub async fn send_pending(
     store: &Store,
     mailer: &Mailer,
     clock: &dyn Clock,
+    holder: &str,
 ) -> Result<Round, MailError> {
     let mut round = Round::default();
     for notification in store.unsent_notifications(BATCH).await? {
         if !mailer.due(notification.id, clock.now()) {
             continue;
+        }
+        if !store
+            .try_fleet_lease(FleetLease::Outbox, holder, clock.now(), OUTBOX_LEASE)
+            .await?
+        {
+            break;
         }
         let message = match compose(store, mailer, &notification).await {
             Ok(message) => message,
@@ -304,7 +318,12 @@ pub async fn send_pending(
 
 /// Runs the outbox every minute until `stop` turns true; does nothing without an `[smtp]`
 /// section, and only logs when it cannot be set up.
-pub async fn run_outbox(store: Arc<Store>, infra: Infra, mut stop: watch::Receiver<bool>) {
+pub async fn run_outbox(
+    store: Arc<Store>,
+    infra: Infra,
+    holder: String,
+    mut stop: watch::Receiver<bool>,
+) {
     let mailer = match Mailer::from_infra(&infra) {
         Ok(Some(mailer)) => mailer,
         Ok(None) => return,
@@ -314,7 +333,7 @@ pub async fn run_outbox(store: Arc<Store>, infra: Infra, mut stop: watch::Receiv
         }
     };
     while !*stop.borrow() {
-        if let Err(error) = send_pending(&store, &mailer, &SystemClock).await {
+        if let Err(error) = send_pending(&store, &mailer, &SystemClock, &holder).await {
             tracing::error!(%error, "could not read the notification outbox");
         }
         tokio::select! {

@@ -161,7 +161,12 @@ impl Worker {
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
         tracing::info!(worker = %self.name, "worker started");
         let (store, infra) = (self.store.clone(), self.platform.infra.clone());
-        let outbox = tokio::spawn(crate::mail::run_outbox(store, infra, stop.clone()));
+        let outbox = tokio::spawn(crate::mail::run_outbox(
+            store,
+            infra,
+            self.name.clone(),
+            stop.clone(),
+        ));
         let ticker = tokio::spawn(crate::fleet_jobs::tick_every(
             self.store.clone(),
             self.name.clone(),

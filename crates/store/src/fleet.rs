@@ -20,8 +20,27 @@ use crate::backend::fleet::{
 use crate::error::{Error, Result, corrupt};
 use crate::{DeploymentId, Store};
 
-/// The name of the fleet scheduler's lease in the leases table.
-const SCHEDULER_LEASE: &str = "fleet:scheduler";
+/// A platform-wide duty that one worker at a time carries out, under a lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FleetLease {
+    /// Advancing rollouts: only its holder starts operators, so two workers never start the
+    /// same operator twice nor exceed a concurrency bound between them.
+    Scheduler,
+    /// Sending the notification outbox: only its holder sends, so two workers never e-mail
+    /// the same notification at once.
+    Outbox,
+}
+
+impl FleetLease {
+    /// Its name in the leases table, beside the engine's per-operator leases: no operator id
+    /// can take it (ids have no `:`).
+    fn name(self) -> &'static str {
+        match self {
+            Self::Scheduler => "fleet:scheduler",
+            Self::Outbox => "fleet:outbox",
+        }
+    }
+}
 
 /// A release's id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -289,13 +308,12 @@ impl Store {
             })
     }
 
-    /// Takes (or renews) the fleet scheduler's lease for `holder` until `now + ttl`; false when
-    /// another worker holds it. Every worker ticks the scheduler, but only the one holding
-    /// this lease advances rollouts, so two workers never start the same operator twice nor
-    /// exceed a concurrency bound between them. It lives beside the engine's per-operator
-    /// leases under a name no operator id can take (ids have no `:`).
-    pub async fn try_scheduler_lease(
+    /// Takes (or renews) `lease` for `holder` until `now + ttl`; false when another worker
+    /// holds it. Every worker runs the scheduler and the outbox, but only the holder of each
+    /// lease does the work.
+    pub async fn try_fleet_lease(
         &self,
+        lease: FleetLease,
         holder: &str,
         now: Millis,
         ttl: std::time::Duration,
@@ -303,7 +321,7 @@ impl Store {
         let ttl = Millis::try_from(ttl.as_millis()).unwrap_or(Millis::MAX);
         let taken = self
             .queries
-            .try_lease(SCHEDULER_LEASE, holder, now, now.saturating_add(ttl))
+            .try_lease(lease.name(), holder, now, now.saturating_add(ttl))
             .await?;
         Ok(taken.is_some())
     }

@@ -44,7 +44,8 @@ pub use accounts::{Role, Session, User, UserId};
 pub use error::{Error, Result};
 pub use event_writer::EventWriter;
 pub use fleet::{
-    NewNotification, NewRelease, Notification, NotificationKind, Release, ReleaseId, RolloutItem,
+    FleetLease, NewNotification, NewRelease, Notification, NotificationKind, Release, ReleaseId,
+    RolloutItem,
 };
 pub use identity_syncs::IdentitySync;
 pub use oidc::{Grant, GrantId, NewGrant, NewToken, OidcClient, Redemption, SigningKey, TokenKind};

@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use fediversity_engine::clock::ManualClock;
+use fediversity_engine::clock::{Clock, ManualClock};
 use fediversity_fleet::rollout::{Item, ItemStatus, Policy};
 use fediversity_fleet::schedule::{Severity, Slot};
 use fediversity_model::infra::SmtpTls;
 use fediversity_model::names::OperatorId;
 use fediversity_panel::mail::{Mailer, Relay, Round, send_pending};
-use fediversity_store::{NewNotification, NewRelease, NotificationKind, Store};
+use fediversity_store::{FleetLease, NewNotification, NewRelease, NotificationKind, Store};
 use fediversity_testkit::smtp::{SmtpServer, free_port};
 use serde_json::json;
 
@@ -117,7 +117,7 @@ async fn every_notification_is_mailed_once_with_both_parts_in_the_operators_time
     let smtp = SmtpServer::start();
     let mailer = mailer(smtp.address().port());
 
-    let round = send_pending(&outbox.store, &mailer, outbox.clock.as_ref())
+    let round = send_pending(&outbox.store, &mailer, outbox.clock.as_ref(), "worker a")
         .await
         .unwrap();
     assert_eq!(round, Round { sent: 5, failed: 0 });
@@ -170,7 +170,7 @@ async fn every_notification_is_mailed_once_with_both_parts_in_the_operators_time
 
     // A second round sends nothing again.
     outbox.clock.advance(Duration::from_secs(3600));
-    let round = send_pending(&outbox.store, &mailer, outbox.clock.as_ref())
+    let round = send_pending(&outbox.store, &mailer, outbox.clock.as_ref(), "worker a")
         .await
         .unwrap();
     assert_eq!(round, Round::default());
@@ -183,7 +183,7 @@ async fn a_relay_that_is_down_marks_nothing_and_the_mail_goes_out_later() {
     let port = free_port();
     let mailer = mailer(port);
 
-    let round = send_pending(&outbox.store, &mailer, outbox.clock.as_ref())
+    let round = send_pending(&outbox.store, &mailer, outbox.clock.as_ref(), "worker a")
         .await
         .unwrap();
     assert_eq!(
@@ -198,12 +198,12 @@ async fn a_relay_that_is_down_marks_nothing_and_the_mail_goes_out_later() {
 
     let smtp = SmtpServer::start_on(port);
     // The failed one waits for its backoff; the others go out.
-    let round = send_pending(&outbox.store, &mailer, outbox.clock.as_ref())
+    let round = send_pending(&outbox.store, &mailer, outbox.clock.as_ref(), "worker a")
         .await
         .unwrap();
     assert_eq!(round, Round { sent: 4, failed: 0 });
     outbox.clock.advance(Duration::from_secs(61));
-    let round = send_pending(&outbox.store, &mailer, outbox.clock.as_ref())
+    let round = send_pending(&outbox.store, &mailer, outbox.clock.as_ref(), "worker a")
         .await
         .unwrap();
     assert_eq!(round, Round { sent: 1, failed: 0 });
@@ -218,4 +218,36 @@ async fn a_relay_that_is_down_marks_nothing_and_the_mail_goes_out_later() {
     let subjects: Vec<String> = smtp.messages().into_iter().map(|m| m.subject).collect();
     assert_eq!(subjects.len(), 5, "each sent once: {subjects:?}");
     assert_eq!(subjects[4], format!("Maintenance scheduled: {TITLE}"));
+}
+
+#[tokio::test]
+async fn only_the_holder_of_the_outbox_lease_sends() {
+    let outbox = outbox().await;
+    let smtp = SmtpServer::start();
+    let mailer = mailer(smtp.address().port());
+    let now = outbox.clock.as_ref().now();
+    assert!(
+        outbox
+            .store
+            .try_fleet_lease(FleetLease::Outbox, "worker b", now, Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+
+    let round = send_pending(&outbox.store, &mailer, outbox.clock.as_ref(), "worker a")
+        .await
+        .unwrap();
+    assert_eq!(round, Round::default(), "worker b holds the outbox");
+    assert!(smtp.messages().is_empty());
+
+    outbox.clock.advance(Duration::from_secs(61));
+    let round = send_pending(&outbox.store, &mailer, outbox.clock.as_ref(), "worker a")
+        .await
+        .unwrap();
+    assert_eq!(round, Round { sent: 5, failed: 0 }, "b's lease lapsed");
+    let round = send_pending(&outbox.store, &mailer, outbox.clock.as_ref(), "worker b")
+        .await
+        .unwrap();
+    assert_eq!(round, Round::default());
+    assert_eq!(smtp.messages().len(), 5, "each sent once");
 }

@@ -9,7 +9,7 @@ use fediversity_fleet::schedule::{Severity, Slot};
 use std::time::Duration;
 
 use fediversity_store::{
-    DeploymentId, Error, NewNotification, NewRelease, NotificationKind, ReleaseId,
+    DeploymentId, Error, FleetLease, NewNotification, NewRelease, NotificationKind, ReleaseId,
 };
 
 use crate::harness::{TestDb, op};
@@ -241,48 +241,62 @@ pub async fn a_rollout_item_keeps_the_deployment_started_for_it(db: TestDb) {
     ));
 }
 
-pub async fn one_holder_at_a_time_has_the_scheduler_lease(db: TestDb) {
+pub async fn one_holder_at_a_time_has_each_fleet_lease(db: TestDb) {
     let store = db.store().await;
     let ttl = Duration::from_secs(60);
     assert!(
         store
-            .try_scheduler_lease("worker a", 1_000, ttl)
+            .try_fleet_lease(FleetLease::Scheduler, "worker a", 1_000, ttl)
             .await
             .unwrap()
     );
     assert!(
         !store
-            .try_scheduler_lease("worker b", 2_000, ttl)
+            .try_fleet_lease(FleetLease::Scheduler, "worker b", 2_000, ttl)
             .await
             .unwrap(),
         "held by a"
     );
     assert!(
         store
-            .try_scheduler_lease("worker a", 30_000, ttl)
+            .try_fleet_lease(FleetLease::Scheduler, "worker a", 30_000, ttl)
             .await
             .unwrap(),
         "a renews its own"
     );
     assert!(
         !store
-            .try_scheduler_lease("worker b", 61_000, ttl)
+            .try_fleet_lease(FleetLease::Scheduler, "worker b", 61_000, ttl)
             .await
             .unwrap(),
         "the renewal moved the expiry to 90 s"
     );
     assert!(
         store
-            .try_scheduler_lease("worker b", 90_001, ttl)
+            .try_fleet_lease(FleetLease::Scheduler, "worker b", 90_001, ttl)
             .await
             .unwrap(),
         "lapsed: b takes it over"
     );
     assert!(
         !store
-            .try_scheduler_lease("worker a", 90_002, ttl)
+            .try_fleet_lease(FleetLease::Scheduler, "worker a", 90_002, ttl)
             .await
             .unwrap()
+    );
+    assert!(
+        store
+            .try_fleet_lease(FleetLease::Outbox, "worker a", 90_003, ttl)
+            .await
+            .unwrap(),
+        "the outbox's lease is another lease"
+    );
+    assert!(
+        !store
+            .try_fleet_lease(FleetLease::Outbox, "worker b", 90_004, ttl)
+            .await
+            .unwrap(),
+        "and it too has one holder"
     );
 }
 

@@ -86,6 +86,6 @@ on_both_backends!(
     fleet::rollout_items_record_slots_statuses_reasons_and_attempts,
     fleet::a_notification_is_written_and_emailed_once,
     fleet::a_rollout_item_keeps_the_deployment_started_for_it,
-    fleet::one_holder_at_a_time_has_the_scheduler_lease,
+    fleet::one_holder_at_a_time_has_each_fleet_lease,
     fleet::a_guarded_replace_applies_only_to_the_item_as_it_was_read,
 );
