@@ -152,9 +152,12 @@ impl Deployments for JobDeployments {
             .into_iter()
             .find(|r| &r.item.operator == operator);
         let Some(id) = item.and_then(|r| r.deployment) else {
-            return Ok(Some(Err(
-                "no deployment was queued for it (the worker stopped while starting it)".to_owned(),
-            )));
+            // Marked running, but the worker stopped before it queued the deployment: nothing
+            // ran for this release yet, so queue it now rather than fail an operator that was
+            // never deployed.
+            tracing::warn!(release = %release.id, %operator, "no deployment was queued for a running rollout item; queueing it now");
+            self.start(release, operator).await?;
+            return Ok(None);
         };
         let deployment = self
             .store

@@ -14,8 +14,9 @@ use fediversity_fleet::schedule::Severity;
 use fediversity_fleet::windows;
 use fediversity_model::OperatorConfig;
 use fediversity_model::names::OperatorId;
+use fediversity_panel::fleet::Deployments as _;
 use fediversity_panel::fleet::instant;
-use fediversity_panel::fleet_jobs::Ticks;
+use fediversity_panel::fleet_jobs::{JobDeployments, Ticks};
 use fediversity_panel::fleet_summary::summarize;
 use fediversity_panel::worker::{Worker, enqueue_deployment};
 use fediversity_store::{DeploymentStatus, NewRelease, NotificationKind, Store};
@@ -326,4 +327,54 @@ async fn the_summary_lists_what_a_release_changes_for_each_deployed_operator() {
         .unwrap();
     let problem = missing.affected[0].problem.as_deref().unwrap();
     assert!(problem.contains("does not fit the release"), "{problem}");
+}
+
+/// A worker that stopped between marking an operator running and queueing its deployment:
+/// the next look at the item queues it (once) instead of failing an operator never deployed.
+#[tokio::test]
+async fn an_item_marked_running_without_its_deployment_is_deployed_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _platform) = platform_in(dir.path()).await;
+    let operator = op("canary");
+    store.create_operator(&operator, 0).await.unwrap();
+    store
+        .save_configuration(&operator, &config("canary", "UTC", "01:00"), 0)
+        .await
+        .unwrap();
+    let release = NewRelease {
+        title: "Rekeying".to_owned(),
+        severity: Severity::Routine,
+        deadline: None,
+        infra: RELEASE_INFRA.to_owned(),
+        policy: Policy::new(10, 2, 0.2).unwrap(),
+        expected_minutes: 30,
+    };
+    let waves = BTreeMap::from([(operator.clone(), 0)]);
+    let id = store.create_release(&release, &waves, 0).await.unwrap();
+    let mut item = store.rollout(id).await.unwrap().remove(0).item;
+    item.status = ItemStatus::Running;
+    store.record_rollout_item(id, &item, 1).await.unwrap();
+    let release = store.release(id).await.unwrap();
+    let deployments = JobDeployments::new((*store).clone());
+
+    assert_eq!(
+        deployments.outcome(&release, &operator).await.unwrap(),
+        None,
+        "still to run"
+    );
+    let queued = store.deployments(&operator).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].status, DeploymentStatus::Queued);
+    let recorded = store.rollout(id).await.unwrap().remove(0).deployment;
+    assert_eq!(recorded, Some(queued[0].id));
+
+    assert_eq!(
+        deployments.outcome(&release, &operator).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.deployments(&operator).await.unwrap().len(),
+        1,
+        "queued once"
+    );
 }
