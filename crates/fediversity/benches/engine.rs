@@ -137,7 +137,7 @@ fn providers(delay: Duration) -> Providers {
 
 /// The example university's graph for operator number `n` on the example infrastructure.
 fn graph(n: usize) -> DesiredGraph {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = fediversity_testkit::workspace_root();
     let text = std::fs::read_to_string(root.join("examples/operators/university.json"))
         .unwrap_or_default();
     let mut config: OperatorConfig = match fediversity_model::parse_operator_config(&text) {

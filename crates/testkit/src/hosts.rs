@@ -487,7 +487,9 @@ fn checked(command: &mut Command, what: &str) -> Output {
 /// the directory as it is, not only the files git tracks.
 pub fn test_system_flake() -> String {
     format!(
-        "path:{}/fixtures/nixos-test-system",
-        env!("CARGO_MANIFEST_DIR")
+        "path:{}",
+        crate::workspace_root()
+            .join("crates/testkit/fixtures/nixos-test-system")
+            .display()
     )
 }

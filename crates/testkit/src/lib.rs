@@ -19,6 +19,23 @@ pub mod recorder;
 pub mod slapd;
 pub mod smtp;
 
+/// The workspace's root directory, found when the tests run rather than when this crate was
+/// compiled: one target directory serves several checkouts (worktrees, a CI clone at another
+/// path), and cargo does not rebuild an unchanged crate when its checkout moves, so a path
+/// baked in at compile time can name a checkout that is gone. Cargo sets `CARGO_MANIFEST_DIR`
+/// for every test and bench it runs; the root is the nearest directory above it that holds
+/// `Cargo.lock`. Run some other way, the compile-time directory is used.
+pub fn workspace_root() -> std::path::PathBuf {
+    let start = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+        || env!("CARGO_MANIFEST_DIR").into(),
+        std::path::PathBuf::from,
+    );
+    start
+        .ancestors()
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .map_or(start.clone(), std::path::Path::to_path_buf)
+}
+
 /// A finished command's status and output, for a failure message.
 pub(crate) fn describe(output: &std::process::Output) -> String {
     format!(

@@ -13,13 +13,13 @@ mod golden;
 mod nix_modules;
 mod properties;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use fediversity_model::{Infra, OperatorConfig, parse_infra, parse_operator_config};
 
 /// `crates/configurator/tests/golden`.
 fn golden_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+    fediversity_testkit::workspace_root().join("crates/configurator/tests/golden")
 }
 
 fn read_operator(name: &str) -> OperatorConfig {
@@ -32,7 +32,7 @@ fn read_operator(name: &str) -> OperatorConfig {
 fn infra(name: &str) -> Infra {
     let path = match name {
         "sandbox" => return Infra::sandbox(),
-        "example" => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/infra.toml"),
+        "example" => fediversity_testkit::workspace_root().join("examples/infra.toml"),
         other => golden_dir().join("inputs").join(format!("{other}.toml")),
     };
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -18,7 +18,7 @@ use super::golden_dir;
 
 /// The repository's `nix/` directory.
 fn nix_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../nix")
+    fediversity_testkit::workspace_root().join("nix")
 }
 
 /// Runs `nix-instantiate` with `args`, failing the test with the setup script's name when the

@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The workspace root, where `examples/` lives.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    fediversity_testkit::workspace_root()
 }
 
 /// This crate's `tests/` directory, where the corpus and the golden files live.
 pub fn tests_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests")
+    fediversity_testkit::workspace_root().join("crates/fediversity/tests")
 }
 
 /// The files in `dir` whose names end with `.{extension}`, sorted by name; never empty.

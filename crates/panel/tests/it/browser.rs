@@ -10,7 +10,7 @@ use crate::harness::Panel;
 const CHROMIUM: &str = "/usr/bin/chromium";
 
 fn e2e_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e")
+    fediversity_testkit::workspace_root().join("crates/panel/e2e")
 }
 
 /// Fails, naming the set-up script, when the browser, node or playwright-core is missing.

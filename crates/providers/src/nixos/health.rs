@@ -251,8 +251,8 @@ mod tests {
     /// record them, is one this provider reads and can check.
     #[test]
     fn every_contract_of_the_modules_is_understood() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../configurator/tests/golden/nix");
+        let dir =
+            fediversity_testkit::workspace_root().join("crates/configurator/tests/golden/nix");
         let mut seen = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();

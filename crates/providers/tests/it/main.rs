@@ -35,7 +35,7 @@ use fediversity_model::names::OperatorId;
 
 /// The workspace's root directory.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    fediversity_testkit::workspace_root()
 }
 
 /// Collects events, as JSON lines.

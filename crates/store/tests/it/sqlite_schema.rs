@@ -1,7 +1,6 @@
 //! SQLite's own schema: migration 0002 finishes an intent in one statement through a trigger on
 //! the journal, and brings databases made before it up to date.
 
-use std::path::Path;
 
 use fediversity_engine::store::{Outcome, StateChange, StateStore as _};
 use fediversity_engine::value::secret;
@@ -65,7 +64,8 @@ async fn a_database_from_before_migration_2_is_upgraded_and_finishes_its_open_in
     // The schema as the first release made it: migration 0001 alone.
     let only_first = tempfile::tempdir().unwrap();
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite/0001_initial.sql"),
+        fediversity_testkit::workspace_root()
+            .join("crates/store/migrations/sqlite/0001_initial.sql"),
         only_first.path().join("0001_initial.sql"),
     )
     .unwrap();

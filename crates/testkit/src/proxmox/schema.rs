@@ -12,7 +12,7 @@
 //! are accepted. Other `format`s (`pve-node`, `pve-qm-ipconfig`, …) are not checked.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use regex::Regex;
@@ -20,7 +20,7 @@ use serde_json::Value;
 
 /// Where the schema lives, relative to the workspace (CI has `shared/` beside the clone).
 pub fn schema_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/proxmox/pve-api-schema.json")
+    crate::workspace_root().join("../shared/proxmox/pve-api-schema.json")
 }
 
 /// The API description, one tree flattened into endpoints.
