@@ -9,7 +9,7 @@
 //!   username=root, password` answers `{"access_token", "token_type": "Bearer", …}`. Wrong
 //!   credentials are a 400 (`invalid_grant`) or 401;
 //! - de-provisioning ("Users"): `GET /api/v1/users?search=<uid>&count=100` lists users whose
-//!   name or address contains the directory's `uid` ([`account_of`] picks the one PeerTube
+//!   name or address contains the directory's `uid` (`account_of` picks the one PeerTube
 //!   made for that directory user, below); then `POST /api/v1/users/<id>/block` with the JSON
 //!   `{"reason": …}` blocks it: the user can no longer log in, and an admin can unblock them.
 //!   Blocking rather than deleting keeps the videos until a person decides;
@@ -17,8 +17,7 @@
 //!   `{"role": 0}` (administrator; the reference's `UserRole`: Admin = 0, Moderator = 1,
 //!   User = 2) or `{"role": 2}` (user). Giving the administrator role needs the signed-in
 //!   administrator's password again (`currentPassword`, "password confirmation"), so the grant
-//!   carries root's.
-//!
+//!   carries root's;
 //! - sign-out: once the sync's calls are done, `POST /api/v1/users/revoke-token` with the
 //!   token as bearer (no body; PeerTube revokes the token that authenticated the request,
 //!   `revokeOAuthToken` in `server/core/controllers/api/users/token.ts`), so that no live `root`
@@ -42,13 +41,13 @@
 //!
 //! So the account of a directory user is the one the LDAP plugin made (`pluginAuth` is
 //! `peertube-plugin-auth-ldap`) with the user's address, named after the `uid`: never a local
-//! account of the same name, which belongs to someone else ([`account_of`]). (The OpenID
+//! account of the same name, which belongs to someone else (`account_of`). (The OpenID
 //! Connect plugin, which the sync does not use, replaces every character outside
 //! `[a-z0-9._]` of the claimed name with `_` instead, upper-case letters included.)
 //!
 //! `root` itself is never blocked nor demoted: it is the platform's way in
 //! ([`ServiceAdmin::protects`](super::sync::ServiceAdmin::protects)); it is a local account, so
-//! [`account_of`] never picks it either.
+//! `account_of` never picks it either.
 //!
 //! Not yet exercised against a real PeerTube: the request shapes are tested against a
 //! loopback recorder only (docs/identity.md).
