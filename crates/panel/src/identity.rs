@@ -31,7 +31,7 @@ use fediversity_model::{OperatorConfig, ServiceKind};
 use fediversity_providers::SecretString;
 use fediversity_providers::identity::sync::{
     Action, Credential, Outcome, ServiceAdmin, ServiceCall, Snapshot, SyncOptions, SyncReport,
-    by_hand, sync,
+    by_hand, protected, sync,
 };
 use fediversity_providers::identity::{CheckReport, LdapSettings, check, mastodon};
 use fediversity_store::Store;
@@ -347,10 +347,12 @@ pub fn service_admins(
         .collect()
 }
 
-/// The account the platform made for the operator's admin on `kind`: Mastodon's Owner
-/// (PeerTube's admin is `root`, which the sync protects anyway).
+/// The account the platform made for the operator's admin on `kind`: Mastodon's Owner and
+/// Pixelfed's admin, both named after the configuration's admin (PeerTube's admin is `root`,
+/// which the sync protects anyway).
 fn operator_admin(config: &OperatorConfig, kind: ServiceKind) -> Option<String> {
-    (kind == ServiceKind::Mastodon).then(|| config.admin.username.to_string())
+    matches!(kind, ServiceKind::Mastodon | ServiceKind::Pixelfed)
+        .then(|| config.admin.username.to_string())
 }
 
 /// `kind`'s admin credential from `state`, if it and the service's host are deployed (the
@@ -391,7 +393,7 @@ async fn bind_password(
 }
 
 /// For each change, each service the operator runs that the sync could not call: what a
-/// person must do there.
+/// person must do there. Never about an account the sync protects ([`protected`]).
 fn awaiting(
     config: &OperatorConfig,
     called: &[ServiceAdmin],
@@ -417,7 +419,11 @@ fn awaiting(
             by_hand
                 .iter()
                 .filter(move |service| {
-                    operator_admin(config, **service).as_deref() != Some(username.as_str())
+                    !protected(
+                        **service,
+                        operator_admin(config, **service).as_deref(),
+                        username,
+                    )
                 })
                 .map(move |service| Awaiting {
                     service: *service,
@@ -654,9 +660,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_services_called_are_those_deployed_with_their_recorded_credentials() {
-        let config: OperatorConfig = serde_json::from_value(serde_json::json!({
+    /// A configuration running every service, whose admin is `admin`.
+    fn every_service() -> OperatorConfig {
+        serde_json::from_value(serde_json::json!({
             "version": 1,
             "operator": {"id": "uni", "name": "University"},
             "domain": "uni.example",
@@ -668,7 +674,48 @@ mod tests {
             "admin": {"username": "admin", "email": "admin@uni.example"},
             "maintenance": {"time_zone": "UTC", "windows": []},
         }))
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn what_awaits_a_person_never_touches_the_operators_admin_nor_root() {
+        let config = every_service();
+        let report = SyncReport {
+            removed: vec!["admin".into(), "bob".into(), "root".into()],
+            admin_revoked: vec!["Admin".into()],
+            ..SyncReport::default()
+        };
+        let called = service_admins(
+            &RecordedState::empty(config.operator.id.clone()),
+            &config,
+            &BTreeMap::new(),
+        );
+        assert!(called.is_empty());
+        let asked: Vec<_> = awaiting(&config, &called, &report)
+            .into_iter()
+            .map(|a| (a.service, a.username))
+            .collect();
+        let asked_about = |service, name: &str| (service, name.to_owned());
+        use ServiceKind::{Mastodon, Peertube, Pixelfed};
+        // Mastodon's and Pixelfed's admin are left alone, like PeerTube's root; elsewhere the
+        // names are anybody's.
+        assert_eq!(
+            asked,
+            [
+                asked_about(Peertube, "admin"),
+                asked_about(Mastodon, "bob"),
+                asked_about(Pixelfed, "bob"),
+                asked_about(Peertube, "bob"),
+                asked_about(Mastodon, "root"),
+                asked_about(Pixelfed, "root"),
+                asked_about(Peertube, "Admin"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_services_called_are_those_deployed_with_their_recorded_credentials() {
+        let config = every_service();
         let operator = config.operator.id.clone();
         let mut state = RecordedState::empty(operator);
         let secret = |value: &str| serde_json::json!({"value": {"$secret": value}});

@@ -25,6 +25,9 @@ use crate::harness::{Panel, configure, mastodon_config, platform_in};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
+/// The `pluginAuth` PeerTube records on the accounts its LDAP plugin made.
+const LDAP_PLUGIN: &str = "peertube-plugin-auth-ldap";
+
 fn options(slapd: &Slapd) -> IdentityOptions {
     IdentityOptions {
         ca_pem: Some(slapd.ca_pem().as_bytes().to_vec()),
@@ -347,7 +350,8 @@ async fn the_operator_checks_its_directory_and_sees_its_last_sync_and_nobody_els
 }
 
 /// Stand-ins for the operator's Mastodon and PeerTube behind HTTPS, knowing `alice`, `bob` and
-/// `carol`; PeerTube signs `root` in and hands out `token`.
+/// `carol` (on PeerTube, as accounts its LDAP plugin made); PeerTube signs `root` in and hands
+/// out `token`, and revokes it.
 async fn service_stand_ins(peertube_token: &str) -> (Recorder, Recorder) {
     let mastodon = Recorder::https().await;
     mastodon.answer(
@@ -374,7 +378,18 @@ async fn service_stand_ins(peertube_token: &str) -> (Recorder, Recorder) {
         "GET",
         "/api/v1/users",
         200,
-        r#"{"total":3,"data":[{"id":5,"username":"alice"},{"id":7,"username":"bob"},{"id":9,"username":"carol"}]}"#,
+        &json!({"total": 3, "data": [
+            {"id": 5, "username": "alice", "email": "alice@example.org", "pluginAuth": LDAP_PLUGIN},
+            {"id": 7, "username": "bob", "email": "bob@example.org", "pluginAuth": LDAP_PLUGIN},
+            {"id": 9, "username": "carol", "email": "carol@example.org", "pluginAuth": LDAP_PLUGIN},
+        ]})
+        .to_string(),
+    );
+    peertube.answer(
+        "POST",
+        "/api/v1/users/revoke-token",
+        200,
+        r#"{"success":true}"#,
     );
     for user in ["5", "9"] {
         peertube.answer("PUT", &format!("/api/v1/users/{user}"), 204, "");
@@ -590,6 +605,13 @@ async fn a_deployed_operators_sync_suspends_blocks_and_maps_admins_retrying_what
         .collect();
     assert_eq!(blocks.len(), 2);
     assert!(blocks.iter().all(|r| r.authorization == peertube_bearer));
+    // Each sync signs out of PeerTube once its calls are done.
+    let last = peertube.requests().pop().unwrap();
+    assert_eq!(
+        (last.method.as_str(), last.path.as_str()),
+        ("POST", "/api/v1/users/revoke-token")
+    );
+    assert_eq!(last.authorization, peertube_bearer);
 
     // No token or password reached the record the dashboard shows.
     let report = store.identity_sync(&uni).await.unwrap().unwrap().report;

@@ -35,7 +35,7 @@ use super::sync::Outcome;
 const CONVERTED: [char; 2] = ['.', '-'];
 
 /// The name of the Mastodon account of the directory user `uid`.
-fn account_name(uid: &str) -> String {
+pub(super) fn account_name(uid: &str) -> String {
     uid.replace(CONVERTED, "_")
 }
 

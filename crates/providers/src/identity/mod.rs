@@ -15,8 +15,8 @@
 //!
 //! Beside the provider, [`check`] is the panel's "check my identity provider" button and
 //! [`sync::sync`] the scheduled user sync, with one module per service for its admin API
-//! requests — de-provisioning, the administrator role, PeerTube's sign-in — or what a person
-//! does where there is none ([`mastodon`], [`peertube`], [`pixelfed`]).
+//! requests — de-provisioning, the administrator role, PeerTube's sign-in and sign-out — or
+//! what a person does where there is none ([`mastodon`], [`peertube`], [`pixelfed`]).
 
 pub mod error;
 pub mod ldap;

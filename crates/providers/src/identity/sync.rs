@@ -187,6 +187,10 @@ pub struct Pending {
     pub username: String,
     /// What to do.
     pub action: Action,
+    /// The user's address as the directory last had it: PeerTube knows a directory user's
+    /// account by it ([`peertube`]). Kept here because a removed user is in no later snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// How the platform signs in to a service's admin API.
@@ -212,22 +216,31 @@ pub struct ServiceAdmin {
     /// How to sign in.
     pub credential: Credential,
     /// The account the platform made for the operator's admin (Mastodon's Owner, whose
-    /// token the sync uses), if any.
+    /// token the sync uses; Pixelfed's admin), if any.
     pub operator_admin: Option<String>,
 }
 
 impl ServiceAdmin {
-    /// Whether `username` is an account the sync never suspends, blocks nor gives another
-    /// role: the operator's admin, and PeerTube's `root`, the platform's way in. Removing
-    /// either would lock the platform (and the sync) out of the service.
+    /// Whether the sync leaves the account of the directory user `username` alone
+    /// ([`protected`]).
     pub fn protects(&self, username: &str) -> bool {
-        let root = matches!(self.credential, Credential::PeertubeRoot(_))
-            && username.eq_ignore_ascii_case(peertube::ROOT);
-        root || self
-            .operator_admin
-            .as_deref()
-            .is_some_and(|admin| admin.eq_ignore_ascii_case(username))
+        protected(self.service, self.operator_admin.as_deref(), username)
     }
+}
+
+/// Whether the account of the directory user `uid` on `service` is one the sync never
+/// suspends, blocks nor gives another role, nor asks a person to: `operator_admin`, the
+/// account the platform made for the operator's admin, or PeerTube's `root`, the platform's
+/// way in. Removing either would lock the operator, or the platform and the sync, out of the
+/// service. The directory's name is compared as the service names the account (Mastodon
+/// turns `.` and `-` into `_`).
+pub fn protected(service: ServiceKind, operator_admin: Option<&str>, uid: &str) -> bool {
+    let account = match service {
+        ServiceKind::Mastodon => mastodon::account_name(uid),
+        ServiceKind::Peertube | ServiceKind::Pixelfed => uid.to_owned(),
+    };
+    let root = service == ServiceKind::Peertube && account.eq_ignore_ascii_case(peertube::ROOT);
+    root || operator_admin.is_some_and(|admin| admin.eq_ignore_ascii_case(&account))
 }
 
 /// What one call did for one user on one service.
@@ -318,16 +331,7 @@ pub async fn sync(
     let kinds: Vec<ServiceKind> = services.iter().map(|admin| admin.service).collect();
     let work = work(previous, &current, &report, &kinds);
     let http = identity.http_client()?;
-    let calls = carry_out(&http, services, work).await;
-    let pending = calls
-        .iter()
-        .filter(|call| call.again())
-        .map(|call| Pending {
-            service: call.service,
-            username: call.username.clone(),
-            action: call.action,
-        })
-        .collect();
+    let (calls, pending) = carry_out(&http, services, work).await;
     Ok(SyncOutcome {
         report,
         calls,
@@ -341,19 +345,26 @@ pub async fn sync(
 
 /// The calls to make on `services` (in that order; per service removals, then grants, then
 /// revocations, each by user name): the previous run's pending calls that still match the
-/// directory, and this run's changes, the newer one winning for a user and service.
+/// directory, and this run's changes, the newer one winning for a user and service. Each
+/// carries the user's address as the directory last had it.
 fn work(
     previous: &Snapshot,
     current: &Snapshot,
     report: &SyncReport,
     services: &[ServiceKind],
 ) -> Vec<Pending> {
-    let mut wanted: BTreeMap<(ServiceKind, String), Action> = previous
+    let mut wanted: BTreeMap<(ServiceKind, String), (Action, Option<String>)> = previous
         .pending
         .iter()
         .filter(|p| services.contains(&p.service) && p.action.still_wanted(&p.username, current))
-        .map(|p| ((p.service, p.username.clone()), p.action))
+        .map(|p| ((p.service, p.username.clone()), (p.action, p.email.clone())))
         .collect();
+    let email = |username: &str| {
+        current
+            .named(username)
+            .or_else(|| previous.named(username))
+            .and_then(|user| user.email.clone())
+    };
     let changes = [
         (Action::Remove, &report.removed),
         (Action::GrantAdmin, &report.admin_granted),
@@ -362,16 +373,17 @@ fn work(
     for service in services {
         for (action, names) in changes {
             for username in names {
-                wanted.insert((*service, username.clone()), action);
+                wanted.insert((*service, username.clone()), (action, email(username)));
             }
         }
     }
     let mut work: Vec<Pending> = wanted
         .into_iter()
-        .map(|((service, username), action)| Pending {
+        .map(|((service, username), (action, email))| Pending {
             service,
             username,
             action,
+            email,
         })
         .collect();
     work.sort_by_key(|p| {
@@ -381,14 +393,15 @@ fn work(
     work
 }
 
-/// Makes `work`'s calls, signing in to each service once, when it first needs to.
+/// Makes `work`'s calls, signing in to each service once, when it first needs to, and signing
+/// out of the sessions it opened once they are done: the calls, and those to make again.
 async fn carry_out(
     http: &reqwest::Client,
     services: &[ServiceAdmin],
     work: Vec<Pending>,
-) -> Vec<ServiceCall> {
+) -> (Vec<ServiceCall>, Vec<Pending>) {
     let mut sessions: BTreeMap<ServiceKind, Result<Session<'_>, String>> = BTreeMap::new();
-    let mut calls = Vec::new();
+    let (mut calls, mut pending) = (Vec::new(), Vec::new());
     for item in work {
         let admin = services.iter().find(|a| a.service == item.service);
         let manual = by_hand(item.service, &item.username, item.action);
@@ -417,14 +430,24 @@ async fn carry_out(
                 "user sync call failed; made again next sync"
             );
         }
-        calls.push(ServiceCall {
+        let call = ServiceCall {
             service: item.service,
-            username: item.username,
+            username: item.username.clone(),
             action: item.action,
             outcome,
-        });
+        };
+        if call.again() {
+            pending.push(item);
+        }
+        calls.push(call);
     }
-    calls
+    for session in sessions
+        .values()
+        .filter_map(|session| session.as_ref().ok())
+    {
+        sign_out(http, session).await;
+    }
+    (calls, pending)
 }
 
 /// What a person must do instead, where `service` has no documented API for `action`
@@ -456,18 +479,36 @@ async fn sign_in<'a>(
     Ok(Session { admin, token })
 }
 
+/// Ends a session the sync opened by signing in (PeerTube's), so that its token does not
+/// outlive the sync; a session on a token the platform provisioned (Mastodon's) is left as
+/// it is. Best-effort: a failure is logged, and the token expires on its own.
+async fn sign_out(http: &reqwest::Client, session: &Session<'_>) {
+    if !matches!(session.admin.credential, Credential::PeertubeRoot(_)) {
+        return;
+    }
+    if let Err(error) = peertube::sign_out(http, session).await {
+        tracing::warn!(
+            service = %session.admin.service, %error,
+            "could not revoke the user sync's access token; it expires on its own"
+        );
+    }
+}
+
 /// Makes one call through the service's API.
 async fn call(
     http: &reqwest::Client,
     session: &Session<'_>,
     item: &Pending,
 ) -> Result<Outcome, IdentityError> {
-    let username = &item.username;
+    let (username, email) = (&item.username, item.email.as_deref());
     match (session.admin.service, item.action) {
         (ServiceKind::Mastodon, Action::Remove) => mastodon::suspend(http, session, username).await,
-        (ServiceKind::Peertube, Action::Remove) => peertube::block(http, session, username).await,
+        (ServiceKind::Peertube, Action::Remove) => {
+            peertube::block(http, session, username, email).await
+        }
         (ServiceKind::Peertube, action) => {
-            peertube::set_role(http, session, username, action == Action::GrantAdmin).await
+            let admin = action == Action::GrantAdmin;
+            peertube::set_role(http, session, username, email, admin).await
         }
         (service, action) => Err(IdentityError::Settings(format!(
             "internal error: {} has no admin API call for {action:?}",
@@ -489,7 +530,7 @@ mod tests {
                         format!("id-{name}"),
                         DirectoryUser {
                             username: (*name).to_owned(),
-                            email: None,
+                            email: Some(format!("{name}@example.org")),
                             admin: *admin,
                         },
                     )
@@ -504,6 +545,7 @@ mod tests {
             service,
             username: username.to_owned(),
             action,
+            email: Some(format!("{username}@example.org")),
         }
     }
 
@@ -614,5 +656,34 @@ mod tests {
         assert_eq!(call.action, Action::Remove);
         let snapshot: Snapshot = serde_json::from_value(serde_json::json!({"users": {}})).unwrap();
         assert!(snapshot.pending.is_empty());
+        // Pending calls from before addresses were kept have none.
+        let old = serde_json::json!({"service": "peertube", "username": "bob", "action": "remove"});
+        let pending: Pending = serde_json::from_value(old).unwrap();
+        assert_eq!(pending.email, None);
+    }
+
+    #[test]
+    fn the_operators_admin_and_peertubes_root_are_protected_by_the_services_account_name() {
+        use ServiceKind::{Mastodon, Peertube, Pixelfed};
+        // Pixelfed's admin, like Mastodon's, whatever the case.
+        assert!(protected(Pixelfed, Some("admin"), "admin"));
+        assert!(protected(Pixelfed, Some("admin"), "Admin"));
+        assert!(!protected(Pixelfed, Some("admin"), "bob"));
+        assert!(!protected(Pixelfed, None, "admin"));
+        // Mastodon compares its own account name: `jane.doe` signs in as `jane_doe`.
+        assert!(protected(Mastodon, Some("jane_doe"), "jane.doe"));
+        assert!(!protected(Mastodon, Some("jane.doe"), "jane_doe_2"));
+        // PeerTube's root, with or without an operator admin; `root` is no one on the others.
+        assert!(protected(Peertube, None, "root"));
+        assert!(protected(Peertube, Some("admin"), "ROOT"));
+        assert!(!protected(Mastodon, None, "root"));
+        assert!(!protected(Peertube, None, "root-1"));
+        let admin = ServiceAdmin {
+            service: Pixelfed,
+            url: "https://photos.example.org".into(),
+            credential: Credential::Token(SecretString::new("unused")),
+            operator_admin: Some("admin".into()),
+        };
+        assert!(admin.protects("admin") && !admin.protects("bob"));
     }
 }

@@ -285,7 +285,8 @@ async fn an_unreachable_server_fails_fast_and_transient() {
 }
 
 /// A Mastodon and a PeerTube admin API that know `bob` (and PeerTube `alice` and `dave`);
-/// PeerTube signs `root` in.
+/// PeerTube signs `root` in and out. On PeerTube, bob's account is `bob-1` (id 7): a local
+/// account had the name `bob` first.
 async fn service_recorders() -> (Recorder, Recorder) {
     let mastodon = Recorder::http().await;
     mastodon.answer(
@@ -301,7 +302,14 @@ async fn service_recorders() -> (Recorder, Recorder) {
         "GET",
         "/api/v1/users",
         200,
-        r#"{"total":4,"data":[{"id":6,"username":"bobby"},{"id":7,"username":"bob"},{"id":5,"username":"alice"},{"id":8,"username":"dave"}]}"#,
+        &json!({"total": 5, "data": [
+            peertube_user(6, "bobby", "bobby@example.org"),
+            {"id": 4, "username": "bob", "email": "bob@elsewhere.example", "pluginAuth": null},
+            peertube_user(7, "bob-1", "bob@example.org"),
+            peertube_user(5, "alice", "alice@example.org"),
+            peertube_user(8, "dave", "dave@example.org"),
+        ]})
+        .to_string(),
     );
     peertube.answer("POST", "/api/v1/users/7/block", 204, "");
     peertube.answer("PUT", "/api/v1/users/5", 204, "");
@@ -309,7 +317,13 @@ async fn service_recorders() -> (Recorder, Recorder) {
     (mastodon, peertube)
 }
 
-/// PeerTube's answers to `root`'s sign-in, giving [`TOKEN`].
+/// A PeerTube user as the admin API lists it, made by the LDAP plugin.
+fn peertube_user(id: u64, username: &str, email: &str) -> Value {
+    json!({"id": id, "username": username, "email": email,
+        "pluginAuth": "peertube-plugin-auth-ldap", "blocked": false})
+}
+
+/// PeerTube's answers to `root`'s sign-in, giving [`TOKEN`], and to its sign-out.
 fn peertube_sign_in(peertube: &Recorder) {
     peertube.answer(
         "GET",
@@ -324,6 +338,12 @@ fn peertube_sign_in(peertube: &Recorder) {
         &format!(
             r#"{{"access_token":"{TOKEN}","token_type":"Bearer","expires_in":14399,"refresh_token":"r"}}"#
         ),
+    );
+    peertube.answer(
+        "POST",
+        "/api/v1/users/revoke-token",
+        200,
+        r#"{"success":true}"#,
     );
 }
 
@@ -518,6 +538,7 @@ async fn sync_reports_changes_and_deprovisions_removed_users_with_the_documented
             ("PUT", "/api/v1/users/8", ""),
             ("GET", "/api/v1/users", "search=alice&count=100"),
             ("PUT", "/api/v1/users/5", ""),
+            ("POST", "/api/v1/users/revoke-token", ""),
         ]
     );
     assert_eq!(requests[0].authorization, None);
@@ -643,6 +664,7 @@ async fn a_failed_call_stays_pending_and_is_made_at_the_next_sync() {
             service: ServiceKind::Peertube,
             username: "bob".into(),
             action: Action::Remove,
+            email: Some("bob@example.org".into()),
         }]
     );
 
@@ -932,4 +954,71 @@ async fn the_operators_admin_and_peertubes_root_are_never_removed_nor_demoted() 
         );
     }
     assert!(mastodon.requests().is_empty() && peertube.requests().is_empty());
+}
+
+#[tokio::test]
+async fn peertubes_token_is_revoked_after_the_calls_and_a_failed_revocation_changes_nothing() {
+    let slapd = Slapd::start();
+    let options = options(Some(slapd.ca_pem()));
+    let settings = settings(&slapd.ldaps_url(), false);
+    let (mastodon, peertube) = service_recorders().await;
+    let services = &admins(&mastodon, &peertube)[..2];
+    let previous = read_directory(&settings, &password(), &options)
+        .await
+        .unwrap();
+    slapd.remove_user("bob");
+    peertube.answer(
+        "POST",
+        "/api/v1/users/revoke-token",
+        503,
+        &format!(r#"{{"error":"busy with {TOKEN}"}}"#),
+    );
+    let outcome = sync(
+        &settings,
+        &password(),
+        &previous,
+        services,
+        &SyncOptions::default(),
+        &options,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcomes(&outcome.calls),
+        [
+            (
+                ServiceKind::Mastodon,
+                "bob",
+                Action::Remove,
+                &Outcome::Suspended
+            ),
+            (
+                ServiceKind::Peertube,
+                "bob",
+                Action::Remove,
+                &Outcome::Blocked
+            ),
+        ]
+    );
+    assert!(outcome.snapshot.pending.is_empty());
+    // Once, after the calls, with the token the sign-in gave; no body.
+    let requests = peertube.requests();
+    let revoke = requests.last().unwrap();
+    assert_eq!(line(revoke), ("POST", "/api/v1/users/revoke-token", ""));
+    assert_eq!(revoke.authorization, Some(format!("Bearer {TOKEN}")));
+    assert!(revoke.body.is_empty(), "{}", revoke.body);
+    let revocations = requests
+        .iter()
+        .filter(|r| r.path == "/api/v1/users/revoke-token")
+        .count();
+    assert_eq!(revocations, 1);
+    // Mastodon's token is the platform's own, provisioned on the host: never revoked.
+    assert!(
+        mastodon
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("revoke")),
+        "{:?}",
+        mastodon.requests()
+    );
 }
