@@ -82,9 +82,9 @@ async function fillConfiguration() {
   await page.fill('#admin_username', 'boss');
   await page.fill('#admin_email', 'boss@example.org');
   await page.fill('#time_zone', 'Europe/Amsterdam');
-  await page.check('input[name=day_sun]');
-  await page.fill('#window_start', '02:00');
-  await page.fill('#window_duration', '120');
+  await page.check('input[name=window_0_day_sun]');
+  await page.fill('#window_0_start', '02:00');
+  await page.fill('#window_0_duration', '120');
 }
 
 try {
