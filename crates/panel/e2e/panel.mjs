@@ -120,11 +120,15 @@ try {
   // The organisation name is shown as text, never as markup.
   await screenshot('dashboard-deployed');
 
-  step = 'turn Pixelfed off, keeping its data';
+  step = 'turn Pixelfed off, keeping its data, and add a maintenance window';
   await page.goto(`${base}/operators/${operator}/configure`);
   if ((await page.inputValue('#name')) !== 'E2E <Photo> Club') throw new Error('the form lost the saved name');
   await page.uncheck('input[name=pixelfed_enable]');
   await page.check('input[name=pixelfed_retention][value=keep]');
+  // The form ends with an empty row: filling it in adds a window, no JavaScript needed.
+  await page.check('input[name=window_1_day_wed]');
+  await page.fill('#window_1_start', '03:30');
+  await page.fill('#window_1_duration', '60');
   await screenshot('configure-pixelfed-off');
   await Promise.all([page.waitForURL(`${base}/operators/${operator}/plan`), page.getByRole('button', { name: 'Save and see the plan' }).click()]);
   await expectText('What deploying configuration version 2 will do');
@@ -133,6 +137,7 @@ try {
   await deployAndWatch('pixelfed-off');
   await page.goto(`${base}/operators/${operator}/history`);
   await expectText('services.pixelfed.enable: true → false');
+  await expectText('Sun from 02:00 for 120 min; Wed from 03:30 for 60 min');
   await screenshot('history');
 
   step = 'delete the account';

@@ -4,7 +4,8 @@
 //! is a row of fields named after its row number (`window_0_day_sun`, `window_0_start`,
 //! `window_0_duration`, `window_0_remove`), and the form always ends with one empty row that
 //! adds a window when filled in, so it works without JavaScript. A row left entirely empty is
-//! no window; a row whose "remove" box is ticked is dropped.
+//! no window; a row whose "remove" box is ticked is dropped; fields of rows numbered 100 or
+//! more are no form's and are ignored.
 //!
 //! What the form sends is turned into the configuration document and checked by the same code
 //! that checks a file given to the CLI (`parse_operator_config`, then the configurator against
@@ -97,10 +98,14 @@ fn window_field(row: usize, name: &str) -> String {
     format!("window_{row}_{name}")
 }
 
+/// Row numbers a form may use: far more than the windows a configuration may have, few enough
+/// that a hand-made post cannot make the page that shows it back huge or overflow a number.
+const MAX_ROWS: usize = 100;
+
 /// The window row a field belongs to, if it is one of a row's fields.
 fn row_of(name: &str) -> Option<usize> {
     let (row, _) = name.strip_prefix("window_")?.split_once('_')?;
-    row.parse().ok()
+    row.parse().ok().filter(|&row| row < MAX_ROWS)
 }
 
 /// The rows that hold a window (anything filled in or ticked), in order. Row numbers are
@@ -140,7 +145,8 @@ pub struct WindowRow {
     pub new: bool,
 }
 
-/// The window rows to show: every row that holds a window, then one empty row to add one.
+/// The window rows to show: every row that holds a window, then one empty row to add one
+/// (unless a hand-made post used the last row number there is).
 pub fn window_rows(fields: &Fields) -> Vec<WindowRow> {
     let filled = filled_rows(fields);
     let next = filled.last().map_or(0, |last| last + 1);
@@ -165,7 +171,7 @@ pub fn window_rows(fields: &Fields) -> Vec<WindowRow> {
     filled
         .iter()
         .map(|&filled| row(filled, false))
-        .chain([row(next, true)])
+        .chain((next < MAX_ROWS).then(|| row(next, true)))
         .collect()
 }
 
@@ -541,5 +547,19 @@ mod tests {
         ] {
             assert_eq!(field_of(path, &rows), field, "{path}");
         }
+    }
+
+    #[test]
+    fn rows_numbered_beyond_any_form_are_ignored() {
+        let mut fields = filled();
+        fields.insert(format!("window_{}_start", usize::MAX), "03:00".into());
+        fields.insert("window_100_start".into(), "03:00".into());
+        fields.insert("window_99_start".into(), "03:00".into());
+        let rows: Vec<String> = window_rows(&fields).into_iter().map(|r| r.prefix).collect();
+        assert_eq!(
+            rows,
+            ["window_0", "window_99"],
+            "no empty row past the last number"
+        );
     }
 }
