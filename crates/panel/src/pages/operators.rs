@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::auth::{Posted, SignedIn};
 use crate::error::PanelError;
 use crate::fleet::instant;
-use crate::forms::{self, DAYS, FieldErrors, Fields};
+use crate::forms::{self, FieldErrors, Fields, WindowRow};
 
 /// What every signed-in page shows in its header.
 pub struct Chrome {
@@ -279,7 +279,8 @@ struct ConfigurePage {
     fields: Fields,
     errors: FieldErrors,
     services: Vec<ServiceField>,
-    days: Vec<DayField>,
+    /// Every maintenance window as a row, then an empty row to add one.
+    windows: Vec<WindowRow>,
     sizes: Vec<String>,
     /// The identity provider of the latest configuration, described, if it has one.
     identity: Option<String>,
@@ -294,12 +295,6 @@ struct ServiceField {
     size: String,
     keep: bool,
     errors: Vec<String>,
-}
-
-struct DayField {
-    key: &'static str,
-    title: &'static str,
-    checked: bool,
 }
 
 impl ConfigurePage {
@@ -326,19 +321,11 @@ impl ConfigurePage {
                 errors: errors.get(kind.as_str()).cloned().unwrap_or_default(),
             })
             .collect();
-        let days = DAYS
-            .iter()
-            .map(|(key, title)| DayField {
-                key,
-                title,
-                checked: fields.contains_key(&format!("day_{key}")),
-            })
-            .collect();
         Self {
             chrome: Chrome::of(user),
             operator: operator.to_string(),
             services,
-            days,
+            windows: forms::window_rows(&fields),
             sizes: state.platform().infra.sizes.keys().cloned().collect(),
             fields,
             errors,
@@ -355,6 +342,15 @@ impl ConfigurePage {
     /// The problems with a field.
     fn errors_of(&self, name: &str) -> &[String] {
         self.errors.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// The problems with field `part` of a window row (`""` for the row as a whole).
+    fn row_errors(&self, row: &WindowRow, part: &str) -> &[String] {
+        if part.is_empty() {
+            self.errors_of(&row.prefix)
+        } else {
+            self.errors_of(&format!("{}_{part}", row.prefix))
+        }
     }
 }
 
