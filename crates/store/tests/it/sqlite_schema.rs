@@ -1,7 +1,6 @@
 //! SQLite's own schema: migration 0002 finishes an intent in one statement through a trigger on
 //! the journal, and brings databases made before it up to date.
 
-
 use fediversity_engine::store::{Outcome, StateChange, StateStore as _};
 use fediversity_engine::value::secret;
 use fediversity_store::SealingKey;
