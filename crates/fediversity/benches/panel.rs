@@ -203,9 +203,9 @@ fn set_up(address: SocketAddr) -> Vec<String> {
             ("admin_username", "boss"),
             ("admin_email", "boss@example.org"),
             ("time_zone", "Europe/Amsterdam"),
-            ("day_sun", "on"),
-            ("window_start", "02:00"),
-            ("window_duration", "120"),
+            ("window_0_day_sun", "on"),
+            ("window_0_start", "02:00"),
+            ("window_0_duration", "120"),
         ],
     );
     assert_eq!(configured.status, 303, "{}", configured.body);

@@ -82,9 +82,9 @@ async function fillConfiguration() {
   await page.fill('#admin_username', 'boss');
   await page.fill('#admin_email', 'boss@example.org');
   await page.fill('#time_zone', 'Europe/Amsterdam');
-  await page.check('input[name=day_sun]');
-  await page.fill('#window_start', '02:00');
-  await page.fill('#window_duration', '120');
+  await page.check('input[name=window_0_day_sun]');
+  await page.fill('#window_0_start', '02:00');
+  await page.fill('#window_0_duration', '120');
 }
 
 try {
@@ -120,11 +120,15 @@ try {
   // The organisation name is shown as text, never as markup.
   await screenshot('dashboard-deployed');
 
-  step = 'turn Pixelfed off, keeping its data';
+  step = 'turn Pixelfed off, keeping its data, and add a maintenance window';
   await page.goto(`${base}/operators/${operator}/configure`);
   if ((await page.inputValue('#name')) !== 'E2E <Photo> Club') throw new Error('the form lost the saved name');
   await page.uncheck('input[name=pixelfed_enable]');
   await page.check('input[name=pixelfed_retention][value=keep]');
+  // The form ends with an empty row: filling it in adds a window, no JavaScript needed.
+  await page.check('input[name=window_1_day_wed]');
+  await page.fill('#window_1_start', '03:30');
+  await page.fill('#window_1_duration', '60');
   await screenshot('configure-pixelfed-off');
   await Promise.all([page.waitForURL(`${base}/operators/${operator}/plan`), page.getByRole('button', { name: 'Save and see the plan' }).click()]);
   await expectText('What deploying configuration version 2 will do');
@@ -133,6 +137,7 @@ try {
   await deployAndWatch('pixelfed-off');
   await page.goto(`${base}/operators/${operator}/history`);
   await expectText('services.pixelfed.enable: true → false');
+  await expectText('Sun from 02:00 for 120 min; Wed from 03:30 for 60 min');
   await screenshot('history');
 
   step = 'delete the account';

@@ -14,6 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fediversity_engine::clock::{Clock, SystemClock};
 use fediversity_engine::report::Report;
+use fediversity_fleet::rollout::ItemStatus;
 use fediversity_model::Infra;
 use fediversity_model::names::OperatorId;
 use fediversity_store::{DeploymentStatus, Release, ReleaseId, Store};
@@ -85,25 +86,54 @@ pub fn scheduler(store: Store, clock: Arc<dyn Clock>) -> Scheduler {
     Scheduler::new(store, deployments, clock)
 }
 
-/// The infrastructure a deployment runs with: its release's infra.toml, parsed and checked as
-/// `fediversity infra check` does, or the platform's.
+/// The infrastructure a deployment runs with: its release's infra.toml for a rollout's
+/// deployment, otherwise the one the operator is on ([`operator_infra`]).
 pub async fn infra_for<'a>(
     store: &Store,
     platform: &'a Platform,
+    operator: &OperatorId,
     request: &DeployJob,
 ) -> Result<Cow<'a, Infra>, String> {
-    let Some(id) = request.release else {
-        return Ok(Cow::Borrowed(&platform.infra));
-    };
+    match request.release {
+        Some(id) => release_infra(store, ReleaseId(id)).await.map(Cow::Owned),
+        None => operator_infra(store, platform, operator).await,
+    }
+}
+
+/// The infrastructure the operator is on: that of the newest release rolled out to it
+/// successfully, or the platform's when none was. An operator's own deployments (a changed
+/// configuration, a plan) use it, so they keep what a release gave it (a new template, a size,
+/// a flake revision) instead of undoing it before the hosting provider changes its own
+/// infra.toml, and they never pull in a release the operator has not reached yet outside its
+/// maintenance window.
+pub async fn operator_infra<'a>(
+    store: &Store,
+    platform: &'a Platform,
+    operator: &OperatorId,
+) -> Result<Cow<'a, Infra>, String> {
+    let rollouts = store
+        .operator_rollouts(operator)
+        .await
+        .map_err(|e| format!("the releases of `{operator}` cannot be read: {e}"))?;
+    // Newest release first: the first one it succeeded in is the one it is on.
+    match rollouts
+        .iter()
+        .find(|rollout| rollout.item.status == ItemStatus::Succeeded)
+    {
+        Some(rollout) => release_infra(store, rollout.release).await.map(Cow::Owned),
+        None => Ok(Cow::Borrowed(&platform.infra)),
+    }
+}
+
+/// A release's infra.toml, parsed and checked as `fediversity infra check` does.
+async fn release_infra(store: &Store, id: ReleaseId) -> Result<Infra, String> {
     let release = store
-        .release(ReleaseId(id))
+        .release(id)
         .await
         .map_err(|e| format!("the fleet release {id} cannot be read: {e}"))?;
-    fediversity_model::parse_infra(&release.release.infra)
-        .map(Cow::Owned)
-        .map_err(|problems| {
-            format!("the infra.toml of fleet release {id} is no longer valid: {problems}")
-        })
+    fediversity_model::parse_infra(&release.release.infra).map_err(|problems| {
+        format!("the infra.toml of fleet release {id} is no longer valid: {problems}")
+    })
 }
 
 /// [`Deployments`] through the job queue: each start queues a deployment of the operator's

@@ -40,6 +40,7 @@ use axum::Router;
 use fediversity_engine::Providers;
 use fediversity_engine::clock::{Clock, Millis, SystemClock};
 use fediversity_model::Infra;
+use fediversity_model::names::OperatorId;
 use fediversity_model::graph::DesiredGraph;
 use fediversity_providers::{IdentityOptions, OperatorSecrets};
 use fediversity_store::Store;
@@ -177,6 +178,17 @@ impl AppState {
 
     fn platform(&self) -> &Platform {
         &self.inner.platform
+    }
+
+    /// The infrastructure `operator` is on (the newest release rolled out to it, or the
+    /// platform's): what its configuration is checked, planned and deployed against.
+    async fn infra_of(
+        &self,
+        operator: &OperatorId,
+    ) -> Result<std::borrow::Cow<'_, Infra>, error::PanelError> {
+        fleet_jobs::operator_infra(self.store(), self.platform(), operator)
+            .await
+            .map_err(error::PanelError::internal)
     }
 
     /// Becomes true when the server starts shutting down.

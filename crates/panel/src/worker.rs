@@ -334,7 +334,9 @@ impl Worker {
         let graph = if request.destroy {
             nothing_for(&config)
         } else {
-            let infra = crate::fleet_jobs::infra_for(&self.store, &self.platform, request).await?;
+            let infra =
+                crate::fleet_jobs::infra_for(&self.store, &self.platform, operator, request)
+                    .await?;
             fediversity_configurator::configure(&config, &infra).map_err(|problems| {
                 format!("the configuration cannot be deployed here: {problems}")
             })?

@@ -188,8 +188,8 @@ async fn save_configuration(
         );
         return Err(ApiError::Invalid(problem.into()));
     }
-    fediversity_configurator::configure(&config, &state.platform().infra)
-        .map_err(ApiError::Invalid)?;
+    let infra = state.infra_of(&operator).await?;
+    fediversity_configurator::configure(&config, &infra).map_err(ApiError::Invalid)?;
     let document = serde_json::to_value(&config)
         .map_err(|e| PanelError::internal(format!("serialising a configuration: {e}")))?;
     if let Some((stored, _)) = latest(&state, &operator).await?
@@ -224,8 +224,8 @@ async fn plan(
     let (stored, config) = latest(&state, &operator).await?.ok_or_else(|| {
         PanelError::Conflict("no configuration is saved yet: POST one first".to_owned())
     })?;
-    let graph = fediversity_configurator::configure(&config, &state.platform().infra)
-        .map_err(ApiError::Invalid)?;
+    let infra = state.infra_of(&operator).await?;
+    let graph = fediversity_configurator::configure(&config, &infra).map_err(ApiError::Invalid)?;
     let (summary, interrupted) = preview(&state, &graph)
         .await
         .map_err(PanelError::Conflict)?;

@@ -58,7 +58,8 @@ pub async fn plan(
         interrupted: 0,
         problem: None,
     };
-    let graph = fediversity_configurator::configure(&config, &state.platform().infra)
+    let infra = state.infra_of(&operator).await?;
+    let graph = fediversity_configurator::configure(&config, &infra)
         .map_err(|problems| format!("This configuration cannot be deployed here: {problems}"));
     let previewed = match graph {
         Ok(graph) => preview(&state, &graph).await,

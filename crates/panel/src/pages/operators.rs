@@ -6,8 +6,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use fediversity_engine::clock::{Clock, SystemClock};
-use fediversity_model::OperatorConfig;
 use fediversity_model::names::OperatorId;
+use fediversity_model::{Infra, OperatorConfig};
 use fediversity_store::{Deployment, DeploymentStatus, Role, StoredConfiguration};
 
 use super::maintenance::{DashboardQuery, Outcome};
@@ -15,7 +15,7 @@ use crate::AppState;
 use crate::auth::{Posted, SignedIn};
 use crate::error::PanelError;
 use crate::fleet::instant;
-use crate::forms::{self, DAYS, FieldErrors, Fields};
+use crate::forms::{self, FieldErrors, Fields, WindowRow};
 
 /// What every signed-in page shows in its header.
 pub struct Chrome {
@@ -85,12 +85,13 @@ pub async fn list(State(state): State<AppState>, user: SignedIn) -> Result<Respo
         let configurations = state.store().configurations(&id).await?;
         let versions = configurations.len();
         // A deleted account's last version is a marker, not a configuration: it uses nothing.
+        let infra = state.infra_of(&id).await?;
         let usage = configurations
             .last()
             .and_then(|c| serde_json::from_value::<OperatorConfig>(c.config.clone()).ok())
             .map_or_else(
                 || "nothing configured".to_owned(),
-                |config| describe_usage(&config, &state.platform().infra),
+                |config| describe_usage(&config, &infra),
             );
         let last_deployment = state
             .store()
@@ -279,7 +280,8 @@ struct ConfigurePage {
     fields: Fields,
     errors: FieldErrors,
     services: Vec<ServiceField>,
-    days: Vec<DayField>,
+    /// Every maintenance window as a row, then an empty row to add one.
+    windows: Vec<WindowRow>,
     sizes: Vec<String>,
     /// The identity provider of the latest configuration, described, if it has one.
     identity: Option<String>,
@@ -296,15 +298,9 @@ struct ServiceField {
     errors: Vec<String>,
 }
 
-struct DayField {
-    key: &'static str,
-    title: &'static str,
-    checked: bool,
-}
-
 impl ConfigurePage {
     fn new(
-        state: &AppState,
+        infra: &Infra,
         user: &SignedIn,
         operator: &OperatorId,
         fields: Fields,
@@ -326,20 +322,12 @@ impl ConfigurePage {
                 errors: errors.get(kind.as_str()).cloned().unwrap_or_default(),
             })
             .collect();
-        let days = DAYS
-            .iter()
-            .map(|(key, title)| DayField {
-                key,
-                title,
-                checked: fields.contains_key(&format!("day_{key}")),
-            })
-            .collect();
         Self {
             chrome: Chrome::of(user),
             operator: operator.to_string(),
             services,
-            days,
-            sizes: state.platform().infra.sizes.keys().cloned().collect(),
+            windows: forms::window_rows(&fields),
+            sizes: infra.sizes.keys().cloned().collect(),
             fields,
             errors,
             identity: None,
@@ -356,6 +344,15 @@ impl ConfigurePage {
     fn errors_of(&self, name: &str) -> &[String] {
         self.errors.get(name).map_or(&[], Vec::as_slice)
     }
+
+    /// The problems with field `part` of a window row (`""` for the row as a whole).
+    fn row_errors(&self, row: &WindowRow, part: &str) -> &[String] {
+        if part.is_empty() {
+            self.errors_of(&row.prefix)
+        } else {
+            self.errors_of(&format!("{}_{part}", row.prefix))
+        }
+    }
 }
 
 /// The configuration form, filled in with the latest version.
@@ -366,19 +363,20 @@ pub async fn configure_page(
 ) -> Result<Response, PanelError> {
     let operator = user.operator(&operator)?;
     let config = latest(&state, &operator).await?.map(|(_, config)| config);
-    let view = configure_view(&state, &user, &operator, config.as_ref());
+    let infra = state.infra_of(&operator).await?;
+    let view = configure_view(&infra, &user, &operator, config.as_ref());
     page(StatusCode::OK, &view)
 }
 
 /// The configuration form filled in with `config`, and its identity provider.
 fn configure_view(
-    state: &AppState,
+    infra: &Infra,
     user: &SignedIn,
     operator: &OperatorId,
     config: Option<&OperatorConfig>,
 ) -> ConfigurePage {
     let fields = config.map_or_else(|| forms::blank(""), forms::fields_of);
-    let mut view = ConfigurePage::new(state, user, operator, fields, FieldErrors::new());
+    let mut view = ConfigurePage::new(infra, user, operator, fields, FieldErrors::new());
     view.identity = config
         .and_then(|c| c.identity.as_ref())
         .map(crate::identity::describe);
@@ -397,7 +395,8 @@ pub async fn check_identity(
     let config = latest(&state, &operator).await?.map(|(_, config)| config);
     let checked =
         crate::identity::check_identity(state.platform(), &operator, config.as_ref()).await;
-    let mut view = configure_view(&state, &user, &operator, config.as_ref());
+    let infra = state.infra_of(&operator).await?;
+    let mut view = configure_view(&infra, &user, &operator, config.as_ref());
     view.identity_check = Some(checked);
     page(StatusCode::OK, &view)
 }
@@ -413,8 +412,13 @@ pub async fn configure(
     let operator = user.operator(&operator)?;
     fields.remove("csrf");
     let previous = latest(&state, &operator).await?;
-    let infra = &state.platform().infra;
-    match forms::parse(&fields, &operator, previous.as_ref().map(|(_, c)| c), infra) {
+    let infra = state.infra_of(&operator).await?;
+    match forms::parse(
+        &fields,
+        &operator,
+        previous.as_ref().map(|(_, c)| c),
+        &infra,
+    ) {
         Ok(config) => {
             let document = serde_json::to_value(&config)
                 .map_err(|e| PanelError::internal(format!("serialising a configuration: {e}")))?;
@@ -428,7 +432,7 @@ pub async fn configure(
                 {
                     let errors =
                         FieldErrors::from([("domain".to_owned(), vec![taken.to_string()])]);
-                    let view = ConfigurePage::new(&state, &user, &operator, fields, errors);
+                    let view = ConfigurePage::new(&infra, &user, &operator, fields, errors);
                     return page(StatusCode::CONFLICT, &view);
                 }
                 state
@@ -439,7 +443,7 @@ pub async fn configure(
             Ok(Redirect::to(&format!("/operators/{operator}/plan")).into_response())
         }
         Err(errors) => {
-            let view = ConfigurePage::new(&state, &user, &operator, fields, errors);
+            let view = ConfigurePage::new(&infra, &user, &operator, fields, errors);
             page(StatusCode::UNPROCESSABLE_ENTITY, &view)
         }
     }

@@ -203,6 +203,18 @@ async fn a_release_rolls_out_through_real_deployments_with_its_infra_inside_wind
         "the canary first: {deployed:?}"
     );
 
+    // The operator's own next deployment keeps what the release gave it, though the workers'
+    // infra.toml still has the old size.
+    let canary = op("canary");
+    let version = store.configurations(&canary).await.unwrap()[0].version;
+    enqueue_deployment(&store, &canary, version, false)
+        .await
+        .unwrap();
+    settle(&store, &[canary.clone()]).await;
+    let last = &store.deployments(&canary).await.unwrap()[0];
+    assert_eq!(last.status, DeploymentStatus::Succeeded);
+    assert_eq!(vm_memory(&store, &canary).await, [6144], "not undone");
+
     stop.send_replace(true);
     for worker in workers {
         tokio::time::timeout(Duration::from_secs(10), worker)

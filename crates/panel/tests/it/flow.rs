@@ -11,11 +11,11 @@ async fn configure_plan_deploy_and_watch_it_succeed() {
 
     // Problems are shown next to their fields, and nothing is saved.
     let mut bad = mastodon_config("Utrecht University", "Not A Domain");
-    bad.retain(|(field, _)| *field != "day_sun");
-    bad.push(("window_duration", "soon".to_owned()));
+    bad.retain(|(field, _)| *field != "window_0_day_sun");
+    bad.push(("window_0_duration", "soon".to_owned()));
     let refused = configure(&browser, "uni", &bad).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
-    for field in ["domain-error", "window_duration-error"] {
+    for field in ["domain-error", "window_0_duration-error"] {
         assert!(
             refused.body.contains(&format!(r#"id="{field}""#)),
             "{field}: {}",

@@ -259,9 +259,9 @@ pub fn mastodon_config(name: &str, domain: &str) -> Vec<(&'static str, String)> 
         ("admin_username", "boss".to_owned()),
         ("admin_email", "boss@example.org".to_owned()),
         ("time_zone", "Europe/Amsterdam".to_owned()),
-        ("day_sun", "on".to_owned()),
-        ("window_start", "02:00".to_owned()),
-        ("window_duration", "120".to_owned()),
+        ("window_0_day_sun", "on".to_owned()),
+        ("window_0_start", "02:00".to_owned()),
+        ("window_0_duration", "120".to_owned()),
     ]
 }
 

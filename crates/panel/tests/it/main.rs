@@ -24,4 +24,5 @@ mod maintenance;
 mod metrics;
 mod oidc;
 mod tenancy;
+mod windows;
 mod worker;
