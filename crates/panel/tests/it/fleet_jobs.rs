@@ -210,7 +210,7 @@ async fn a_release_rolls_out_through_real_deployments_with_its_infra_inside_wind
     enqueue_deployment(&store, &canary, version, false)
         .await
         .unwrap();
-    settle(&store, &[canary.clone()]).await;
+    settle(&store, std::slice::from_ref(&canary)).await;
     let last = &store.deployments(&canary).await.unwrap()[0];
     assert_eq!(last.status, DeploymentStatus::Succeeded);
     assert_eq!(vm_memory(&store, &canary).await, [6144], "not undone");
