@@ -19,9 +19,10 @@ let
   # Sign-in through Framasoft's auth plugins, which keep their settings in PeerTube's database:
   # the plugin unit installs the plugin and writes these settings through the REST API, the
   # secret ones read from files at runtime. Both plugins create an account at a member's first
-  # sign-in, as a plain user: the OpenID Connect plugin takes a role only from an integer claim
-  # (0 administrator, 1 moderator, 2 user) that neither the panel nor a usual provider sends, and
-  # the LDAP plugin takes none.
+  # sign-in. The LDAP plugin gives no role (the user sync does, through PeerTube's users API).
+  # The OpenID Connect plugin reads a role only from a claim of its own shape
+  # (`{"tube": {"roles": ["Administrator#tube"]}}`, its `role-property` setting), which the
+  # panel sends and a usual provider does not: with another issuer, members are plain users.
   oidcPlugin =
     let
       o = id.oidc;
@@ -35,7 +36,19 @@ let
         "username-property" = "preferred_username";
         "mail-property" = "email";
         "display-name-property" = "name";
-      };
+      }
+      # The panel gives its operator's members PeerTube's administrator role in the claim
+      # shape the plugin reads (docs/panel-oidc.md); the plugin maps no groups, so another
+      # issuer's admin group is not applied.
+      // (
+        if o.panel then
+          {
+            "scope" = "openid email profile groups";
+            "role-property" = "peertube_role";
+          }
+        else
+          { }
+      );
       secretSettings."client-secret" = o.clientSecret;
     };
 

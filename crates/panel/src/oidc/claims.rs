@@ -11,6 +11,12 @@ const MAX_USERNAME: usize = 30;
 /// (the operator's panel members are its services' administrators).
 pub(crate) const ADMIN_GROUP: &str = "admins";
 
+/// The claim that carries PeerTube's role for a user, in the one shape PeerTube's OpenID
+/// Connect plugin reads (its `role-property` setting names the claim; `Administrator#tube` in
+/// `tube.roles` gives the administrator role when the plugin makes the account): the plugin
+/// maps no group, so the panel says it in the plugin's words, beside `groups`.
+pub(crate) const PEERTUBE_ROLE_CLAIM: &str = "peertube_role";
+
 /// The user name a service should give `email`'s owner: the local part, lower case, with
 /// every run of characters outside `[a-z0-9]` turned into one `_` (Mastodon accepts only
 /// `[a-z0-9_]`, so `first.last` and `first-last` would be refused), without leading or
@@ -59,7 +65,16 @@ pub(crate) fn user_claims(user: &User, scope: &str) -> Map<String, Value> {
             Role::Operator(_) => vec![ADMIN_GROUP],
             Role::Admin => Vec::new(),
         };
+        let peertube_roles: Vec<&str> = if groups.contains(&ADMIN_GROUP) {
+            vec!["Administrator#tube"]
+        } else {
+            Vec::new()
+        };
         claims.insert("groups".to_owned(), json!(groups));
+        claims.insert(
+            PEERTUBE_ROLE_CLAIM.to_owned(),
+            json!({"tube": {"roles": peertube_roles}}),
+        );
     }
     claims
 }
@@ -123,12 +138,12 @@ mod tests {
             Value::Object(user_claims(&member, "openid profile email groups")),
             json!({
                 "sub": "7", "name": "ann_lee", "preferred_username": "ann_lee",
-                "email": "Ann.Lee@uni.example", "email_verified": false, "groups": ["admins"]
+                "email": "Ann.Lee@uni.example", "email_verified": false, "groups": ["admins"],
+                "peertube_role": {"tube": {"roles": ["Administrator#tube"]}}
             })
         );
-        assert_eq!(
-            user_claims(&user(Role::Admin), "openid groups")["groups"],
-            json!([])
-        );
+        let admin = user_claims(&user(Role::Admin), "openid groups");
+        assert_eq!(admin["groups"], json!([]));
+        assert_eq!(admin["peertube_role"], json!({"tube": {"roles": []}}));
     }
 }

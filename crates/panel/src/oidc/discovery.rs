@@ -26,7 +26,8 @@ fn document(issuer: &str) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": [
             "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash",
-            "preferred_username", "name", "email", "email_verified", "groups"
+            "preferred_username", "name", "email", "email_verified", "groups",
+            super::claims::PEERTUBE_ROLE_CLAIM
         ],
         "authorization_response_iss_parameter_supported": true,
     })

@@ -231,6 +231,11 @@ async fn a_full_login_with_an_independent_relying_party() {
     );
     let payload = jwt_part(&id_token.to_string(), 1);
     assert_eq!(payload["groups"], json!(["admins"]));
+    assert_eq!(
+        payload["peertube_role"],
+        json!({"tube": {"roles": ["Administrator#tube"]}}),
+        "in the shape PeerTube's plugin reads: the operator's members administer PeerTube"
+    );
     assert_eq!(jwt_part(&id_token.to_string(), 0)["alg"], "RS256");
 
     let info: CoreUserInfoClaims = rp
