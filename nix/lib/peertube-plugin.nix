@@ -8,6 +8,11 @@
 # written (a digest, not the values), so a root password the operator changed later matters only
 # when the settings change again.
 #
+# It also moves `root` off the operator's e-mail address (to `rootEmail`): PeerTube made root
+# with the instance's admin address, and it finds a plugin's user by address first, so the
+# operator's own sign-in through the plugin would land on root, which no plugin owns, and be
+# refused. Moved, the operator's sign-in makes its own account.
+#
 # plugin: { npmName; settings; secretSettings = { <setting> = <credential name>; }; }
 # pingAttempts: how many times (5 s apart) to ask whether PeerTube is up before giving up.
 # Pure: returns the script text.
@@ -17,6 +22,7 @@
   stamp,
   settingsFile,
   adminPasswordCredential,
+  rootEmail,
   pingAttempts ? 120,
 }:
 let
@@ -63,6 +69,11 @@ in
   api() {
     curl -sf -H @"$header" -H 'Content-Type: application/json' "$@"
   }
+  root=$(api "$base/api/v1/users/me")
+  if [ "$(jq -r .email <<<"$root")" != ${shellQuote rootEmail} ]; then
+    jq -n --arg email ${shellQuote rootEmail} '{email: $email, emailVerified: true}' |
+      api -X PUT --data-binary @- "$base/api/v1/users/$(jq -r .id <<<"$root")" >/dev/null
+  fi
   status=$(curl -s -o /dev/null -w '%{http_code}' -H @"$header" "$base/api/v1/plugins/"${npm})
   case "$status" in
     200) ;;

@@ -79,6 +79,7 @@ in
         stamp = "/var/lib/peertube/.fediversity-${m.plugin.npmName}.sha256";
         settingsFile = pkgs.writeText "${m.plugin.npmName}-settings.json" (builtins.toJSON m.plugin.settings);
         adminPasswordCredential = m.admin.passwordSecret;
+        rootEmail = "root@${spec.fqdn}";
       };
     };
   };

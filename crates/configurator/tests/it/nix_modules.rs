@@ -929,9 +929,14 @@ fn read_request(stream: &mut std::net::TcpStream) -> Request {
 }
 
 /// A stub of PeerTube's API on a free loopback port: the answers the plugin unit needs, with the
-/// plugin `installed` or not. Returns its base URL and the requests it received, once `count`
-/// have arrived.
-fn stub_peertube(count: usize, installed: bool) -> (String, std::thread::JoinHandle<Vec<Request>>) {
+/// plugin `installed` or not and `root` with the address `root_email`. Returns its base URL and
+/// the requests it received, once `count` have arrived.
+fn stub_peertube(
+    count: usize,
+    installed: bool,
+    root_email: &str,
+) -> (String, std::thread::JoinHandle<Vec<Request>>) {
+    let me = serde_json::json!({"id": 1, "username": "root", "email": root_email}).to_string();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let server = std::thread::spawn(move || {
@@ -948,6 +953,7 @@ fn stub_peertube(count: usize, installed: bool) -> (String, std::thread::JoinHan
                 ("POST", "/api/v1/users/token") => {
                     ("200 OK", r#"{"access_token":"token-value"}"#.to_owned())
                 }
+                ("GET", "/api/v1/users/me") => ("200 OK", me.clone()),
                 ("GET", _) if installed => ("200 OK", "{}".to_owned()),
                 ("GET", _) => ("404 Not Found", String::new()),
                 _ => ("200 OK", "{}".to_owned()),
@@ -987,7 +993,7 @@ fn peertube_plugin_unit_installs_the_plugin_and_writes_its_settings_once() {
 
     let run = |base: &str| {
         let script = eval_json(&format!(
-            "(import {nix}).peertubePluginScript {{ plugin = builtins.fromJSON {plugin}; base = {base}; stamp = {stamp}; settingsFile = {settings}; adminPasswordCredential = \"admin-password\"; pingAttempts = 1; }}",
+            "(import {nix}).peertubePluginScript {{ plugin = builtins.fromJSON {plugin}; base = {base}; stamp = {stamp}; settingsFile = {settings}; adminPasswordCredential = \"admin-password\"; rootEmail = \"root@tube.example.org\"; pingAttempts = 1; }}",
             nix = nix_string(&nix_dir().join("lib").display().to_string()),
             plugin = nix_string(&plugin.to_string()),
             base = nix_string(base),
@@ -1004,7 +1010,7 @@ fn peertube_plugin_unit_installs_the_plugin_and_writes_its_settings_once() {
         (script.as_str().unwrap().to_owned(), out)
     };
 
-    let (base, server) = stub_peertube(6, false);
+    let (base, server) = stub_peertube(8, false, "admin@uni.example.org");
     let (script, _) = run(&base);
     let requests = server.join().unwrap();
     let calls: Vec<String> = requests
@@ -1018,6 +1024,8 @@ fn peertube_plugin_unit_installs_the_plugin_and_writes_its_settings_once() {
             "GET /api/v1/ping".to_owned(),
             "GET /api/v1/oauth-clients/local".to_owned(),
             "POST /api/v1/users/token".to_owned(),
+            "GET /api/v1/users/me".to_owned(),
+            "PUT /api/v1/users/1".to_owned(),
             format!("GET /api/v1/plugins/{npm}"),
             "POST /api/v1/plugins/install".to_owned(),
             format!("PUT /api/v1/plugins/{npm}/settings"),
@@ -1027,8 +1035,13 @@ fn peertube_plugin_unit_installs_the_plugin_and_writes_its_settings_once() {
     assert_eq!(body(2)["password"], "root-pass");
     assert_eq!(body(2)["username"], "root");
     assert_eq!(body(2)["client_id"], "local-id");
-    assert_eq!(body(4), serde_json::json!({ "npmName": npm }));
-    let settings = &body(5)["settings"];
+    assert_eq!(
+        body(4),
+        serde_json::json!({"email": "root@tube.example.org", "emailVerified": true}),
+        "root leaves the operator's address to the operator's own sign-in"
+    );
+    assert_eq!(body(6), serde_json::json!({ "npmName": npm }));
+    let settings = &body(7)["settings"];
     assert_eq!(settings["client-secret"], "client\"secret");
     assert_eq!(settings["discover-url"], plugin["settings"]["discover-url"]);
     for request in &requests[3..] {
@@ -1050,10 +1063,14 @@ fn peertube_plugin_unit_installs_the_plugin_and_writes_its_settings_once() {
     run("http://127.0.0.1:9");
     // A rotated secret: signed in again and the settings written, the plugin left installed.
     std::fs::write(credentials.join("identity-client-secret"), "rotated\n").unwrap();
-    let (base, server) = stub_peertube(5, true);
+    let (base, server) = stub_peertube(6, true, "root@tube.example.org");
     run(&base);
     let requests = server.join().unwrap();
-    assert_eq!(requests[4].method, "PUT", "{requests:?}");
-    let settings: Value = serde_json::from_str(&requests[4].body).unwrap();
+    assert_eq!(requests[3].path, "/api/v1/users/me", "{requests:?}");
+    assert_eq!(
+        requests[5].method, "PUT",
+        "root is left as it is: {requests:?}"
+    );
+    let settings: Value = serde_json::from_str(&requests[5].body).unwrap();
     assert_eq!(settings["settings"]["client-secret"], "rotated");
 }
