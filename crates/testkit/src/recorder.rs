@@ -132,6 +132,28 @@ impl Recorder {
         ));
     }
 
+    /// Answers as PeerTube does to `root`'s sign-in (its local OAuth client, then the password
+    /// grant, giving `token`) and to the token's revocation: the way the platform reaches
+    /// PeerTube's admin API.
+    pub fn answer_peertube_sign_in(&self, token: &str) {
+        self.answer(
+            "GET",
+            "/api/v1/oauth-clients/local",
+            200,
+            r#"{"client_id":"v1ikx5hnfop4mdpnci8nsqh93c45rldf","client_secret":"AjWiOapPltI6EnsWQwlFarRtLh4u8tDt"}"#,
+        );
+        let tokens = serde_json::json!({
+            "access_token": token, "token_type": "Bearer", "expires_in": 14399, "refresh_token": "r"
+        });
+        self.answer("POST", "/api/v1/users/token", 200, &tokens.to_string());
+        self.answer(
+            "POST",
+            "/api/v1/users/revoke-token",
+            200,
+            r#"{"success":true}"#,
+        );
+    }
+
     /// Every request so far, in order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.shared.requests).clone()

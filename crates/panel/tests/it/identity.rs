@@ -362,18 +362,7 @@ async fn service_stand_ins(peertube_token: &str) -> (Recorder, Recorder) {
     );
     mastodon.answer("POST", "/api/v1/admin/accounts/109/action", 200, "{}");
     let peertube = Recorder::https().await;
-    peertube.answer(
-        "GET",
-        "/api/v1/oauth-clients/local",
-        200,
-        r#"{"client_id":"v1ikx5hnfop4mdpnci8nsqh93c45rldf","client_secret":"AjWiOapPltI6EnsWQwlFarRtLh4u8tDt"}"#,
-    );
-    peertube.answer(
-        "POST",
-        "/api/v1/users/token",
-        200,
-        &json!({"access_token": peertube_token, "token_type": "Bearer"}).to_string(),
-    );
+    peertube.answer_peertube_sign_in(peertube_token);
     peertube.answer(
         "GET",
         "/api/v1/users",
@@ -384,12 +373,6 @@ async fn service_stand_ins(peertube_token: &str) -> (Recorder, Recorder) {
             {"id": 9, "username": "carol", "email": "carol@example.org", "pluginAuth": LDAP_PLUGIN},
         ]})
         .to_string(),
-    );
-    peertube.answer(
-        "POST",
-        "/api/v1/users/revoke-token",
-        200,
-        r#"{"success":true}"#,
     );
     for user in ["5", "9"] {
         peertube.answer("PUT", &format!("/api/v1/users/{user}"), 204, "");

@@ -297,7 +297,7 @@ async fn service_recorders() -> (Recorder, Recorder) {
     );
     mastodon.answer("POST", "/api/v1/admin/accounts/109/action", 200, "{}");
     let peertube = Recorder::http().await;
-    peertube_sign_in(&peertube);
+    peertube.answer_peertube_sign_in(TOKEN);
     peertube.answer(
         "GET",
         "/api/v1/users",
@@ -321,30 +321,6 @@ async fn service_recorders() -> (Recorder, Recorder) {
 fn peertube_user(id: u64, username: &str, email: &str) -> Value {
     json!({"id": id, "username": username, "email": email,
         "pluginAuth": "peertube-plugin-auth-ldap", "blocked": false})
-}
-
-/// PeerTube's answers to `root`'s sign-in, giving [`TOKEN`], and to its sign-out.
-fn peertube_sign_in(peertube: &Recorder) {
-    peertube.answer(
-        "GET",
-        "/api/v1/oauth-clients/local",
-        200,
-        r#"{"client_id":"v1ikx5hnfop4mdpnci8nsqh93c45rldf","client_secret":"AjWiOapPltI6EnsWQwlFarRtLh4u8tDt"}"#,
-    );
-    peertube.answer(
-        "POST",
-        "/api/v1/users/token",
-        200,
-        &format!(
-            r#"{{"access_token":"{TOKEN}","token_type":"Bearer","expires_in":14399,"refresh_token":"r"}}"#
-        ),
-    );
-    peertube.answer(
-        "POST",
-        "/api/v1/users/revoke-token",
-        200,
-        r#"{"success":true}"#,
-    );
 }
 
 const ROOT_PASSWORD: &str = "poison-root-password-5e1a";
@@ -561,7 +537,7 @@ async fn sync_reports_changes_and_deprovisions_removed_users_with_the_documented
 #[tokio::test]
 async fn peertube_root_signs_in_with_the_password_grant_and_a_refusal_never_shows_it() {
     let peertube = Recorder::https().await;
-    peertube_sign_in(&peertube);
+    peertube.answer_peertube_sign_in(TOKEN);
     let options = options(peertube.ca_pem());
     let password = SecretString::new(ROOT_PASSWORD);
     let token = peertube::sign_in(&peertube.url(), &password, &options)
@@ -787,7 +763,7 @@ async fn service_refusals_and_unknown_accounts_are_reported_per_user() {
     let mastodon = Recorder::http().await;
     mastodon.answer("GET", "/api/v2/admin/accounts", 200, "[]");
     let peertube = Recorder::http().await;
-    peertube_sign_in(&peertube);
+    peertube.answer_peertube_sign_in(TOKEN);
     peertube.answer("GET", "/api/v1/users", 403, r#"{"error":"forbidden"}"#);
     let services = &admins(&mastodon, &peertube)[..2];
     slapd.remove_user("carol");
