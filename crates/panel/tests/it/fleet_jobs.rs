@@ -19,7 +19,9 @@ use fediversity_panel::fleet::instant;
 use fediversity_panel::fleet_jobs::{JobDeployments, Ticks};
 use fediversity_panel::fleet_summary::summarize;
 use fediversity_panel::worker::{Worker, enqueue_deployment};
-use fediversity_store::{DeploymentStatus, NewRelease, NotificationKind, Store};
+use fediversity_store::{
+    ConfigurationVersion, DeploymentStatus, NewRelease, NotificationKind, Store,
+};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -71,6 +73,18 @@ fn config(id: &str, zone: &str, start: &str) -> Value {
 
 fn op(id: &str) -> OperatorId {
     OperatorId::try_from(id).unwrap()
+}
+
+/// The first of [`OPERATORS`], signed up with its configuration saved: its id and version.
+async fn canary_configured(store: &Store) -> (OperatorId, ConfigurationVersion) {
+    let (id, zone, start) = OPERATORS[0];
+    let operator = op(id);
+    store.create_operator(&operator, 0).await.unwrap();
+    let version = store
+        .save_configuration(&operator, &config(id, zone, start), 0)
+        .await
+        .unwrap();
+    (operator, version)
 }
 
 /// Waits until none of `operators` has a deployment queued or running.
@@ -228,13 +242,7 @@ async fn a_release_rolls_out_through_real_deployments_with_its_infra_inside_wind
 async fn a_release_whose_infra_no_longer_parses_fails_its_deployments_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let (store, platform) = platform_in(dir.path()).await;
-    let (id, zone, start) = OPERATORS[0];
-    let operator = op(id);
-    store.create_operator(&operator, 0).await.unwrap();
-    let version = store
-        .save_configuration(&operator, &config(id, zone, start), 0)
-        .await
-        .unwrap();
+    let (operator, version) = canary_configured(&store).await;
     let release = NewRelease {
         title: "Broken".to_owned(),
         severity: Severity::Routine,
@@ -280,13 +288,7 @@ async fn a_release_whose_infra_no_longer_parses_fails_its_deployments_clearly() 
 async fn the_summary_lists_what_a_release_changes_for_each_deployed_operator() {
     let dir = tempfile::tempdir().unwrap();
     let (store, platform) = platform_in(dir.path()).await;
-    let (id, zone, start) = OPERATORS[0];
-    let deployed = op(id);
-    store.create_operator(&deployed, 0).await.unwrap();
-    let version = store
-        .save_configuration(&deployed, &config(id, zone, start), 0)
-        .await
-        .unwrap();
+    let (deployed, version) = canary_configured(&store).await;
     enqueue_deployment(&store, &deployed, version, false)
         .await
         .unwrap();
@@ -347,12 +349,7 @@ async fn the_summary_lists_what_a_release_changes_for_each_deployed_operator() {
 async fn an_item_marked_running_without_its_deployment_is_deployed_not_failed() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _platform) = platform_in(dir.path()).await;
-    let operator = op("canary");
-    store.create_operator(&operator, 0).await.unwrap();
-    store
-        .save_configuration(&operator, &config("canary", "UTC", "01:00"), 0)
-        .await
-        .unwrap();
+    let (operator, _) = canary_configured(&store).await;
     let release = NewRelease {
         title: "Rekeying".to_owned(),
         severity: Severity::Routine,
