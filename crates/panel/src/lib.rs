@@ -47,7 +47,7 @@ use fediversity_store::Store;
 use tokio::net::TcpListener;
 
 pub use auth::hash_password;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, MetricsToken};
 pub use oidc::client::oidc_client_provider;
 pub use oidc::rotate_signing_key;
 
@@ -86,6 +86,9 @@ pub struct PanelOptions {
     /// Where the OpenID Connect provider (codes' and tokens' expiry, key age) and the
     /// operators' maintenance form (which windows are still to come) read the time.
     pub clock: Arc<dyn Clock>,
+    /// The token a scrape of `/metrics` must carry; `None` leaves `/metrics` open to whoever
+    /// reaches the panel (a warning says so when the server starts).
+    pub metrics_token: Option<MetricsToken>,
 }
 
 impl std::fmt::Debug for PanelOptions {
@@ -94,6 +97,7 @@ impl std::fmt::Debug for PanelOptions {
             .field("secure_cookies", &self.secure_cookies)
             .field("public_url", &self.public_url)
             .field("signing_key_max_age", &self.signing_key_max_age)
+            .field("metrics_token", &self.metrics_token)
             .finish_non_exhaustive()
     }
 }
@@ -107,12 +111,19 @@ impl PanelOptions {
             public_url: format!("http://{addr}"),
             signing_key_max_age: SIGNING_KEY_MAX_AGE,
             clock: Arc::new(SystemClock),
+            metrics_token: None,
         }
     }
 
     /// The same options for a panel reached at `public_url`.
     pub fn with_public_url(mut self, public_url: impl Into<String>) -> Self {
         self.public_url = public_url.into();
+        self
+    }
+
+    /// The same options with `/metrics` answering only scrapes that carry `token`.
+    pub fn with_metrics_token(mut self, token: MetricsToken) -> Self {
+        self.metrics_token = Some(token);
         self
     }
 
@@ -214,6 +225,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if state.inner.options.metrics_token.is_none() {
+        tracing::warn!(
+            "/metrics is open to anyone who reaches the panel: give it a token \
+             (fediversity serve --metrics-token-file) or keep it off every network but monitoring"
+        );
+    }
     let closing = state.inner.closing.clone();
     let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     axum::serve(listener, service)

@@ -5,20 +5,55 @@
 //! counted in this process: the requests this panel served, and the failures of the
 //! deployments this process's worker ran (a separate `fediversity worker` process does not
 //! serve them). No label names an operator: the figures are the platform's, not a tenant's.
+//!
+//! With a [`MetricsToken`] (`fediversity serve --metrics-token-file`), a scrape must carry it as
+//! `Authorization: Bearer <token>`; without one, `/metrics` is open, and the server says so once
+//! when it starts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_TYPE, WWW_AUTHENTICATE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use fediversity_engine::report::Report;
 use fediversity_model::graph::DesiredGraph;
+use fediversity_providers::SecretString;
 use fediversity_store::{Deployment, DeploymentStatus, Store};
 
 use crate::AppState;
+use crate::auth::{bearer_token, id_hash, same_token};
+
+/// The token a Prometheus scrape of `/metrics` must carry. Only its SHA-256 is kept, and it is
+/// compared in constant time with the hash of the one given, so neither timing nor length
+/// tells a caller how close a guess came; `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct MetricsToken {
+    hash: String,
+}
+
+impl MetricsToken {
+    /// The token `secret` (as [`SecretString::from_file`] reads it from a token file).
+    pub fn new(secret: &SecretString) -> Self {
+        Self {
+            hash: id_hash(secret.expose()),
+        }
+    }
+
+    /// Whether `headers` carry this token as `Authorization: Bearer`.
+    fn admits(&self, headers: &HeaderMap) -> bool {
+        bearer_token(headers).is_some_and(|given| same_token(&id_hash(given), &self.hash))
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(…)")
+    }
+}
 
 /// The upper bounds (seconds) of the deployment duration histogram's buckets: from a
 /// sandbox run to a fleet of VMs installed from scratch.
@@ -171,8 +206,19 @@ async fn all_deployments(store: &Store) -> fediversity_store::Result<Vec<Deploym
     Ok(all)
 }
 
-/// `GET /metrics`.
-pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: 401 with a `Bearer` challenge unless the request carries the panel's
+/// [`MetricsToken`], when it has one. The store is not read for a refused scrape.
+pub(crate) async fn scrape(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &state.inner.options.metrics_token
+        && !token.admits(&headers)
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(WWW_AUTHENTICATE, "Bearer realm=\"metrics\"")],
+            "/metrics needs the metrics token: Authorization: Bearer <token>\n",
+        )
+            .into_response();
+    }
     match all_deployments(state.store()).await {
         Ok(deployments) => (
             [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
@@ -182,7 +228,7 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Response {
         Err(error) => {
             tracing::warn!(%error, "metrics: the store does not answer");
             (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::SERVICE_UNAVAILABLE,
                 "the store does not answer\n",
             )
                 .into_response()
@@ -251,6 +297,28 @@ mod tests {
             text.contains("fediversity_provider_errors_total{provider=\"unknown\",kind=\"dns\"} 2"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn only_the_token_itself_is_admitted() {
+        let token = MetricsToken::new(&SecretString::new("s3cret-token"));
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(axum::http::header::AUTHORIZATION, value.parse().unwrap());
+            headers
+        };
+        assert!(token.admits(&with("Bearer s3cret-token")));
+        assert!(!token.admits(&HeaderMap::new()));
+        for refused in [
+            "Bearer s3cret-toke",
+            "Bearer s3cret-token2",
+            "Bearer ",
+            "Basic s3cret-token",
+            "s3cret-token",
+        ] {
+            assert!(!token.admits(&with(refused)), "{refused}");
+        }
+        assert!(!format!("{token:?}").contains("s3cret"));
     }
 
     #[test]

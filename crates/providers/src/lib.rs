@@ -60,5 +60,5 @@ pub use nixos::{NixosConfigError, NixosOptions, NixosProvider};
 pub use proxmox::{AddressPool, MemoryAddressPool, ProxmoxProvider};
 pub use registry::{SetupError, infra_providers, sandbox_providers};
 pub use secret::{DirectoryOperatorSecrets, OperatorSecrets, SecretProvider};
-pub use sensitive::SecretString;
+pub use sensitive::{SecretFileError, SecretString};
 pub use sshkey::SshKeyProvider;

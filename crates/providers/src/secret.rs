@@ -330,12 +330,7 @@ impl OperatorSecrets for DirectoryOperatorSecrets {
 async fn read_secret_file(path: &Path, what: &str) -> ProviderResult<Option<SecretString>> {
     match tokio::fs::read_to_string(path).await {
         Ok(mut text) => {
-            if text.ends_with('\n') {
-                text.pop();
-                if text.ends_with('\r') {
-                    text.pop();
-                }
-            }
+            crate::sensitive::strip_final_newline(&mut text);
             if text.is_empty() {
                 return Err(ProviderError::permanent(format!(
                     "{what} is stored empty in {}",

@@ -1,11 +1,13 @@
 //! `fediversity serve`: the web panel and a worker in one process.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use fediversity_panel::worker::Worker;
-use fediversity_panel::{AppState, PanelOptions};
+use fediversity_panel::{AppState, MetricsToken, PanelOptions};
+use fediversity_providers::SecretString;
 use tokio::sync::watch;
 
 use crate::app::StoreOpts;
@@ -22,6 +24,11 @@ pub struct Opts {
         default_value = "127.0.0.1:8080"
     )]
     listen: SocketAddr,
+    /// A file holding the token Prometheus must send to scrape /metrics (`Authorization:
+    /// Bearer`); only its owner may read it. Without it, /metrics is open to whoever reaches
+    /// the panel.
+    #[arg(long, env = "FEDIVERSITY_METRICS_TOKEN_FILE", value_name = "PATH")]
+    metrics_token_file: Option<PathBuf>,
     #[command(flatten)]
     infra: InfraOpts,
     #[command(flatten)]
@@ -29,6 +36,11 @@ pub struct Opts {
 }
 
 pub async fn run(opts: Opts) -> Result<()> {
+    let metrics_token = opts
+        .metrics_token_file
+        .as_deref()
+        .map(metrics_token)
+        .transpose()?;
     let store = opts.store.open().await?;
     let platform = super::worker::platform(&opts.infra, &opts.store, &store)?;
     let listener = tokio::net::TcpListener::bind(opts.listen)
@@ -40,6 +52,9 @@ pub async fn run(opts: Opts) -> Result<()> {
     if let Some(panel) = &platform.infra.panel {
         options = options.with_public_url(panel.public_url.as_str());
     }
+    if let Some(token) = metrics_token {
+        options = options.with_metrics_token(token);
+    }
     let state = AppState::new(store.clone(), platform.clone(), options);
     let worker = Worker::new(store, platform).with_metrics(state.metrics().clone());
     let worker = tokio::spawn(worker.run(stopped));
@@ -48,4 +63,10 @@ pub async fn run(opts: Opts) -> Result<()> {
     stop.send_replace(true);
     worker.await.context("the worker stopped")?;
     served.context("the panel stopped")
+}
+
+/// The token in `path`, read before anything starts so that a bad file stops `serve` at once.
+fn metrics_token(path: &Path) -> Result<MetricsToken> {
+    let secret = SecretString::from_file(path).context("--metrics-token-file cannot be used")?;
+    Ok(MetricsToken::new(&secret))
 }

@@ -81,6 +81,10 @@ fn serve_answers_health_checks_and_stops_on_sigterm() {
     stderr.read_to_string(&mut rest).unwrap();
     assert!(status.success(), "{status}: {rest}");
     assert!(rest.contains("Stopping"), "{rest}");
+    assert!(
+        rest.contains("/metrics is open to anyone who reaches the panel"),
+        "without a metrics token, a warning says /metrics is open: {rest}"
+    );
 }
 
 #[test]
@@ -122,4 +126,39 @@ fn admin_create_makes_an_administrator_once() {
     .stdin("another long password\n")
     .run()
     .exits(0);
+}
+
+#[test]
+fn serve_refuses_a_missing_empty_or_shared_metrics_token_file() {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let data = TempDir::new("metrics-token");
+    let dir = data.path().to_str().unwrap().to_owned();
+    let empty = data.write("empty", "\n");
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let shared = data.write("shared", "hunter2-token\n");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let missing = data.path().join("missing");
+    for (file, says) in [
+        (&missing, "cannot read the secret file"),
+        (&empty, "is empty"),
+        (&shared, "chmod 600"),
+    ] {
+        let served = fediversity(["serve", "--listen", "127.0.0.1:0", "--data-dir", &dir])
+            .env("FEDIVERSITY_METRICS_TOKEN_FILE", file.to_str().unwrap())
+            .run();
+        served.exits(1);
+        for expected in ["--metrics-token-file", says, file.to_str().unwrap()] {
+            assert!(
+                served.stderr.contains(expected),
+                "{expected}: {}",
+                served.stderr
+            );
+        }
+        assert!(!served.stderr.contains("hunter2"), "{}", served.stderr);
+    }
+    assert!(
+        !data.path().join("fediversity.db").exists(),
+        "serve stops before it opens the store"
+    );
 }

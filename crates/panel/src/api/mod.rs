@@ -11,7 +11,6 @@ mod openapi;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -25,7 +24,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::auth::{id_hash, visible_operator};
+use crate::auth::{bearer_token, id_hash, visible_operator};
 use crate::error::PanelError;
 use crate::pages::deployments::{Batch, find, next_batch, preview, refuse_if_busy, resume_after};
 use crate::pages::operators::latest;
@@ -134,15 +133,10 @@ impl FromRequestParts<AppState> for ApiUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or(ApiError::Unauthorised)?;
+        let token = bearer_token(&parts.headers).ok_or(ApiError::Unauthorised)?;
         state
             .store()
-            .api_token_user(&id_hash(token.trim()))
+            .api_token_user(&id_hash(token))
             .await?
             .map(ApiUser)
             .ok_or(ApiError::Unauthorised)

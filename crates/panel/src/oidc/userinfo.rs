@@ -4,7 +4,7 @@
 //! on another site cannot use the browser's session to read a user's details.
 
 use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+use axum::http::header::WWW_AUTHENTICATE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::Value;
@@ -12,19 +12,14 @@ use serde_json::Value;
 use super::claims::user_claims;
 use super::{no_store, oauth_error};
 use crate::AppState;
-use crate::auth::id_hash;
+use crate::auth::{bearer_token, id_hash};
 use crate::error::PanelError;
 
 pub(crate) async fn userinfo(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, PanelError> {
-    let token = headers
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    let grant = match token {
+    let grant = match bearer_token(&headers) {
         Some(token) => {
             state
                 .store()

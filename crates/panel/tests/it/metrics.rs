@@ -1,6 +1,8 @@
 //! `/metrics` after a deployment: deployments by state, their durations and the requests
-//! served, in Prometheus' text format.
+//! served, in Prometheus' text format; with a metrics token, only for scrapes that carry it.
 
+use fediversity_panel::{MetricsToken, PanelOptions};
+use fediversity_providers::SecretString;
 use reqwest::StatusCode;
 
 use crate::harness::{Panel, deploy_mastodon, follow};
@@ -95,5 +97,59 @@ async fn metrics_count_deployments_by_state_their_durations_and_requests() {
     );
     assert!(!text.contains("uni"), "no operator in any label: {text}");
     assert!(text.contains("# TYPE fediversity_provider_errors_total counter"));
+    panel.stop().await;
+}
+
+#[tokio::test]
+async fn with_a_token_metrics_answers_only_the_scrapes_that_carry_it() {
+    let token = MetricsToken::new(&SecretString::new("scrape-me-0123456789"));
+    let panel = Panel::start_with(|options| PanelOptions {
+        metrics_token: Some(token),
+        ..options
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/metrics", panel.base);
+    let scrape = |authorization: Option<&'static str>| {
+        let mut request = client.get(&url);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request.send()
+    };
+
+    for refused in [
+        None,
+        Some("Bearer scrape-me-012345678"),
+        Some("Bearer someone-else"),
+        Some("Basic c2NyYXBlLW1lLTAxMjM0NTY3ODk="),
+    ] {
+        let response = scrape(refused).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{refused:?}");
+        assert_eq!(
+            response.headers()["www-authenticate"],
+            "Bearer realm=\"metrics\"",
+            "{refused:?}"
+        );
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("fediversity_"), "{body}");
+        assert!(!body.contains("scrape-me"), "{body}");
+    }
+
+    let response = scrape(Some("Bearer scrape-me-0123456789")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.text().await.unwrap();
+    assert_eq!(
+        sample(&text, "fediversity_deployments{state=\"queued\"}"),
+        0.0
+    );
+    // The refused scrapes are counted like any request.
+    assert_eq!(
+        sample(
+            &text,
+            "fediversity_http_requests_total{route=\"/metrics\",status=\"401\"}"
+        ),
+        4.0
+    );
     panel.stop().await;
 }
