@@ -74,6 +74,7 @@ impl Store {
             role: "operator",
             operator: Some(operator.to_string()),
             new_operator: true,
+            invitation: None,
             now,
         };
         self.create_user(row, Some(operator)).await
@@ -92,12 +93,17 @@ impl Store {
             role: "admin",
             operator: None,
             new_operator: false,
+            invitation: None,
             now,
         };
         self.create_user(row, None).await
     }
 
-    async fn create_user(&self, row: NewUserRow, operator: Option<&OperatorId>) -> Result<UserId> {
+    pub(crate) async fn create_user(
+        &self,
+        row: NewUserRow,
+        operator: Option<&OperatorId>,
+    ) -> Result<UserId> {
         let email = row.email.clone();
         let created = self
             .in_own_task(|queries| async move { queries.create_user(row).await })
@@ -105,6 +111,7 @@ impl Store {
         match (created, operator) {
             (UserCreated::Created(id), _) => Ok(UserId(id)),
             (UserCreated::EmailTaken, _) => Err(Error::EmailTaken(email)),
+            (UserCreated::InvitationRefused, _) => Err(Error::InvitationRefused),
             (UserCreated::OperatorTaken, Some(operator)) => {
                 Err(Error::OperatorExists(operator.clone()))
             }
