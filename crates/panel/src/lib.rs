@@ -72,6 +72,17 @@ pub struct Platform {
 /// How old the OpenID Connect signing key may grow before the panel makes a new one.
 const SIGNING_KEY_MAX_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
 
+/// Who may create an operator account on the sign-up page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SignUp {
+    /// Anyone who reaches the panel: for a sandbox or a trial.
+    #[default]
+    Open,
+    /// Only someone with an invitation an administrator made, used once: for a hosting
+    /// provider that decides who becomes its customer.
+    Invitation,
+}
+
 /// How the panel behaves.
 #[derive(Clone)]
 pub struct PanelOptions {
@@ -86,6 +97,8 @@ pub struct PanelOptions {
     /// Where the OpenID Connect provider (codes' and tokens' expiry, key age) and the
     /// operators' maintenance form (which windows are still to come) read the time.
     pub clock: Arc<dyn Clock>,
+    /// Who may sign up.
+    pub sign_up: SignUp,
 }
 
 impl std::fmt::Debug for PanelOptions {
@@ -94,6 +107,7 @@ impl std::fmt::Debug for PanelOptions {
             .field("secure_cookies", &self.secure_cookies)
             .field("public_url", &self.public_url)
             .field("signing_key_max_age", &self.signing_key_max_age)
+            .field("sign_up", &self.sign_up)
             .finish_non_exhaustive()
     }
 }
@@ -107,12 +121,19 @@ impl PanelOptions {
             public_url: format!("http://{addr}"),
             signing_key_max_age: SIGNING_KEY_MAX_AGE,
             clock: Arc::new(SystemClock),
+            sign_up: SignUp::Open,
         }
     }
 
     /// The same options for a panel reached at `public_url`.
     pub fn with_public_url(mut self, public_url: impl Into<String>) -> Self {
         self.public_url = public_url.into();
+        self
+    }
+
+    /// The same options with sign-up `sign_up`.
+    pub fn with_sign_up(mut self, sign_up: SignUp) -> Self {
+        self.sign_up = sign_up;
         self
     }
 

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod delete;
+mod invitations;
 pub(crate) mod deployments;
 mod maintenance;
 pub(crate) mod operators;
@@ -39,6 +40,8 @@ pub fn router() -> Router<AppState> {
         )
         .route("/sign-out", post(accounts::sign_out))
         .route("/operators", get(operators::list))
+        .route("/invitations", post(invitations::create))
+        .route("/invitations/{invitation}/revoke", post(invitations::revoke))
         .route("/operators/{operator}", get(operators::dashboard))
         .route(
             "/operators/{operator}/configure",
