@@ -202,7 +202,13 @@ pub async fn sign_up(
             Err(error) => return Err(error.into()),
         }
     }
-    sign_up_again(&state, &headers, StatusCode::UNPROCESSABLE_ENTITY, form, errors)
+    sign_up_again(
+        &state,
+        &headers,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        form,
+        errors,
+    )
 }
 
 /// The form again, as filled in (but the password), with what was wrong.

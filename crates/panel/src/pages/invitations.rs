@@ -152,7 +152,10 @@ mod tests {
         let open = row(&invitation(None, None), 0);
         assert_eq!((open.state.as_str(), open.revocable), ("open", true));
         let expired = row(&invitation(None, None), VALID_FOR);
-        assert_eq!((expired.state.as_str(), expired.revocable), ("expired", false));
+        assert_eq!(
+            (expired.state.as_str(), expired.revocable),
+            ("expired", false)
+        );
         let used = row(&invitation(Some((60_000, "club")), None), 0);
         assert_eq!(used.state, "used by club on 1970-01-01 00:01 UTC");
         assert!(!used.revocable);

@@ -2,8 +2,8 @@
 
 mod accounts;
 mod delete;
-mod invitations;
 pub(crate) mod deployments;
+mod invitations;
 mod maintenance;
 pub(crate) mod operators;
 mod tokens;
@@ -41,7 +41,10 @@ pub fn router() -> Router<AppState> {
         .route("/sign-out", post(accounts::sign_out))
         .route("/operators", get(operators::list))
         .route("/invitations", post(invitations::create))
-        .route("/invitations/{invitation}/revoke", post(invitations::revoke))
+        .route(
+            "/invitations/{invitation}/revoke",
+            post(invitations::revoke),
+        )
         .route("/operators/{operator}", get(operators::dashboard))
         .route(
             "/operators/{operator}/configure",

@@ -34,7 +34,9 @@ async fn invite(admin: &Browser, note: &str) -> String {
 
 /// Signs up as `operator` through the invitation link `link`, as a browser would.
 async fn sign_up_with(panel: &Panel, link: &str, operator: &str) -> Page {
-    let path = link.strip_prefix(&panel.base).expect("a link to this panel");
+    let path = link
+        .strip_prefix(&panel.base)
+        .expect("a link to this panel");
     let browser = panel.visitor();
     let form = browser.get(path).await;
     assert_eq!(form.status, StatusCode::OK, "{}", form.body);
@@ -55,8 +57,16 @@ async fn without_an_invitation_sign_up_is_refused_and_makes_nothing() {
     let browser = panel.visitor();
     let page = browser.get("/sign-up").await;
     assert_eq!(page.status, StatusCode::OK);
-    assert!(page.body.contains("Sign-up is by invitation"), "{}", page.body);
-    assert!(!page.body.contains(r#"name="password""#), "no form: {}", page.body);
+    assert!(
+        page.body.contains("Sign-up is by invitation"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains(r#"name="password""#),
+        "no form: {}",
+        page.body
+    );
 
     // Posted anyway (with the CSRF token of the sign-in form): refused, in the form.
     let fields = [
@@ -66,11 +76,19 @@ async fn without_an_invitation_sign_up_is_refused_and_makes_nothing() {
     ];
     let refused = browser.submit("/sign-in", "/sign-up", &fields).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    assert!(refused.body.contains("Sign-up is by invitation"), "{}", refused.body);
+    assert!(
+        refused.body.contains("Sign-up is by invitation"),
+        "{}",
+        refused.body
+    );
     let forged = [("invitation", "made-up"), fields[0], fields[1], fields[2]];
     let refused = browser.submit("/sign-in", "/sign-up", &forged).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
-    assert!(refused.body.contains("used, revoked or expired"), "{}", refused.body);
+    assert!(
+        refused.body.contains("used, revoked or expired"),
+        "{}",
+        refused.body
+    );
     assert!(panel.store.operators().await.unwrap().is_empty());
     let spent = browser.get("/sign-up?invitation=made-up").await;
     assert_eq!(spent.status, StatusCode::FORBIDDEN);
@@ -87,15 +105,29 @@ async fn an_invitation_link_works_once_and_is_listed_as_used() {
         "{link}"
     );
     let listed = admin.get("/operators").await.body;
-    assert!(listed.contains("University &#60;Uni&#62;"), "escaped: {listed}");
-    assert!(listed.contains("open") && listed.contains("Revoke"), "{listed}");
+    assert!(
+        listed.contains("University &#60;Uni&#62;"),
+        "escaped: {listed}"
+    );
+    assert!(
+        listed.contains("open") && listed.contains("Revoke"),
+        "{listed}"
+    );
 
     let signed_up = sign_up_with(&panel, &link, "uni").await;
-    assert_eq!(signed_up.status, StatusCode::SEE_OTHER, "{}", signed_up.body);
+    assert_eq!(
+        signed_up.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_up.body
+    );
     assert_eq!(signed_up.location, "/operators/uni/configure");
 
     let path = link.strip_prefix(&panel.base).unwrap();
-    assert_eq!(panel.visitor().get(path).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        panel.visitor().get(path).await.status,
+        StatusCode::FORBIDDEN
+    );
     let browser = panel.visitor();
     let token = path.split('=').nth(1).unwrap();
     let fields = [
@@ -109,7 +141,10 @@ async fn an_invitation_link_works_once_and_is_listed_as_used() {
     assert_eq!(panel.store.operators().await.unwrap().len(), 1);
     let listed = admin.get("/operators").await.body;
     assert!(listed.contains("used by uni on"), "{listed}");
-    assert!(!listed.contains("Revoke"), "a used invitation is not revocable");
+    assert!(
+        !listed.contains("Revoke"),
+        "a used invitation is not revocable"
+    );
 }
 
 #[tokio::test]
@@ -124,7 +159,10 @@ async fn expired_and_revoked_invitations_are_refused() {
         .await;
     assert_eq!(done.status, StatusCode::SEE_OTHER, "{}", done.body);
     let path = revoked.strip_prefix(&panel.base).unwrap();
-    assert_eq!(panel.visitor().get(path).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        panel.visitor().get(path).await.status,
+        StatusCode::FORBIDDEN
+    );
     assert!(admin.get("/operators").await.body.contains("revoked on"));
 
     // Usable for 7 days, and not one millisecond more.
@@ -132,7 +170,11 @@ async fn expired_and_revoked_invitations_are_refused() {
     let path = expiring.strip_prefix(&panel.base).unwrap();
     let page = panel.visitor().get(path).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
-    assert!(page.body.contains("used, revoked or expired"), "{}", page.body);
+    assert!(
+        page.body.contains("used, revoked or expired"),
+        "{}",
+        page.body
+    );
     assert!(panel.store.operators().await.unwrap().is_empty());
 }
 
