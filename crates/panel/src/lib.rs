@@ -25,6 +25,7 @@ pub mod fleet_release;
 pub mod fleet_summary;
 mod forms;
 pub mod identity;
+mod invitations;
 pub mod mail;
 mod metrics;
 pub mod oidc;

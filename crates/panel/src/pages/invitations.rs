@@ -11,15 +11,10 @@ use serde::Deserialize;
 
 use super::operators::{Chrome, page};
 use crate::AppState;
-use crate::auth::{Posted, SignedIn, id_hash, random_token};
+use crate::auth::{Posted, SignedIn};
 use crate::error::PanelError;
 use crate::fleet::instant;
-
-/// How long an invitation can be used: long enough for a customer to get to it, short
-/// enough that a forgotten link does not open the platform for good.
-const VALID_FOR: Millis = 7 * 24 * 3600 * 1000;
-/// The longest note kept.
-const MAX_NOTE: usize = 200;
+use crate::invitations::invite;
 
 #[derive(Template)]
 #[template(path = "invitation.html")]
@@ -90,28 +85,14 @@ pub async fn create(
     Posted(form): Posted<InvitationForm>,
 ) -> Result<Response, PanelError> {
     admin_only(&user)?;
-    let note: String = form.note.trim().chars().take(MAX_NOTE).collect();
-    let token = random_token();
-    let now = state.now();
-    let expires_at = now + VALID_FOR;
-    state
-        .store()
-        .create_invitation(&id_hash(&token), &note, now, expires_at)
-        .await?;
-    tracing::info!(note = %note, "invitation to sign up created");
+    let made = invite(&state, &form.note).await?;
     let view = InvitationPage {
         chrome: Chrome::of(&user),
-        note,
-        link: link(&state.inner.options.issuer(), &token),
-        expires: date(expires_at),
+        note: made.note,
+        link: made.link,
+        expires: date(made.expires_at),
     };
     page(StatusCode::OK, &view)
-}
-
-/// The sign-up link of `token` on the panel reached at `base` (its public URL: not the
-/// request's `Host`, which the requester chooses).
-fn link(base: &str, token: &str) -> String {
-    format!("{base}/sign-up?invitation={token}")
 }
 
 /// Revokes an unused invitation; one used or revoked already is left as it is.
@@ -135,6 +116,7 @@ pub async fn revoke(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::invitations::VALID_FOR;
 
     fn invitation(used: Option<(Millis, &str)>, revoked_at: Option<Millis>) -> Invitation {
         Invitation {
@@ -163,13 +145,5 @@ mod tests {
         assert_eq!(revoked.state, "revoked on 1970-01-01 00:00 UTC");
         assert!(!revoked.revocable);
         assert_eq!(open.expires, "1970-01-08 00:00 UTC");
-    }
-
-    #[test]
-    fn the_link_is_on_the_public_url() {
-        assert_eq!(
-            link("https://panel.example", "t0k"),
-            "https://panel.example/sign-up?invitation=t0k"
-        );
     }
 }

@@ -1,13 +1,16 @@
 //! Sign-up by invitation: refused without one, each invitation used once, expired and revoked
-//! ones refused, and only the hosting provider's administrators make them.
+//! ones refused, and only the hosting provider's administrators make them (on their page or
+//! with the API).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use fediversity_engine::clock::{Clock, ManualClock};
 use fediversity_panel::{PanelOptions, SignUp};
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 
+use crate::api::{call, token};
 use crate::harness::{Browser, PASSWORD, Page, Panel, value_of};
 
 /// A panel whose sign-up is by invitation, on a clock the test moves.
@@ -196,4 +199,63 @@ async fn an_operator_cannot_make_or_revoke_invitations() {
     let invitations = panel.store.invitations().await.unwrap();
     assert_eq!(invitations.len(), 1);
     assert_eq!(invitations[0].revoked_at, None);
+}
+
+#[tokio::test]
+async fn administrators_tokens_make_invitations_through_the_api_operators_get_404() {
+    let (panel, _clock) = invitation_panel().await;
+    let admin = panel.admin().await;
+    let first = invite(&admin, "First customer").await;
+    let signed_up = sign_up_with(&panel, &first, "uni").await;
+    assert_eq!(
+        signed_up.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_up.body
+    );
+    let admin_token = token(&admin, "uni").await;
+    let uni = panel.visitor();
+    uni.sign_in("admin@uni.example", PASSWORD).await;
+    let operator_token = token(&uni, "uni").await;
+
+    let body = Some(json!({"note": "Second customer"}).to_string());
+    let (status, refused) = call(
+        &uni,
+        Some(&operator_token),
+        Method::POST,
+        "/api/v1/invitations",
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
+    let (status, made) = call(
+        &admin,
+        Some(&admin_token),
+        Method::POST,
+        "/api/v1/invitations",
+        body,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    assert_eq!(made["note"], "Second customer");
+    let link = made["link"].as_str().unwrap();
+    let signed_up = sign_up_with(&panel, link, "news").await;
+    assert_eq!(
+        signed_up.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        signed_up.body
+    );
+
+    let misspelt = Some(json!({"notes": "x"}).to_string());
+    let (status, error) = call(
+        &admin,
+        Some(&admin_token),
+        Method::POST,
+        "/api/v1/invitations",
+        misspelt,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert_eq!(panel.store.invitations().await.unwrap().len(), 2);
 }
