@@ -91,15 +91,7 @@ impl Store {
         password_hash: &str,
         now: Millis,
     ) -> Result<UserId> {
-        let row = NewUserRow {
-            email: email.to_owned(),
-            password_hash: password_hash.to_owned(),
-            role: "operator",
-            operator: Some(operator.to_string()),
-            new_operator: true,
-            invitation: Some(invitation.to_owned()),
-            now,
-        };
+        let row = NewUserRow::sign_up(operator, email, password_hash, Some(invitation), now);
         self.create_user(row, Some(operator)).await
     }
 }

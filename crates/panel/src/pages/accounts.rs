@@ -175,9 +175,10 @@ pub async fn sign_up(
         let signed_up = match &invitation {
             None => state.store().sign_up(operator, &email, &hash, now).await,
             Some(token) => {
+                let invitation = id_hash(token);
                 let store = state.store();
                 store
-                    .sign_up_invited(&id_hash(token), operator, &email, &hash, now)
+                    .sign_up_invited(&invitation, operator, &email, &hash, now)
                     .await
             }
         };

@@ -8,7 +8,7 @@ use std::time::Duration;
 use fediversity_engine::clock::{Clock, ManualClock};
 use fediversity_panel::{PanelOptions, SignUp};
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::api::{call, token};
 use crate::harness::{Browser, PASSWORD, Page, Panel, value_of};
@@ -52,6 +52,23 @@ async fn sign_up_with(panel: &Panel, link: &str, operator: &str) -> Page {
         ("invitation", invitation.as_str()),
     ];
     browser.submit(path, "/sign-up", &fields).await
+}
+
+fn assert_signed_up(page: &Page) {
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+}
+
+/// `POST /api/v1/invitations` with `token` and `body`.
+async fn post_invitation(browser: &Browser, token: &str, body: Value) -> (StatusCode, Value) {
+    let path = "/api/v1/invitations";
+    call(
+        browser,
+        Some(token),
+        Method::POST,
+        path,
+        Some(body.to_string()),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -118,12 +135,7 @@ async fn an_invitation_link_works_once_and_is_listed_as_used() {
     );
 
     let signed_up = sign_up_with(&panel, &link, "uni").await;
-    assert_eq!(
-        signed_up.status,
-        StatusCode::SEE_OTHER,
-        "{}",
-        signed_up.body
-    );
+    assert_signed_up(&signed_up);
     assert_eq!(signed_up.location, "/operators/uni/configure");
 
     let path = link.strip_prefix(&panel.base).unwrap();
@@ -207,55 +219,24 @@ async fn administrators_tokens_make_invitations_through_the_api_operators_get_40
     let admin = panel.admin().await;
     let first = invite(&admin, "First customer").await;
     let signed_up = sign_up_with(&panel, &first, "uni").await;
-    assert_eq!(
-        signed_up.status,
-        StatusCode::SEE_OTHER,
-        "{}",
-        signed_up.body
-    );
+    assert_signed_up(&signed_up);
     let admin_token = token(&admin, "uni").await;
     let uni = panel.visitor();
     uni.sign_in("admin@uni.example", PASSWORD).await;
     let operator_token = token(&uni, "uni").await;
 
-    let body = Some(json!({"note": "Second customer"}).to_string());
-    let (status, refused) = call(
-        &uni,
-        Some(&operator_token),
-        Method::POST,
-        "/api/v1/invitations",
-        body.clone(),
-    )
-    .await;
+    let body = json!({"note": "Second customer"});
+    let (status, refused) = post_invitation(&uni, &operator_token, body.clone()).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{refused}");
-    let (status, made) = call(
-        &admin,
-        Some(&admin_token),
-        Method::POST,
-        "/api/v1/invitations",
-        body,
-    )
-    .await;
+    let (status, made) = post_invitation(&admin, &admin_token, body).await;
     assert_eq!(status, StatusCode::CREATED, "{made}");
     assert_eq!(made["note"], "Second customer");
     let link = made["link"].as_str().unwrap();
     let signed_up = sign_up_with(&panel, link, "news").await;
-    assert_eq!(
-        signed_up.status,
-        StatusCode::SEE_OTHER,
-        "{}",
-        signed_up.body
-    );
+    assert_signed_up(&signed_up);
 
-    let misspelt = Some(json!({"notes": "x"}).to_string());
-    let (status, error) = call(
-        &admin,
-        Some(&admin_token),
-        Method::POST,
-        "/api/v1/invitations",
-        misspelt,
-    )
-    .await;
+    let misspelt = json!({"notes": "x"});
+    let (status, error) = post_invitation(&admin, &admin_token, misspelt).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     assert_eq!(panel.store.invitations().await.unwrap().len(), 2);
 }
