@@ -25,6 +25,7 @@ pub mod fleet_release;
 pub mod fleet_summary;
 mod forms;
 pub mod identity;
+mod invitations;
 pub mod mail;
 mod metrics;
 pub mod oidc;
@@ -72,6 +73,17 @@ pub struct Platform {
 /// How old the OpenID Connect signing key may grow before the panel makes a new one.
 const SIGNING_KEY_MAX_AGE: Duration = Duration::from_secs(90 * 24 * 3600);
 
+/// Who may create an operator account on the sign-up page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SignUp {
+    /// Anyone who reaches the panel: for a sandbox or a trial.
+    #[default]
+    Open,
+    /// Only someone with an invitation an administrator made, used once: for a hosting
+    /// provider that decides who becomes its customer.
+    Invitation,
+}
+
 /// How the panel behaves.
 #[derive(Clone)]
 pub struct PanelOptions {
@@ -89,6 +101,8 @@ pub struct PanelOptions {
     /// The token a scrape of `/metrics` must carry; `None` leaves `/metrics` open to whoever
     /// reaches the panel (a warning says so when the server starts).
     pub metrics_token: Option<MetricsToken>,
+    /// Who may sign up.
+    pub sign_up: SignUp,
 }
 
 impl std::fmt::Debug for PanelOptions {
@@ -98,6 +112,7 @@ impl std::fmt::Debug for PanelOptions {
             .field("public_url", &self.public_url)
             .field("signing_key_max_age", &self.signing_key_max_age)
             .field("metrics_token", &self.metrics_token)
+            .field("sign_up", &self.sign_up)
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +127,7 @@ impl PanelOptions {
             signing_key_max_age: SIGNING_KEY_MAX_AGE,
             clock: Arc::new(SystemClock),
             metrics_token: None,
+            sign_up: SignUp::Open,
         }
     }
 
@@ -124,6 +140,12 @@ impl PanelOptions {
     /// The same options with `/metrics` answering only scrapes that carry `token`.
     pub fn with_metrics_token(mut self, token: MetricsToken) -> Self {
         self.metrics_token = Some(token);
+        self
+    }
+
+    /// The same options with sign-up `sign_up`.
+    pub fn with_sign_up(mut self, sign_up: SignUp) -> Self {
+        self.sign_up = sign_up;
         self
     }
 

@@ -68,14 +68,7 @@ impl Store {
         password_hash: &str,
         now: Millis,
     ) -> Result<UserId> {
-        let row = NewUserRow {
-            email: email.to_owned(),
-            password_hash: password_hash.to_owned(),
-            role: "operator",
-            operator: Some(operator.to_string()),
-            new_operator: true,
-            now,
-        };
+        let row = NewUserRow::sign_up(operator, email, password_hash, None, now);
         self.create_user(row, Some(operator)).await
     }
 
@@ -92,12 +85,17 @@ impl Store {
             role: "admin",
             operator: None,
             new_operator: false,
+            invitation: None,
             now,
         };
         self.create_user(row, None).await
     }
 
-    async fn create_user(&self, row: NewUserRow, operator: Option<&OperatorId>) -> Result<UserId> {
+    pub(crate) async fn create_user(
+        &self,
+        row: NewUserRow,
+        operator: Option<&OperatorId>,
+    ) -> Result<UserId> {
         let email = row.email.clone();
         let created = self
             .in_own_task(|queries| async move { queries.create_user(row).await })
@@ -105,6 +103,7 @@ impl Store {
         match (created, operator) {
             (UserCreated::Created(id), _) => Ok(UserId(id)),
             (UserCreated::EmailTaken, _) => Err(Error::EmailTaken(email)),
+            (UserCreated::InvitationRefused, _) => Err(Error::InvitationRefused),
             (UserCreated::OperatorTaken, Some(operator)) => {
                 Err(Error::OperatorExists(operator.clone()))
             }
@@ -205,6 +204,27 @@ impl Store {
     /// Ends the session keyed by `id_hash` (nothing if there is none).
     pub async fn delete_session(&self, id_hash: &str) -> Result<()> {
         self.queries().delete_session(id_hash).await
+    }
+}
+
+impl NewUserRow {
+    /// A new operator's first user, made with the operator, using `invitation` (a hash) if any.
+    pub(crate) fn sign_up(
+        operator: &OperatorId,
+        email: &str,
+        password_hash: &str,
+        invitation: Option<&str>,
+        now: Millis,
+    ) -> Self {
+        Self {
+            email: email.to_owned(),
+            password_hash: password_hash.to_owned(),
+            role: "operator",
+            operator: Some(operator.to_string()),
+            new_operator: true,
+            invitation: invitation.map(str::to_owned),
+            now,
+        }
     }
 }
 

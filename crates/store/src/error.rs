@@ -128,6 +128,13 @@ pub enum Error {
     #[error("operator `{0}` already exists")]
     OperatorExists(OperatorId),
 
+    /// The invitation a sign-up used is unknown, used, revoked or expired.
+    #[error(
+        "the invitation is unknown, used, revoked or expired: ask the hosting provider for a \
+         new one"
+    )]
+    InvitationRefused,
+
     /// Another user signs in with this e-mail address.
     #[error("a user with the e-mail address `{0}` already exists: sign in, or use another address")]
     EmailTaken(String),

@@ -6,6 +6,7 @@
 //!   the journal of provider calls (intents and outcomes) and the per-operator leases;
 //! - the panel's persistence: operators, their users and sessions, every version of their
 //!   configurations, deployments, their event logs and the job queue workers claim from;
+//! - invitations to sign up (hashes only), each used at most once;
 //! - the latest user sync of each operator's own directory (snapshot and report);
 //! - the panel's OpenID Connect provider: its clients, signing keys (sealed), and the grants
 //!   and tokens it issued (hashes only);
@@ -34,6 +35,7 @@ mod error;
 mod event_writer;
 mod fleet;
 mod identity_syncs;
+mod invitations;
 mod oidc;
 mod records;
 mod sealing;
@@ -48,6 +50,7 @@ pub use fleet::{
     RolloutItem,
 };
 pub use identity_syncs::IdentitySync;
+pub use invitations::{Invitation, InvitationId};
 pub use oidc::{Grant, GrantId, NewGrant, NewToken, OidcClient, Redemption, SigningKey, TokenKind};
 pub use records::{
     ConfigurationVersion, Deployment, DeploymentId, DeploymentOutcome, DeploymentStatus,

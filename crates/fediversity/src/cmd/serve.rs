@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use fediversity_panel::worker::Worker;
-use fediversity_panel::{AppState, MetricsToken, PanelOptions};
+use fediversity_panel::{AppState, MetricsToken, PanelOptions, SignUp};
 use fediversity_providers::SecretString;
 use tokio::sync::watch;
 
@@ -29,10 +29,31 @@ pub struct Opts {
     /// the panel.
     #[arg(long, env = "FEDIVERSITY_METRICS_TOKEN_FILE", value_name = "PATH")]
     metrics_token_file: Option<PathBuf>,
+    /// Who may create an operator account: `open` (anyone who reaches the panel, for a sandbox
+    /// or a trial) or `invitation` (only with a one-time link an administrator made on the
+    /// operators page: a hosting provider deciding who its customers are).
+    #[arg(long, env = "FEDIVERSITY_SIGN_UP", value_enum, default_value_t = SignUpMode::Open)]
+    sign_up: SignUpMode,
     #[command(flatten)]
     infra: InfraOpts,
     #[command(flatten)]
     store: StoreOpts,
+}
+
+/// `--sign-up`: the panel's [`SignUp`], named on the command line.
+#[derive(Clone, Copy, ValueEnum)]
+enum SignUpMode {
+    Open,
+    Invitation,
+}
+
+impl From<SignUpMode> for SignUp {
+    fn from(mode: SignUpMode) -> Self {
+        match mode {
+            SignUpMode::Open => SignUp::Open,
+            SignUpMode::Invitation => SignUp::Invitation,
+        }
+    }
 }
 
 pub async fn run(opts: Opts) -> Result<()> {
@@ -48,7 +69,7 @@ pub async fn run(opts: Opts) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", opts.listen))?;
     let address = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
-    let mut options = PanelOptions::for_address(address);
+    let mut options = PanelOptions::for_address(address).with_sign_up(opts.sign_up.into());
     if let Some(panel) = &platform.infra.panel {
         options = options.with_public_url(panel.public_url.as_str());
     }

@@ -1,5 +1,6 @@
 //! `fediversity serve` and `fediversity admin create`, as the binary runs them: the panel
-//! answers its health checks on the default store and sandbox and stops cleanly on SIGTERM;
+//! answers its health checks on the default store and sandbox, takes its sign-up mode from the
+//! environment and stops cleanly on SIGTERM;
 //! administrators are made from the command line. (The panel's pages are tested in
 //! `crates/panel/tests/it`.)
 
@@ -31,6 +32,8 @@ fn serve_answers_health_checks_and_stops_on_sigterm() {
         .env_remove("FEDIVERSITY_INFRA")
         .env_remove("FEDIVERSITY_DATABASE_URL")
         .env_remove("FEDIVERSITY_KEY_FILE")
+        // `--sign-up` from the environment reaches the panel.
+        .env("FEDIVERSITY_SIGN_UP", "invitation")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -56,6 +59,8 @@ fn serve_answers_health_checks_and_stops_on_sigterm() {
         "{ready}"
     );
     assert!(get(&address, "/").contains("location: /sign-in"));
+    let sign_up = get(&address, "/sign-up");
+    assert!(sign_up.contains("Sign-up is by invitation"), "{sign_up}");
     assert!(
         data.path().join("fediversity.db").exists(),
         "SQLite in the data directory"

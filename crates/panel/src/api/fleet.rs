@@ -19,7 +19,7 @@ use crate::error::PanelError;
 use crate::fleet_release::{self, PublishError, ReleaseRequest};
 
 /// Refuses anyone but an administrator, as a 404.
-fn admin_only(user: &ApiUser) -> Result<(), ApiError> {
+pub(super) fn admin_only(user: &ApiUser) -> Result<(), ApiError> {
     if user.0.role == Role::Admin {
         Ok(())
     } else {

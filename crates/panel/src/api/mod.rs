@@ -7,6 +7,7 @@
 //! as `fediversity validate` reports them) for a configuration that is refused.
 
 mod fleet;
+mod invitations;
 mod openapi;
 
 use axum::Router;
@@ -59,6 +60,7 @@ pub fn router() -> Router<AppState> {
         .route("/fleet/releases/{release}", get(fleet::release))
         .route("/fleet/releases/{release}/pause", post(fleet::pause))
         .route("/fleet/releases/{release}/resume", post(fleet::resume))
+        .route("/invitations", post(invitations::create))
         .fallback(|| async { ApiError::from(PanelError::NotFound) })
 }
 

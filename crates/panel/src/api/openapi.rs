@@ -80,6 +80,27 @@ fn fleet_paths() -> Value {
     })
 }
 
+/// The invitation route, for the hosting provider's administrators (404 for operators' tokens).
+fn invitation_paths() -> Value {
+    let created = json!({"type": "object", "required": ["id", "note", "link", "expires_at"], "properties": {
+        "id": {"type": "integer"}, "note": {"type": "string"},
+        "link": {"type": "string", "description": "The one-time sign-up link to send the customer; not shown again (only its token's hash is kept)."},
+        "expires_at": {"type": "integer", "description": "milliseconds since the Unix epoch"},
+    }});
+    json!({
+        "/api/v1/invitations": {
+            "post": {
+                "summary": "Make an invitation to sign up, for a panel run with `--sign-up invitation`: its link works once, for 7 days (administrators only).",
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {"note": {"type": "string", "description": "Whom it is for (e.g. the customer's name); at most 200 characters are kept."}}}}}},
+                "responses": with_errors(json!({
+                    "201": reply("The invitation and its link.", created),
+                    "400": reply("The body is not an invitation request (not JSON, or an unknown field).", json!({"$ref": "#/components/schemas/Error"})),
+                })),
+            },
+        },
+    })
+}
+
 /// The release schema.
 fn release_schema() -> Value {
     json!({"type": "object", "properties": {
@@ -124,10 +145,12 @@ fn fleet_summary_schema() -> Value {
 /// The document.
 pub async fn document() -> Json<Value> {
     let mut document = base();
-    if let (Some(Value::Object(paths)), Value::Object(fleet)) =
-        (document.get_mut("paths"), fleet_paths())
-    {
-        paths.extend(fleet);
+    for extra in [fleet_paths(), invitation_paths()] {
+        if let (Some(Value::Object(paths)), Value::Object(extra)) =
+            (document.get_mut("paths"), extra)
+        {
+            paths.extend(extra);
+        }
     }
     if let Some(Value::Object(schemas)) = document.pointer_mut("/components/schemas") {
         schemas.insert("Release".to_owned(), release_schema());

@@ -10,9 +10,9 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use fediversity_model::names::OperatorId;
 use serde::Deserialize;
 
-use crate::AppState;
-use crate::auth::{self, MaybeSignedIn, Posted, visitor_csrf};
+use crate::auth::{self, MaybeSignedIn, Posted, id_hash, visitor_csrf};
 use crate::error::PanelError;
+use crate::{AppState, SignUp};
 
 /// The shortest password accepted: long enough to resist guessing, short enough to type.
 const MIN_PASSWORD: usize = 12;
@@ -23,10 +23,21 @@ const MAX_PASSWORD: usize = 1024;
 #[template(path = "sign_up.html")]
 struct SignUpPage {
     csrf: String,
+    /// The invitation's token, carried from the link into the form (empty in open mode).
+    invitation: String,
+    /// Set when the form is not offered: sign-up is by invitation and this one is missing
+    /// or can no longer be used. Says why.
+    closed: Option<&'static str>,
     operator: String,
     email: String,
     errors: Vec<String>,
 }
+
+/// Said when sign-up is by invitation and the visitor has none.
+const NO_INVITATION: &str = "Sign-up is by invitation: ask the hosting provider for a link.";
+/// Said when the invitation is unknown, used, revoked or expired.
+const SPENT_INVITATION: &str = "This invitation is used, revoked or expired: ask the hosting \
+                                provider for a new link.";
 
 #[derive(Template)]
 #[template(path = "sign_in.html")]
@@ -69,24 +80,60 @@ fn blank_visitor_form(
     visitor_page(StatusCode::OK, render(csrf), cookie)
 }
 
+/// The invitation a sign-up link carries.
+#[derive(Deserialize)]
+pub struct InvitationQuery {
+    #[serde(default)]
+    invitation: String,
+}
+
+/// The sign-up form; in invitation mode, only for a usable invitation (otherwise a page
+/// saying why there is no form: 200 without an invitation, 403 with a spent one).
 pub async fn sign_up_page(
     State(state): State<AppState>,
     MaybeSignedIn(session): MaybeSignedIn,
     headers: HeaderMap,
+    Query(query): Query<InvitationQuery>,
 ) -> Result<Response, PanelError> {
+    let invitation = query.invitation.trim().to_owned();
+    let closed = match state.inner.options.sign_up {
+        SignUp::Open => None,
+        SignUp::Invitation if invitation.is_empty() => Some((StatusCode::OK, NO_INVITATION)),
+        SignUp::Invitation => {
+            let usable = state
+                .store()
+                .invitation_usable(&id_hash(&invitation), state.now())
+                .await?;
+            (!usable).then_some((StatusCode::FORBIDDEN, SPENT_INVITATION))
+        }
+    };
+    if let (Some((status, reason)), None) = (closed, &session) {
+        let (csrf, cookie) = visitor_csrf(&state, &headers);
+        let page = SignUpPage::blank(csrf, String::new(), Some(reason));
+        return visitor_page(status, page.render(), cookie);
+    }
     blank_visitor_form(&state, session.is_some(), &headers, "/", |csrf| {
-        SignUpPage {
+        SignUpPage::blank(csrf, invitation, None).render()
+    })
+}
+
+impl SignUpPage {
+    fn blank(csrf: String, invitation: String, closed: Option<&'static str>) -> Self {
+        Self {
             csrf,
+            invitation,
+            closed,
             operator: String::new(),
             email: String::new(),
             errors: Vec::new(),
         }
-        .render()
-    })
+    }
 }
 
 #[derive(Deserialize)]
 pub struct SignUpForm {
+    #[serde(default)]
+    invitation: String,
     #[serde(default)]
     operator: String,
     #[serde(default)]
@@ -98,8 +145,16 @@ pub struct SignUpForm {
 pub async fn sign_up(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Posted(form): Posted<SignUpForm>,
+    Posted(mut form): Posted<SignUpForm>,
 ) -> Result<Response, PanelError> {
+    let invitation = match state.inner.options.sign_up {
+        SignUp::Open => None,
+        SignUp::Invitation => Some(form.invitation.trim().to_owned()),
+    };
+    if invitation.as_deref() == Some("") {
+        let refused = vec![NO_INVITATION.to_owned()];
+        return sign_up_again(&state, &headers, StatusCode::FORBIDDEN, form, refused);
+    }
     let email = form.email.trim().to_lowercase();
     let mut errors = Vec::new();
     let operator = OperatorId::try_from(form.operator.trim().to_owned());
@@ -115,9 +170,19 @@ pub async fn sign_up(
         ));
     }
     if let (Ok(operator), true) = (&operator, errors.is_empty()) {
-        let hash = auth::hash_password(form.password).await?;
-        let now = fediversity_engine::clock::Clock::now(&fediversity_engine::clock::SystemClock);
-        match state.store().sign_up(operator, &email, &hash, now).await {
+        let hash = auth::hash_password(std::mem::take(&mut form.password)).await?;
+        let now = state.now();
+        let signed_up = match &invitation {
+            None => state.store().sign_up(operator, &email, &hash, now).await,
+            Some(token) => {
+                let invitation = id_hash(token);
+                let store = state.store();
+                store
+                    .sign_up_invited(&invitation, operator, &email, &hash, now)
+                    .await
+            }
+        };
+        match signed_up {
             Ok(user) => {
                 let cookie = auth::open_session(&state, user).await?;
                 let target = format!("/operators/{operator}/configure");
@@ -131,17 +196,40 @@ pub async fn sign_up(
                     "An account with that e-mail address exists: sign in instead.".to_owned(),
                 );
             }
+            Err(fediversity_store::Error::InvitationRefused) => {
+                let refused = vec![SPENT_INVITATION.to_owned()];
+                return sign_up_again(&state, &headers, StatusCode::FORBIDDEN, form, refused);
+            }
             Err(error) => return Err(error.into()),
         }
     }
-    let (csrf, cookie) = visitor_csrf(&state, &headers);
+    sign_up_again(
+        &state,
+        &headers,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        form,
+        errors,
+    )
+}
+
+/// The form again, as filled in (but the password), with what was wrong.
+fn sign_up_again(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    form: SignUpForm,
+    errors: Vec<String>,
+) -> Result<Response, PanelError> {
+    let (csrf, cookie) = visitor_csrf(state, headers);
     let page = SignUpPage {
         csrf,
+        invitation: form.invitation,
+        closed: None,
         operator: form.operator,
         email: form.email,
         errors,
     };
-    visitor_page(StatusCode::UNPROCESSABLE_ENTITY, page.render(), cookie)
+    visitor_page(status, page.render(), cookie)
 }
 
 /// Catches typos, not every invalid address: the address is confirmed by using it.

@@ -3,6 +3,7 @@
 mod accounts;
 mod delete;
 pub(crate) mod deployments;
+mod invitations;
 mod maintenance;
 pub(crate) mod operators;
 mod tokens;
@@ -39,6 +40,11 @@ pub fn router() -> Router<AppState> {
         )
         .route("/sign-out", post(accounts::sign_out))
         .route("/operators", get(operators::list))
+        .route("/invitations", post(invitations::create))
+        .route(
+            "/invitations/{invitation}/revoke",
+            post(invitations::revoke),
+        )
         .route("/operators/{operator}", get(operators::dashboard))
         .route(
             "/operators/{operator}/configure",

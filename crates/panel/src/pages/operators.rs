@@ -65,6 +65,7 @@ struct OperatorsPage {
     chrome: Chrome,
     operators: Vec<OperatorRow>,
     releases: Vec<super::maintenance::ReleaseRow>,
+    invitations: Vec<super::invitations::InvitationRow>,
 }
 
 struct OperatorRow {
@@ -110,6 +111,7 @@ pub async fn list(State(state): State<AppState>, user: SignedIn) -> Result<Respo
         chrome: Chrome::of(&user),
         operators,
         releases: super::maintenance::releases(state.store()).await?,
+        invitations: super::invitations::rows(&state, state.now()).await?,
     };
     page(StatusCode::OK, &view)
 }

@@ -322,7 +322,7 @@ async fn the_openapi_document_lists_the_routes_there_are() {
         document["components"]["schemas"]["OperatorConfig"]["properties"]["services"].is_object()
     );
     let paths = document["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 10);
+    assert_eq!(paths.len(), 11);
     for (path, item) in paths {
         let path = path
             .replace("{operator}", "uni")
@@ -346,8 +346,11 @@ async fn the_openapi_document_lists_the_routes_there_are() {
             assert_ne!(text, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
             if text == StatusCode::NOT_FOUND {
                 assert!(
-                    // The fleet is the administrators' (tests/it/fleet_api.rs).
-                    path.contains("/deployments/1") || path.starts_with("/api/v1/fleet/"),
+                    // The fleet and invitations are the administrators' (tests/it/fleet_api.rs,
+                    // tests/it/invitations.rs).
+                    path.contains("/deployments/1")
+                        || path.starts_with("/api/v1/fleet/")
+                        || path == "/api/v1/invitations",
                     "{method} {path} is not routed"
                 );
             }

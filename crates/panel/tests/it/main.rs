@@ -19,6 +19,7 @@ mod fleet_jobs;
 mod flow;
 mod harness;
 mod identity;
+mod invitations;
 mod mail;
 mod maintenance;
 mod metrics;

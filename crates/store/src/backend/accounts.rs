@@ -40,7 +40,21 @@ pub(crate) struct NewUserRow {
     pub operator: Option<String>,
     /// Register `operator` in the same transaction (a sign-up), failing if it exists.
     pub new_operator: bool,
+    /// The hash of the invitation the sign-up uses, marked used in the same transaction.
+    pub invitation: Option<String>,
     pub now: Millis,
+}
+
+/// An invitation as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct InvitationRow {
+    pub id: i64,
+    pub note: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+    pub used_by: Option<String>,
+    pub revoked_at: Option<i64>,
 }
 
 /// What creating a user came to.
@@ -49,6 +63,8 @@ pub(crate) enum UserCreated {
     Created(i64),
     OperatorTaken,
     EmailTaken,
+    /// The invitation is unknown, used, revoked or expired.
+    InvitationRefused,
 }
 
 /// The account queries.
@@ -86,6 +102,20 @@ pub(crate) trait AccountQueries: Send + Sync {
     ) -> Result<()>;
     /// The user whose API token has this hash.
     async fn api_token_user(&self, id_hash: &str) -> Result<Option<UserRow>>;
+    /// Records an invitation; returns its id.
+    async fn create_invitation(
+        &self,
+        id_hash: &str,
+        note: &str,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<i64>;
+    /// Every invitation, newest first.
+    async fn invitations(&self) -> Result<Vec<InvitationRow>>;
+    /// Whether the invitation with this hash could be used at `now`.
+    async fn invitation_usable(&self, id_hash: &str, now: Millis) -> Result<bool>;
+    /// Revokes the invitation if it is unused and unrevoked; returns whether it did.
+    async fn revoke_invitation(&self, id: i64, now: Millis) -> Result<bool>;
 }
 
 /// Implements [`AccountQueries`] for `$backend`.
@@ -101,6 +131,26 @@ macro_rules! account_queries {
                 const FAILED: &str = "creating a user";
                 let mut conn = self.connection(FAILED).await?;
                 let mut tx = begin_write(&mut *conn).await.map_err(self.failed(FAILED))?;
+                // First, so that a sign-up without a valid invitation learns nothing (not
+                // even whether an operator id is taken). The row lock this takes makes a
+                // concurrent use of the same invitation wait, then find it used.
+                if let Some(invitation) = &user.invitation {
+                    let used = sqlx::query(
+                        "UPDATE invitations SET used_at = $1, used_by = $2 WHERE id_hash = $3 \
+                         AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $1",
+                    )
+                    .bind(user.now)
+                    .bind(&user.operator)
+                    .bind(invitation)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.failed(FAILED))?
+                    .rows_affected();
+                    if used == 0 {
+                        tx.rollback().await.map_err(self.failed(FAILED))?;
+                        return Ok(UserCreated::InvitationRefused);
+                    }
+                }
                 if user.new_operator {
                     let created: Option<String> = sqlx::query_scalar(
                         "INSERT INTO operators (id, created_at) VALUES ($1, $2) \
@@ -280,6 +330,81 @@ macro_rules! account_queries {
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(self.failed(FAILED))
+            }
+
+            async fn create_invitation(
+                &self,
+                id_hash: &str,
+                note: &str,
+                now: fediversity_engine::clock::Millis,
+                expires_at: fediversity_engine::clock::Millis,
+            ) -> $crate::error::Result<i64> {
+                const FAILED: &str = "recording an invitation";
+                let mut conn = self.connection(FAILED).await?;
+                sqlx::query_scalar(
+                    "INSERT INTO invitations (id_hash, note, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4) RETURNING id",
+                )
+                .bind(id_hash)
+                .bind(note)
+                .bind(now)
+                .bind(expires_at)
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(self.failed(FAILED))
+            }
+
+            async fn invitations(
+                &self,
+            ) -> $crate::error::Result<Vec<$crate::backend::accounts::InvitationRow>> {
+                const FAILED: &str = "reading the invitations";
+                let mut conn = self.connection(FAILED).await?;
+                sqlx::query_as(
+                    "SELECT id, note, created_at, expires_at, used_at, used_by, revoked_at \
+                     FROM invitations ORDER BY id DESC",
+                )
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(self.failed(FAILED))
+            }
+
+            async fn invitation_usable(
+                &self,
+                id_hash: &str,
+                now: fediversity_engine::clock::Millis,
+            ) -> $crate::error::Result<bool> {
+                const FAILED: &str = "reading an invitation";
+                let mut conn = self.connection(FAILED).await?;
+                let found: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM invitations WHERE id_hash = $1 AND used_at IS NULL \
+                     AND revoked_at IS NULL AND expires_at > $2",
+                )
+                .bind(id_hash)
+                .bind(now)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(self.failed(FAILED))?;
+                Ok(found.is_some())
+            }
+
+            async fn revoke_invitation(
+                &self,
+                id: i64,
+                now: fediversity_engine::clock::Millis,
+            ) -> $crate::error::Result<bool> {
+                const FAILED: &str = "revoking an invitation";
+                let mut conn = self.connection(FAILED).await?;
+                let revoked = sqlx::query(
+                    "UPDATE invitations SET revoked_at = $1 \
+                     WHERE id = $2 AND used_at IS NULL AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .map_err(self.failed(FAILED))?
+                .rows_affected();
+                Ok(revoked == 1)
             }
 
             async fn delete_session(&self, id_hash: &str) -> $crate::error::Result<()> {

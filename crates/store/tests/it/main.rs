@@ -19,6 +19,7 @@ mod domains;
 mod fleet;
 mod harness;
 mod identity_syncs;
+mod invitations;
 mod jobs;
 mod oidc;
 mod panel;
@@ -55,6 +56,8 @@ on_both_backends!(
     accounts::a_sign_up_makes_operator_and_user_together_or_neither,
     accounts::an_operators_emails_are_its_users_only,
     accounts::sessions_live_until_they_expire_or_end,
+    invitations::an_invitation_is_used_once_and_refused_when_expired_or_revoked,
+    invitations::of_concurrent_sign_ups_with_one_invitation_exactly_one_wins,
     addresses::addresses_are_claimed_once_held_and_released,
     addresses::of_many_concurrent_claims_of_one_address_exactly_one_wins,
     domains::a_domain_belongs_to_one_operator_and_nothing_nests_across_operators,
