@@ -50,7 +50,14 @@ pub async fn latest(
     state: &AppState,
     operator: &OperatorId,
 ) -> Result<Option<(StoredConfiguration, OperatorConfig)>, PanelError> {
-    let Some(stored) = state.store().configurations(operator).await?.pop() else {
+    latest_of(state.store().configurations(operator).await?)
+}
+
+/// The last of an operator's configuration versions, read.
+fn latest_of(
+    mut configurations: Vec<StoredConfiguration>,
+) -> Result<Option<(StoredConfiguration, OperatorConfig)>, PanelError> {
+    let Some(stored) = configurations.pop() else {
         return Ok(None);
     };
     let config = serde_json::from_value(stored.config.clone()).map_err(|e| {
@@ -212,7 +219,7 @@ pub(super) async fn dashboard_view(
             DeploymentStatus::Queued | DeploymentStatus::Running
         )
     });
-    let latest = latest(state, operator).await?;
+    let latest = latest_of(configurations)?;
     let services = latest
         .as_ref()
         .map(|(_, config)| {
