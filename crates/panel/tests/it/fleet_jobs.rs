@@ -87,6 +87,18 @@ async fn canary_configured(store: &Store) -> (OperatorId, ConfigurationVersion) 
     (operator, version)
 }
 
+/// A routine release of `infra`, without a deadline, expected to take 30 minutes.
+fn routine(title: &str, infra: &str, policy: Policy) -> NewRelease {
+    NewRelease {
+        title: title.to_owned(),
+        severity: Severity::Routine,
+        deadline: None,
+        infra: infra.to_owned(),
+        policy,
+        expected_minutes: 30,
+    }
+}
+
 /// Waits until none of `operators` has a deployment queued or running.
 async fn settle(store: &Store, operators: &[OperatorId]) {
     for _ in 0..1200 {
@@ -152,14 +164,11 @@ async fn a_release_rolls_out_through_real_deployments_with_its_infra_inside_wind
         assert_eq!(vm_memory(&store, operator).await, [4096], "{operator}");
     }
 
-    let release = NewRelease {
-        title: "Bigger small VMs".to_owned(),
-        severity: Severity::Routine,
-        deadline: None,
-        infra: RELEASE_INFRA.to_owned(),
-        policy: Policy::new(2, 2, 0.5).unwrap(),
-        expected_minutes: 30,
-    };
+    let release = routine(
+        "Bigger small VMs",
+        RELEASE_INFRA,
+        Policy::new(2, 2, 0.5).unwrap(),
+    );
     let id = store
         .create_release(
             &release,
@@ -243,14 +252,8 @@ async fn a_release_whose_infra_no_longer_parses_fails_its_deployments_clearly() 
     let dir = tempfile::tempdir().unwrap();
     let (store, platform) = platform_in(dir.path()).await;
     let (operator, version) = canary_configured(&store).await;
-    let release = NewRelease {
-        title: "Broken".to_owned(),
-        severity: Severity::Routine,
-        deadline: None,
-        infra: "version = 1\n[sizes.small]\ncores = \"two\"\n".to_owned(),
-        policy: Policy::new(1, 1, 0.5).unwrap(),
-        expected_minutes: 30,
-    };
+    let broken = "version = 1\n[sizes.small]\ncores = \"two\"\n";
+    let release = routine("Broken", broken, Policy::new(1, 1, 0.5).unwrap());
     let release = store
         .create_release(&release, &waves(std::slice::from_ref(&operator), &[], 1), 0)
         .await
@@ -350,14 +353,7 @@ async fn an_item_marked_running_without_its_deployment_is_deployed_not_failed() 
     let dir = tempfile::tempdir().unwrap();
     let (store, _platform) = platform_in(dir.path()).await;
     let (operator, _) = canary_configured(&store).await;
-    let release = NewRelease {
-        title: "Rekeying".to_owned(),
-        severity: Severity::Routine,
-        deadline: None,
-        infra: RELEASE_INFRA.to_owned(),
-        policy: Policy::new(10, 2, 0.2).unwrap(),
-        expected_minutes: 30,
-    };
+    let release = routine("Rekeying", RELEASE_INFRA, Policy::new(10, 2, 0.2).unwrap());
     let waves = BTreeMap::from([(operator.clone(), 0)]);
     let id = store.create_release(&release, &waves, 0).await.unwrap();
     let mut item = store.rollout(id).await.unwrap().remove(0).item;
