@@ -541,6 +541,16 @@ fn operator_problems(config: &OperatorConfig) -> Vec<Problem> {
 mod tests {
     use super::*;
 
+    /// The problems `parse_infra` finds in `text`, as the user reads them.
+    fn infra_problems(text: &str) -> Vec<String> {
+        parse_infra(text)
+            .unwrap_err()
+            .as_slice()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
     fn problems(text: &str) -> Vec<String> {
         match parse_operator_config(text) {
             Ok(_) => vec![],
@@ -734,13 +744,10 @@ mod tests {
             "server = \"192.0.2.53:53\"",
             "server = \"ns1.example.net:53\"",
         );
-        let problems = parse_infra(&infra).unwrap_err();
-        let found: Vec<String> = problems
-            .as_slice()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(found, ["dns.server: invalid socket address syntax"]);
+        assert_eq!(
+            infra_problems(&infra),
+            ["dns.server: invalid socket address syntax"]
+        );
     }
 
     #[test]
@@ -750,14 +757,8 @@ mod tests {
         let without_password =
             infra.replace("password_file = \"/etc/fediversity/smtp-password\"\n", "");
         assert_ne!(without_password, infra);
-        let found: Vec<String> = parse_infra(&without_password)
-            .unwrap_err()
-            .as_slice()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         assert_eq!(
-            found,
+            infra_problems(&without_password),
             [
                 "smtp: give `username` and `password_file` together, or neither for a relay that needs no login"
             ]
@@ -781,14 +782,8 @@ mod tests {
         assert_eq!(smtp(&defaulted).unwrap(), "fediversity@mail.example.net");
         let neither = defaulted.replace("from_domain = \"mail.example.net\"\n", "");
         assert_ne!(neither, defaulted);
-        let found: Vec<String> = parse_infra(&neither)
-            .unwrap_err()
-            .as_slice()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         assert_eq!(
-            found,
+            infra_problems(&neither),
             [
                 "smtp: give `platform_from` (or `from_domain`): the address the platform's own maintenance e-mails come from"
             ]

@@ -6,7 +6,7 @@ use fediversity_testkit::golden::assert_golden;
 use crate::cli::{TempDir, fediversity, workspace_root};
 
 /// The sections every infra.toml needs, to which the broken ones below add their mistakes.
-const SIZES_AND_LIMITS: &str = r#"version = 1
+pub(crate) const SIZES_AND_LIMITS: &str = r#"version = 1
 
 [sizes.small]
 cores = 2

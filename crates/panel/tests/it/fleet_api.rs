@@ -73,42 +73,26 @@ async fn administrators_list_read_pause_and_resume_releases_operators_get_404() 
     assert_eq!(read["items"][0]["operator"], "alpha");
     assert_eq!(read["items"][0]["wave"], 0);
 
-    let (status, paused) = call(
-        &admin,
-        Some(&admin_token),
-        Method::POST,
-        &format!("{one}/pause"),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{paused}");
-    assert_eq!(paused["state"], "paused");
-    assert_eq!(
-        store
+    for (action, shown, stored) in [
+        ("pause", "paused", State::Paused),
+        ("resume", "running", State::Running),
+    ] {
+        let (status, answer) = call(
+            &admin,
+            Some(&admin_token),
+            Method::POST,
+            &format!("{one}/{action}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{action}: {answer}");
+        assert_eq!(answer["state"], shown);
+        let release = store
             .release(fediversity_store::ReleaseId(id))
             .await
-            .unwrap()
-            .state,
-        State::Paused
-    );
-    let (status, resumed) = call(
-        &admin,
-        Some(&admin_token),
-        Method::POST,
-        &format!("{one}/resume"),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{resumed}");
-    assert_eq!(resumed["state"], "running");
-    assert_eq!(
-        store
-            .release(fediversity_store::ReleaseId(id))
-            .await
-            .unwrap()
-            .state,
-        State::Running
-    );
+            .unwrap();
+        assert_eq!(release.state, stored, "{action}");
+    }
 
     let (status, unknown) = call(
         &admin,
